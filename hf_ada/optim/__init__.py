@@ -1,0 +1,5 @@
+"""Optimizers: :class:`Adan` and its Trainer registration."""
+
+from .adan import Adan, adan
+
+__all__ = ["Adan", "adan"]
