@@ -179,7 +179,8 @@ class Adan(Optimizer):
         if not grads:
             return None
         norms = torch._foreach_norm(grads, 2.0)
-        total = torch.linalg.vector_norm(torch.stack([n.to(torch.float32) for n in norms]), 2.0)
+        dtype = functools.reduce(torch.promote_types, (n.dtype for n in norms), torch.float32)
+        total = torch.linalg.vector_norm(torch.stack([n.to(dtype) for n in norms]), 2.0)
         eps = self.param_groups[-1]["eps"]  # the reference divides by (norm + eps of the last group)
         return torch.clamp(self.max_grad_norm / (total + eps), max=1.0)
 
@@ -276,7 +277,7 @@ def adan(
         raise ValueError("foreach=True and fused=True are mutually exclusive")
     if fused:
         impl = _fused_adan
-    elif foreach and not torch.jit.is_scripting():
+    elif foreach:
         impl = _multi_tensor_adan
     else:
         impl = _single_tensor_adan
