@@ -1,0 +1,137 @@
+"""Test-session setup shared by every hf-ada test.
+
+At import time (before any test module imports ``huggingface_hub``, which reads its settings once at
+import) this file:
+
+* starts the local Hub test double (:mod:`tests.hub_server`) on a free port of 127.0.0.1 and points
+  ``HF_ENDPOINT`` at it, so every Hub call of the suite stays on this machine;
+* disables Xet (``HF_HUB_DISABLE_XET=1``: uploads go through the LFS batch API the double implements) and
+  telemetry, and sets ``HF_TOKEN`` to the double's write token;
+* moves ``HF_HOME`` (hence the Hub, datasets and transformers caches) to a temporary folder, so nothing
+  touches ``~/.cache/huggingface``; removes ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``, which would turn
+  the Hub round trips off (load local models from their folder instead);
+* keeps thread pools small (the test machines are shared).
+
+Fixtures: ``hub_server`` (session, the :class:`~hub_server.LocalHub`), ``local_hub`` (per test: endpoint,
+token, ``repo_id(name)``, failure injection, cleared before and after the test) and ``empty_cache`` (a
+fresh download cache folder).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hub_server import LocalHub  # noqa: E402  (tests/ is on sys.path: stdlib-only module)
+
+if "huggingface_hub" in sys.modules:  # pragma: no cover - would silently point the suite at the real Hub
+    raise RuntimeError("tests/conftest.py must run before huggingface_hub is imported (it sets HF_ENDPOINT)")
+
+_HUB = LocalHub().start()
+_HF_HOME = tempfile.mkdtemp(prefix="hf-ada-tests-hf-home-")
+atexit.register(shutil.rmtree, _HF_HOME, True)
+atexit.register(_HUB.stop)
+
+os.environ["HF_ENDPOINT"] = _HUB.endpoint
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["HF_TOKEN"] = _HUB.token
+os.environ["HF_HOME"] = _HF_HOME
+for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_CACHE",
+              "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE", "HF_TOKEN_PATH", "HF_HUB_ENABLE_HF_TRANSFER"):
+    os.environ.pop(_name, None)
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("MKL_NUM_THREADS", "2")
+
+
+class _NoWaitTime:
+    """Stands in for the ``time`` module inside ``huggingface_hub.utils._http``: same functions, but
+    ``sleep`` returns at once, so the client's retry back-off (1 s, 2 s, 4 s, 8 s, 8 s) costs nothing."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    @staticmethod
+    def sleep(_seconds: float) -> None:
+        return None
+
+
+class LocalHubHandle:
+    """What the ``local_hub`` fixture gives a test."""
+
+    def __init__(self, server: LocalHub) -> None:
+        self.server = server
+        self.endpoint: str = server.endpoint
+        self.token: str = server.token
+        self.read_token: str = server.read_token
+        self.user: str = server.user
+
+    def repo_id(self, name: str) -> str:
+        """A repo id under the test user that no other test uses: ``<user>/<name>-<8 hex>``."""
+        return f"{self.user}/{name}-{uuid.uuid4().hex[:8]}"
+
+    def fail_next(self, count: int = 1, status: int | None = 500, path_contains: str | None = None,
+                  method: str | None = None) -> None:
+        """Fail the next ``count`` matching requests with ``status`` (``None``: drop the connection
+        half-way through the request body)."""
+        self.server.fail_next(count=count, status=status, path_contains=path_contains, method=method)
+
+    def set_down(self, down: bool = True, status: int | None = None) -> None:
+        """Refuse every request (drop connections, or answer ``status``) until ``set_down(False)``."""
+        self.server.set_down(down, status)
+
+    def reset(self) -> None:
+        """Clear injected failures and the down state."""
+        self.server.reset()
+
+    def files(self, repo_id: str, repo_type: str = "model", revision: str = "main") -> dict[str, bytes]:
+        """Contents of every file the double stores for ``repo_id`` at ``revision``."""
+        return self.server.files(repo_id, repo_type, revision)
+
+    def commit_titles(self, repo_id: str, repo_type: str = "model", revision: str = "main") -> list[str]:
+        """Commit titles of ``revision``, newest first."""
+        repo = self.server.repo(repo_id, repo_type)
+        head = repo.resolve(revision)
+        assert head is not None, f"{repo_id} has no revision {revision!r}"
+        return [commit.title for commit in repo.history(head)]
+
+
+@pytest.fixture(scope="session")
+def hub_server() -> LocalHub:
+    """The session's local Hub test double (already serving; ``HF_ENDPOINT`` points at it)."""
+    return _HUB
+
+
+@pytest.fixture
+def local_hub(hub_server: LocalHub, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Per-test access to the local Hub double; failures are cleared before and after the test, and the
+    client's retry waits are made instant (the retries themselves still happen)."""
+    from huggingface_hub.utils import _http
+
+    monkeypatch.setattr(_http, "time", _NoWaitTime(_http.time))
+    hub_server.reset()
+    yield LocalHubHandle(hub_server)
+    hub_server.reset()
+
+
+@pytest.fixture
+def empty_cache(tmp_path: Path) -> Path:
+    """A fresh, empty ``cache_dir`` for downloads."""
+    cache = tmp_path / "empty-hf-cache"
+    cache.mkdir()
+    return cache
