@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from pathlib import Path
@@ -25,6 +26,38 @@ REPO_TYPES = ("model", "dataset", "space")
 
 class HubError(RuntimeError):
     """A Hub upload or download failed; the message names the repo and the cause."""
+
+
+def _client_errors() -> tuple[type[BaseException], ...]:
+    """Connection errors of the HTTP client under ``huggingface_hub`` (httpx2 in 2.x, httpx in 1.x).
+
+    They are not ``OSError`` subclasses: a dropped or refused connection surfaces as one of these.
+    """
+    errors: list[type[BaseException]] = []
+    for module_name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(module_name).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+# ValueError: malformed server replies. RuntimeError: huggingface_hub wraps a failed LFS upload in one.
+_HUB_FAILURES: tuple[type[BaseException], ...] = (HfHubHTTPError, OSError, ValueError, *_client_errors())
+
+
+def _describe(err: BaseException) -> str:
+    """``err`` followed by the causes it wraps that add information (huggingface_hub wraps a failed LFS upload
+    in a ``RuntimeError`` whose own text does not say why)."""
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, _client_errors()) and not isinstance(err, HfHubHTTPError):
+        text = f"no answer from the Hub ({type(err).__name__}: {text})"
+    cause = None if isinstance(err, HfHubHTTPError) else err.__cause__  # HfHubHTTPError's text is complete
+    while cause is not None:
+        if str(cause).strip() and str(cause).strip() not in text:
+            text += f" (cause: {str(cause).strip()})"
+        cause = None if isinstance(cause, HfHubHTTPError) else cause.__cause__
+    return text
 
 
 def _check_repo_type(repo_type: str) -> None:
@@ -71,9 +104,9 @@ def push_folder(
             commit_message=commit_message or f"Upload {folder.name} with hf-ada",
             create_pr=create_pr,
         )
-    except (HfHubHTTPError, OSError, ValueError) as err:  # ValueError: malformed server replies
+    except (*_HUB_FAILURES, RuntimeError) as err:
         raise HubError(
-            f"Pushing {folder} to {repo_type} repo {repo_id!r} failed: {err}. The local copy at {folder} is "
+            f"Pushing {folder} to {repo_type} repo {repo_id!r} failed: {_describe(err)}. The local copy at {folder} is "
             "intact; fix the cause and push again."
         ) from err
     logger.info("Pushed %s to %s (%s)", folder, repo_id, info)
@@ -111,10 +144,10 @@ def resolve_folder(
                     allow_patterns=None if subfolder is None else [f"{subfolder}/*", f"{subfolder}/**"],
                 )
             )
-        except (HfHubHTTPError, OSError, ValueError) as err:
+        except _HUB_FAILURES as err:
             raise HubError(
                 f"{path_or_repo_id!r} is neither a local folder nor a {repo_type} repo that could be "
-                f"downloaded: {err}"
+                f"downloaded: {_describe(err)}"
             ) from err
     folder = root / subfolder if subfolder else root
     if not folder.is_dir():

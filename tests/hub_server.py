@@ -9,7 +9,7 @@ implements only the HTTP endpoints that ``huggingface_hub`` calls for ``create_r
 permissions model beyond one write token and one read-only token, no pagination, no Xet.
 
 State lives in memory: repos (model and dataset types), branches, commits (one sha per commit), the files
-of every commit, and LFS objects (content-addressed by sha256).
+of every commit, and each repo's LFS objects (content-addressed by sha256).
 
 Failure injection, for the tests of error handling:
 
@@ -114,6 +114,7 @@ class Repo:
     repo_type: str
     private: bool
     branches: dict[str, str] = field(default_factory=dict)  # name -> commit sha
+    lfs_objects: dict[str, bytes] = field(default_factory=dict)  # sha256 hex -> content (per repo, like the Hub)
     commits: dict[str, Commit] = field(default_factory=dict)
     next_pr: int = 1
 
@@ -135,6 +136,11 @@ class Repo:
                         message, _now(), files)
         self.commits[commit.sha] = commit
         return commit
+
+    def content(self, stored: StoredFile) -> bytes:
+        if stored.lfs_sha256 is not None:
+            return self.lfs_objects[stored.lfs_sha256]
+        return stored.content or b""
 
     def history(self, head: Commit) -> list[Commit]:
         out = [head]
@@ -185,7 +191,6 @@ class LocalHub:
         self._port = port
         self._lock = threading.RLock()
         self.repos: dict[tuple[str, str], Repo] = {}
-        self.lfs_objects: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) log, for tests that check traffic
         self._failures: list[_Failure] = []
         self._down: tuple[bool, int | None] = (False, None)
@@ -261,12 +266,7 @@ class LocalHub:
         with self._lock:
             commit = self.repo(repo_id, repo_type).resolve(revision)
             assert commit is not None, f"no revision {revision!r}"
-            return {p: self._content(f) for p, f in commit.files.items()}
-
-    def _content(self, stored: StoredFile) -> bytes:
-        if stored.lfs_sha256 is not None:
-            return self.lfs_objects[stored.lfs_sha256]
-        return stored.content or b""
+            return {p: self.repo(repo_id, repo_type).content(f) for p, f in commit.files.items()}
 
     # ------------------------------------------------------------------ auth
     def _user_for(self, headers: Any) -> tuple[str | None, bool]:
@@ -368,7 +368,7 @@ class LocalHub:
         for obj in payload.get("objects", []):
             oid, size = obj["oid"], int(obj["size"])
             entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
-            if oid not in self.lfs_objects:
+            if oid not in repo.lfs_objects:
                 base = f"{self.endpoint}/__lfs__/{quote(repo.repo_type)}/{repo.repo_id}/{oid}"
                 entry["actions"] = {
                     "upload": {"href": base, "header": {}},
@@ -407,9 +407,9 @@ class LocalHub:
                 files[path] = StoredFile(path, len(content), content=content)
             elif key == "lfsFile":
                 oid = value["oid"]
-                if oid not in self.lfs_objects:
+                if oid not in repo.lfs_objects:
                     raise HubError(422, f"LFS object {oid} of {path} was never uploaded")
-                files[path] = StoredFile(path, len(self.lfs_objects[oid]), lfs_sha256=oid)
+                files[path] = StoredFile(path, len(repo.lfs_objects[oid]), lfs_sha256=oid)
             elif key == "deletedFile":
                 if path not in files:
                     raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
@@ -685,13 +685,16 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubError(400, f"uploaded content does not match its sha256 {oid} ({len(data)} bytes received)")
             # Like S3 presigned URLs, the upload URL itself is the credential: no token is sent.
             with hub._lock:
-                hub.lfs_objects[oid] = data
+                repo = hub.repos.get((repo_type, repo_id))
+                if repo is None:
+                    raise HubError(404, f"Repository Not Found: {repo_type} {repo_id}", "RepoNotFound")
+                repo.lfs_objects[oid] = data
             return self._send(200, b"", {"ETag": f'"{oid}"'})
         if method == "POST" and verify:
             payload = json.loads(self._read_body() or b"{}")
             with hub._lock:
-                hub._require_write(self.headers)
-                stored = hub.lfs_objects.get(oid)
+                repo = hub._get_repo(repo_type, repo_id, self.headers, write=True)
+                stored = repo.lfs_objects.get(oid)
             if stored is None or len(stored) != int(payload.get("size", -1)) or payload.get("oid") != oid:
                 raise HubError(422, f"LFS object {oid} is missing or has the wrong size")
             return self._json(200, {"success": True})
@@ -713,7 +716,7 @@ class _Handler(BaseHTTPRequestHandler):
             stored = commit.files.get(file_path)
             if stored is None:
                 raise HubError(404, f"Entry not found: {file_path}", "EntryNotFound")
-            data = hub._content(stored)
+            data = repo.content(stored)
         headers = {"X-Repo-Commit": commit.sha, "ETag": f'"{stored.etag}"', "Accept-Ranges": "bytes"}
         if stored.lfs_sha256 is not None:
             headers["X-Linked-Etag"] = f'"{stored.lfs_sha256}"'
