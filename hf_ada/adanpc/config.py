@@ -1,0 +1,113 @@
+"""Configuration of an AdaNPC predictor: a dataclass that round-trips through JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..io_utils import read_json, write_json
+
+__all__ = ["AdaNPCConfig", "CONFIG_NAME", "SCHEMA_VERSION", "METRICS", "INSERT_POLICIES"]
+
+CONFIG_NAME = "adanpc_config.json"
+SCHEMA_VERSION = 1
+METRICS = ("cosine", "inner_product", "l2")
+INSERT_POLICIES = ("all", "confident", "none")
+
+
+@dataclass
+class AdaNPCConfig:
+    """Settings of the AdaNPC non-parametric classifier.
+
+    Args:
+        k: number of nearest memory entries that vote.
+        temperature: temperature of the similarity-weighted vote; the weight of neighbour ``j`` is
+            ``softmax_j(sim_j / temperature)`` over the ``k`` neighbours (the reference's formula).
+        metric: ``"cosine"`` (default: features are L2-normalised, similarity = dot product),
+            ``"inner_product"`` (raw dot product) or ``"l2"`` (similarity = minus squared distance).
+        capacity: maximum number of memory entries (``None``: unbounded, as in the reference).
+        insert: which test samples join the memory after being predicted: ``"all"``, ``"confident"``
+            (vote probability of the predicted class >= ``confidence_threshold``) or ``"none"`` (plain kNN).
+        confidence_threshold: threshold for ``insert="confident"``, in ``[0, 1]``. hf-ada's confidence is
+            the maximum of the vote's probability vector. The reference takes a softmax over the already
+            normalised vote, which squeezes the confidence into ``[~0.1, ~0.23]`` for 10 classes, so its
+            thresholds 0.25 / 0.75 / 1.1 all mean "never insert"; hf-ada deliberately does not copy that.
+        evict_source: when the memory is full, the oldest *test* entries are evicted first; source
+            (training) entries are only evicted, oldest first, if this is ``True``. Otherwise new test
+            entries that do not fit are dropped (and a warning is logged once).
+        feature_layer: module whose input is the feature (dotted name as in ``model.named_modules()``);
+            append ``":output"`` to use the module's output instead. ``None``: the input of the last
+            ``nn.Linear`` with ``num_labels`` outputs, i.e. the representation entering the classifier.
+        schema_version: version of this file's schema; a mismatch on load is an error.
+    """
+
+    k: int = 10
+    temperature: float = 0.1
+    metric: str = "cosine"
+    capacity: int | None = None
+    insert: str = "all"
+    confidence_threshold: float = 0.0
+    evict_source: bool = False
+    feature_layer: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ValueError` naming the field and the allowed values if a setting is invalid."""
+        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
+            raise ValueError(f"AdaNPCConfig.k must be an integer >= 1, got {self.k!r}")
+        if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
+            raise ValueError(f"AdaNPCConfig.temperature must be a number > 0, got {self.temperature!r}")
+        if self.metric not in METRICS:
+            raise ValueError(f"AdaNPCConfig.metric must be one of {METRICS}, got {self.metric!r}")
+        if self.capacity is not None and (not isinstance(self.capacity, int) or self.capacity < 1):
+            raise ValueError(f"AdaNPCConfig.capacity must be None or an integer >= 1, got {self.capacity!r}")
+        if self.insert not in INSERT_POLICIES:
+            raise ValueError(f"AdaNPCConfig.insert must be one of {INSERT_POLICIES}, got {self.insert!r}")
+        if not 0.0 <= float(self.confidence_threshold) <= 1.0:
+            raise ValueError(
+                f"AdaNPCConfig.confidence_threshold must lie in [0, 1], got {self.confidence_threshold!r}"
+            )
+        if self.feature_layer is not None and not isinstance(self.feature_layer, str):
+            raise ValueError(f"AdaNPCConfig.feature_layer must be None or a module name, got {self.feature_layer!r}")
+        if self.schema_version != SCHEMA_VERSION:
+            raise ValueError(
+                f"AdaNPCConfig.schema_version {self.schema_version!r} is not supported by this hf-ada "
+                f"(expects {SCHEMA_VERSION}); upgrade hf-ada or re-save the predictor"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> AdaNPCConfig:
+        """Build a config from a dict; unknown keys are an error (a file from another tool or version)."""
+        if not isinstance(payload, dict):
+            raise ValueError(f"an AdaNPC config must be a JSON object, got {type(payload).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(payload) - known)
+        if unknown:
+            raise ValueError(f"unknown AdaNPCConfig keys {unknown}; allowed: {sorted(known)}")
+        if "schema_version" not in payload:
+            raise ValueError(f"{CONFIG_NAME} has no schema_version: not an hf-ada AdaNPC config")
+        return cls(**payload)
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json_string(cls, text: str) -> AdaNPCConfig:
+        return cls.from_dict(json.loads(text))
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Write ``folder/adanpc_config.json`` (atomically)."""
+        write_json(os.path.join(folder, CONFIG_NAME), self.to_dict())
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike) -> AdaNPCConfig:
+        return cls.from_dict(read_json(os.path.join(folder, CONFIG_NAME)))
