@@ -1,0 +1,123 @@
+"""The AdANNS methods on a real ``datasets.Dataset``: the stock search API works unchanged on the index,
+saved indexes are checked against the dataset they are loaded into, and bad columns are refused."""
+
+from __future__ import annotations
+
+import datasets
+import faiss
+import numpy as np
+import pytest
+from datasets import Dataset
+
+import hf_ada  # noqa: F401  (attaches the methods)
+from hf_ada.adanns import AdANNSIndex
+
+faiss.omp_set_num_threads(1)
+
+D = 16
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def vectors() -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((400, D)).astype(np.float32)
+
+
+@pytest.fixture
+def dataset(vectors) -> Dataset:
+    ds = Dataset.from_dict({"emb": vectors.tolist(), "name": [f"row-{i}" for i in range(len(vectors))]})
+    return ds.cast_column("emb", datasets.List(datasets.Value("float32"), length=D))
+
+
+def test_methods_are_attached_on_import():
+    for name in ("add_adanns_index", "add_adanns_index_from_external_arrays", "save_adanns_index",
+                 "load_adanns_index", "push_adanns_index_to_hub"):
+        assert callable(getattr(Dataset, name))
+
+
+def test_get_nearest_examples_after_add_adanns_index(dataset, vectors):
+    dataset.add_adanns_index("emb", d_cluster=4, d_search=D, nlist=8, nprobe=8, show_progress=False)
+    assert dataset.list_indexes() == ["emb"]
+    assert isinstance(dataset.get_index("emb"), AdANNSIndex)
+    query = vectors[17] + 0.01
+    scores, examples = dataset.get_nearest_examples("emb", query, k=4)
+    ref = np.argsort(-(unit(vectors) @ (query / np.linalg.norm(query))))[:4]
+    assert examples["name"] == [f"row-{i}" for i in ref]
+    assert examples["name"][0] == "row-17"
+    batch_scores, batch_examples = dataset.get_nearest_examples_batch("emb", vectors[[3, 9]], k=2)
+    assert [e["name"][0] for e in batch_examples] == ["row-3", "row-9"]
+    assert len(batch_scores) == 2 and len(batch_scores[0]) == 2
+    # per-call overrides pass through Dataset.search unchanged
+    cheap = dataset.search("emb", query, k=4, d_search=4, nprobe=1)
+    assert len(cheap.indices) == 4
+    dataset.drop_index("emb")
+    assert dataset.list_indexes() == []
+
+
+def test_external_arrays_and_variable_length_column(vectors):
+    ds = Dataset.from_dict({"emb": vectors.tolist()})  # List(Value('float64')) without a fixed length
+    ds.add_adanns_index("emb", "by_column", d_cluster=4, d_search=8, nlist=4, nprobe=2, show_progress=False)
+    ds.add_adanns_index_from_external_arrays(vectors, "by_array", d_cluster=4, d_search=8, nlist=4, nprobe=2,
+                                             show_progress=False)
+    a = ds.search_batch("by_column", vectors[:5], k=5)
+    b = ds.search_batch("by_array", vectors[:5], k=5)
+    np.testing.assert_array_equal(a.total_indices, b.total_indices)
+
+
+def test_save_load_on_dataset_and_mismatches(dataset, vectors, tmp_path):
+    dataset.add_adanns_index("emb", "idx", d_cluster=4, d_search=8, nlist=8, nprobe=3, d_rerank=D, rerank_k=20,
+                             show_progress=False, embedding_model="unit-test-model")
+    before = dataset.search_batch("idx", vectors[:10], k=5)
+    dataset.save_adanns_index("idx", tmp_path / "idx")
+    assert "unit-test-model" in (tmp_path / "idx" / "README.md").read_text()
+    dataset.drop_index("idx")
+    dataset.load_adanns_index("idx", tmp_path / "idx")
+    after = dataset.search_batch("idx", vectors[:10], k=5)
+    np.testing.assert_array_equal(before.total_indices, after.total_indices)
+    np.testing.assert_array_equal(before.total_scores, after.total_scores)
+
+    dataset.drop_index("idx")  # datasets refuses transforms while indexes are attached
+    smaller = dataset.select(range(300))
+    with pytest.raises(ValueError, match="holds 400 rows but the dataset has 300"):
+        smaller.load_adanns_index("idx", tmp_path / "idx")
+    changed = dataset.map(lambda row: {"name": row["name"] + "!"})
+    with pytest.raises(ValueError, match="fingerprint"):
+        changed.load_adanns_index("idx", tmp_path / "idx")
+    changed.load_adanns_index("idx", tmp_path / "idx", check_fingerprint=False)
+    assert changed.list_indexes() == ["idx"]
+    wider = Dataset.from_dict({"emb": np.zeros((400, D + 4), np.float32).tolist()})
+    with pytest.raises(ValueError, match="16-dim embeddings, the column has 20"):
+        wider.load_adanns_index("idx", tmp_path / "idx", check_fingerprint=False)
+    with pytest.raises(ValueError, match="not an AdANNS index"):
+        dataset.add_faiss_index("emb", "flat")
+        dataset.save_adanns_index("flat", tmp_path / "flat")
+
+
+@pytest.mark.parametrize(
+    ("make", "kwargs", "message"),
+    [
+        (lambda v: {"emb": v.tolist()}, {"d_cluster": 17}, "d_cluster must be <= the embedding dim \\(16\\)"),
+        (lambda v: {"emb": v.tolist()}, {"nlist": 401}, "nlist must be <= the number of rows \\(400\\)"),
+        (lambda v: {"emb": [str(r) for r in v]}, {}, "column 'emb' must be a fixed-size vector of floats"),
+        (lambda v: {"emb": (v * 10).astype(int).tolist()}, {}, "must be a fixed-size vector of floats"),
+        (lambda v: {"emb": [r[: 8 + i % 2].tolist() for i, r in enumerate(v)]}, {}, "one fixed size"),
+        (lambda v: {"emb": np.where(np.arange(len(v))[:, None] == 250, np.nan, v).tolist()}, {},
+         "NaN or infinite values \\(first at row 250\\)"),
+        (lambda v: {"other": v.tolist()}, {}, "column 'emb' is not in the dataset"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_error(vectors, make, kwargs, message):
+    ds = Dataset.from_dict(make(vectors))
+    params = {"d_cluster": 4, "d_search": 8, "nlist": 4, "nprobe": 2, "show_progress": False, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        ds.add_adanns_index("emb", **params)
+    assert ds.list_indexes() == []
+
+
+def test_wrong_query_dim_on_dataset(dataset, vectors):
+    dataset.add_adanns_index("emb", d_cluster=4, d_search=8, nlist=4, nprobe=2, show_progress=False)
+    with pytest.raises(ValueError, match="dim 12 but the index was built on 16"):
+        dataset.get_nearest_examples("emb", vectors[0, :12])
