@@ -45,7 +45,6 @@ atexit.register(_HUB.stop)
 os.environ["HF_ENDPOINT"] = _HUB.endpoint
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["HF_TOKEN"] = _HUB.token
 os.environ["HF_HOME"] = _HF_HOME
 for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_CACHE",

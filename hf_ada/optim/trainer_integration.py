@@ -154,3 +154,7 @@ def register_adan() -> None:
     trainer_optimizer._OPTIMIZER_HANDLERS[OptimizerNames.ADAN] = _handler
     if not getattr(TrainingArguments.__post_init__, "__hf_ada_wrapped__", False):
         TrainingArguments.__post_init__ = _validate_on_post_init(TrainingArguments.__post_init__)
+
+    from .model_card import install_model_card_hook  # the card of an adan run records the optimizer
+
+    install_model_card_hook()

@@ -1,0 +1,202 @@
+"""Model cards of models trained with ``--optim adan``.
+
+When a :class:`transformers.Trainer` writes its model card (``trainer.create_model_card()``, which
+``trainer.push_to_hub()`` and ``--push_to_hub`` call), the card of a run with ``optim="adan"`` is re-rendered
+from the ``adan_model`` template (:func:`hf_ada.cards.render_model_card`): transformers' own card (title,
+results, hyperparameters, framework versions) followed by an *Optimizer: Adan* section with the optimizer's
+hyperparameters, the run's steps and its final metrics. Every value comes from the run itself: the
+``TrainingArguments``, the optimizer the Trainer built and the ``TrainerState``; nothing is typed by hand.
+The same values are stored, machine-readable, in the card's YAML metadata under ``hf_ada``.
+
+:func:`install_model_card_hook` (run by :func:`hf_ada.optim.trainer_integration.register_adan`, so by
+``import hf_ada``) wraps ``Trainer.create_model_card`` once; runs with any other optimizer keep
+transformers' card untouched.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from ..cards import render_model_card
+from ..io_utils import atomic_file
+from .adan import Adan
+from .trainer_integration import ADAN_OPTIM_NAME, adan_kwargs_from_training_args
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ADAN_CARD_TEMPLATE",
+    "ADAN_CARD_TAGS",
+    "adan_optimizer_record",
+    "adan_run_record",
+    "final_metrics",
+    "render_adan_model_card",
+    "install_model_card_hook",
+]
+
+ADAN_CARD_TEMPLATE = "adan_model"
+ADAN_CARD_TAGS = ("adan", "hf-ada")
+
+#: Logged values that describe throughput or bookkeeping rather than the model's quality.
+_NOT_METRICS = ("epoch", "step", "total_flos", "learning_rate", "grad_norm")
+_NOT_METRIC_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_flos")
+
+
+def _is_adan(optim: Any) -> bool:
+    return str(getattr(optim, "value", optim)) == ADAN_OPTIM_NAME
+
+
+def _adan_defaults() -> dict[str, Any]:
+    signature = inspect.signature(Adan.__init__)
+    return {
+        name: param.default
+        for name, param in signature.parameters.items()
+        if param.default is not inspect.Parameter.empty
+    }
+
+
+def adan_optimizer_record(args: Any, optimizer: Any = None) -> dict[str, Any]:
+    """Adan's hyperparameters for a run with ``TrainingArguments`` ``args``.
+
+    Taken from ``optimizer`` (the :class:`~hf_ada.Adan` the Trainer built, possibly wrapped by accelerate)
+    when given, else from ``args`` as the Trainer would build it. ``lr`` is the peak (``--learning_rate``):
+    the optimizer's current one is the scheduled value.
+    """
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps the real one
+    if isinstance(inner, Adan):
+        defaults = dict(inner.defaults)
+        max_grad_norm = inner.max_grad_norm
+        weight_decay = max((group.get("weight_decay", 0.0) for group in inner.param_groups), default=0.0)
+    else:
+        defaults = {**_adan_defaults(), **adan_kwargs_from_training_args(args)}
+        max_grad_norm = defaults.get("max_grad_norm", 0.0)
+        weight_decay = args.weight_decay
+    return {
+        "name": ADAN_OPTIM_NAME,
+        "class": f"{Adan.__module__.split('.')[0]}.{Adan.__name__}",
+        "lr": float(args.learning_rate),
+        "betas": [float(beta) for beta in defaults["betas"]],
+        "eps": float(defaults["eps"]),
+        "weight_decay": float(weight_decay),
+        "no_prox": bool(defaults["no_prox"]),
+        "max_grad_norm": float(max_grad_norm),
+        "fp32_state": bool(defaults.get("fp32_state", False)),
+        "optim_args": args.optim_args or None,
+    }
+
+
+def adan_run_record(args: Any, state: Any) -> dict[str, Any]:
+    """Steps, epochs, batch sizes and schedule of the run (``TrainingArguments`` + ``TrainerState``)."""
+    warmup = args.warmup_steps
+    warmup_text = f"{int(warmup)} steps" if warmup >= 1 or warmup == 0 else f"{warmup:g} of the steps"
+    return {
+        "global_step": int(state.global_step),
+        "max_steps": int(state.max_steps) if getattr(state, "max_steps", 0) else None,
+        "epoch": round(float(state.epoch or 0.0), 4),
+        "per_device_train_batch_size": int(args.per_device_train_batch_size),
+        "gradient_accumulation_steps": int(args.gradient_accumulation_steps),
+        "seed": int(args.seed),
+        "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        "warmup": warmup_text,
+        "trainer_max_grad_norm": float(args.max_grad_norm),
+    }
+
+
+def _is_metric(name: str, value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and name not in _NOT_METRICS
+        and not name.endswith(_NOT_METRIC_SUFFIXES)
+    )
+
+
+def final_metrics(log_history: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The last logged value of every metric (losses, ``eval_*``, ``train_loss``) with its step, in first-seen
+    order. Throughput and bookkeeping entries (runtime, samples/s, learning rate, grad norm) are left out."""
+    latest: dict[str, dict[str, Any]] = {}
+    for entry in log_history:
+        for name, value in entry.items():
+            if _is_metric(name, value):
+                latest[name] = {"name": name, "value": float(value), "step": entry.get("step")}
+    return list(latest.values())
+
+
+def _reproduce_optim_args(optimizer: Mapping[str, Any]) -> str:
+    beta1, beta2, beta3 = optimizer["betas"]
+    items = [f"beta1={beta1}", f"beta2={beta2}", f"beta3={beta3}", f"eps={optimizer['eps']}",
+             f"no_prox={str(optimizer['no_prox']).lower()}", f"max_grad_norm={optimizer['max_grad_norm']}"]
+    if optimizer["fp32_state"]:
+        items.append("fp32_state=true")
+    return ",".join(items)
+
+
+def render_adan_model_card(trainer_card: str | ModelCard, args: Any, state: Any, optimizer: Any = None) -> ModelCard:
+    """Render the ``adan_model`` template around transformers' own card ``trainer_card``.
+
+    The metadata of ``trainer_card`` is kept; ``adan`` / ``hf-ada`` are added to its tags and the optimizer,
+    run and final-metric records to ``hf_ada``.
+    """
+    card = trainer_card if isinstance(trainer_card, ModelCard) else ModelCard(trainer_card, ignore_metadata_errors=True)
+    optimizer_record = adan_optimizer_record(args, optimizer)
+    run_record = adan_run_record(args, state)
+    metrics = final_metrics(getattr(state, "log_history", []) or [])
+
+    card_data = ModelCardData(**card.data.to_dict()) if card.data is not None else ModelCardData()
+    tags = list(card_data.tags or [])
+    card_data.tags = tags + [tag for tag in ADAN_CARD_TAGS if tag not in tags]
+    card_data.hf_ada = {  # type: ignore[attr-defined]  (free-form metadata key)
+        "optimizer": optimizer_record,
+        "run": run_record,
+        "final_metrics": {m["name"]: m["value"] for m in metrics},
+    }
+    weight_decay_form = (
+        "multiplicative form, theta *= 1 - lr*wd before the update"
+        if optimizer_record["no_prox"]
+        else "proximal form, theta /= 1 + lr*wd after the update"
+    )
+    return render_model_card(
+        ADAN_CARD_TEMPLATE,
+        card_data,
+        trainer_card=card.text.strip(),
+        optimizer=optimizer_record,
+        run=run_record,
+        metrics=[{**m, "value": f"{m['value']:.6g}"} for m in metrics],
+        weight_decay_form=weight_decay_form,
+        reproduce_optim_args=_reproduce_optim_args(optimizer_record),
+    )
+
+
+def _wrap_create_model_card(create_model_card: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(create_model_card)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        create_model_card(self, *args, **kwargs)
+        if not _is_adan(self.args.optim) or not self.is_world_process_zero():
+            return
+        path = Path(self.args.output_dir) / "README.md"
+        if not path.is_file():
+            return
+        card = render_adan_model_card(path.read_text(encoding="utf-8"), self.args, self.state, self.optimizer)
+        with atomic_file(path) as handle:
+            handle.write(str(card))
+        logger.info("Model card %s records the Adan optimizer and its hyperparameters", path)
+
+    wrapper.__hf_ada_wrapped__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def install_model_card_hook() -> None:
+    """Make ``Trainer.create_model_card`` record Adan in the cards of ``optim="adan"`` runs (idempotent)."""
+    from transformers import Trainer
+
+    if not getattr(Trainer.create_model_card, "__hf_ada_wrapped__", False):
+        Trainer.create_model_card = _wrap_create_model_card(Trainer.create_model_card)
