@@ -1,0 +1,112 @@
+"""Hub round trip of an AdANNS index against the local Hub test double (``local_hub`` from conftest):
+push -> download into an empty cache -> load -> identical results; failures leave everything reusable."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import faiss
+import numpy as np
+import pytest
+from datasets import Dataset
+
+import hf_ada  # noqa: F401
+from hf_ada.hub import HubError
+
+faiss.omp_set_num_threads(1)
+
+D = 16
+
+
+@pytest.fixture
+def indexed() -> tuple[Dataset, np.ndarray]:
+    vectors = np.random.default_rng(3).standard_normal((600, D)).astype(np.float32)
+    ds = Dataset.from_dict({"emb": vectors.tolist(), "i": list(range(600))})
+    ds = ds.cast_column("emb", datasets.List(datasets.Value("float32"), length=D))
+    ds.add_adanns_index("emb", d_cluster=4, d_search=8, nlist=8, nprobe=3, pq_bytes=4, d_pq=8, d_rerank=D,
+                        rerank_k=30, show_progress=False, embedding_model="tiny-matryoshka")
+    ds.get_index("emb").tune(vectors[:20], [{i} for i in range(20)], grid=[{"nprobe": 1}, {"nprobe": 8}],
+                             show_progress=False)
+    return ds, vectors
+
+
+def test_push_then_load_into_empty_cache_gives_identical_results(local_hub, indexed, empty_cache):
+    ds, vectors = indexed
+    repo_id = local_hub.repo_id("adanns-index")
+    before = ds.search_batch("emb", vectors[:15], k=6)
+
+    url = ds.push_adanns_index_to_hub("emb", repo_id, private=True, commit_message="Add the emb index")
+
+    assert repo_id in url
+    assert local_hub.commit_titles(repo_id, repo_type="dataset")[0] == "Add the emb index"
+    files = local_hub.files(repo_id, repo_type="dataset")
+    assert {"adanns/emb/config.json", "adanns/emb/vectors.faiss", "adanns/emb/centroids.faiss",
+            "adanns/emb/opq_pq.faiss", "adanns/emb/lists.safetensors", "adanns/emb/pareto_front.json",
+            "adanns/emb/README.md"} <= set(files)
+    assert not any(name.endswith((".pkl", ".pickle", ".bin")) for name in files)
+    card = files["adanns/emb/README.md"].decode()
+    assert "tiny-matryoshka" in card and "d_cluster = 4, nlist = 8" in card and repo_id in card
+
+    ds.drop_index("emb")
+    ds.load_adanns_index("emb", repo_id, cache_dir=empty_cache)
+    assert any(empty_cache.rglob("config.json"))  # really came from the download
+    after = ds.search_batch("emb", vectors[:15], k=6)
+    np.testing.assert_array_equal(before.total_indices, after.total_indices)
+    np.testing.assert_array_equal(before.total_scores, after.total_scores)
+    assert ds.get_index("emb").pareto_front  # the tuned front travelled with it
+
+
+def test_revision_and_path_in_repo(local_hub, indexed, empty_cache):
+    ds, vectors = indexed
+    repo_id = local_hub.repo_id("adanns-branch")
+    ds.push_adanns_index_to_hub("emb", repo_id, path_in_repo="indexes/v1", revision="v1")
+    ds.drop_index("emb")
+    with pytest.raises(FileNotFoundError, match="indexes/v1"):  # main has no such folder
+        ds.load_adanns_index("emb", repo_id, subfolder="indexes/v1", revision="main", cache_dir=empty_cache)
+    ds.load_adanns_index("emb", repo_id, subfolder="indexes/v1", revision="v1", cache_dir=empty_cache)
+    assert ds.search("emb", vectors[0], k=1).indices[0] == 0
+
+
+def test_pulled_index_is_checked_before_use(local_hub, indexed, empty_cache, tmp_path):
+    ds, _ = indexed
+    repo_id = local_hub.repo_id("adanns-checked")
+    ds.push_adanns_index_to_hub("emb", repo_id)
+    other = Dataset.from_dict({"emb": np.zeros((500, D), np.float32).tolist()})
+    with pytest.raises(ValueError, match="holds 600 rows but the dataset has 500"):
+        other.load_adanns_index("emb", repo_id, cache_dir=empty_cache)
+    # a newer schema on the Hub is refused, not half-used
+    folder = tmp_path / "newer"
+    ds.save_adanns_index("emb", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["schema_version"] = 2
+    (folder / "config.json").write_text(json.dumps(config))
+    from hf_ada.hub import push_folder
+
+    newer_repo = local_hub.repo_id("adanns-newer")
+    push_folder(folder, newer_repo, repo_type="dataset", path_in_repo="adanns/emb")
+    with pytest.raises(ValueError, match="schema_version 2"):
+        ds.load_adanns_index("emb", newer_repo, cache_dir=empty_cache)
+
+
+def test_failures_raise_clearly_and_leave_the_index_usable(local_hub, indexed, empty_cache):
+    ds, vectors = indexed
+    repo_id = local_hub.repo_id("adanns-fail")
+    before = ds.search_batch("emb", vectors[:5], k=3)
+    local_hub.set_down(True)
+    with pytest.raises(HubError, match=repo_id):
+        ds.push_adanns_index_to_hub("emb", repo_id)
+    local_hub.set_down(False)
+    local_hub.fail_next(count=10, status=500, path_contains="preupload")
+    with pytest.raises(HubError):
+        ds.push_adanns_index_to_hub("emb", repo_id)
+    local_hub.reset()
+    np.testing.assert_array_equal(ds.search_batch("emb", vectors[:5], k=3).total_indices, before.total_indices)
+    ds.push_adanns_index_to_hub("emb", repo_id)  # the same index pushes fine once the server is back
+    local_hub.set_down(True)
+    with pytest.raises(HubError):
+        ds.load_adanns_index("emb2", repo_id, subfolder="adanns/emb", cache_dir=empty_cache)
+    local_hub.set_down(False)
+    assert ds.list_indexes() == ["emb"]
+    ds.load_adanns_index("emb2", repo_id, subfolder="adanns/emb", cache_dir=empty_cache)
+    np.testing.assert_array_equal(ds.search_batch("emb2", vectors[:5], k=3).total_indices, before.total_indices)
