@@ -172,3 +172,18 @@ def test_missing_revision_and_missing_folder_are_clear_errors(local_hub, tmp_pat
         push_folder(tmp_path / "nothing-here", repo_id)
     with pytest.raises(ValueError, match="repo_type"):
         push_folder(tmp_path / "artifact", repo_id, repo_type="bucket")
+
+
+def test_create_pr_leaves_main_untouched(local_hub, tmp_path, empty_cache):
+    folder = _make_artifact(tmp_path / "artifact")
+    repo_id = local_hub.repo_id("pull-request")
+    push_folder(folder, repo_id, commit_message="base")
+    (folder / "config.json").write_text(json.dumps({"schema_version": 1, "dim": 32}))
+
+    url = push_folder(folder, repo_id, create_pr=True, commit_message="proposal")
+
+    assert "/commit/" in url
+    assert json.loads(local_hub.files(repo_id)["config.json"])["dim"] == 8
+    assert json.loads(local_hub.files(repo_id, revision="refs/pr/1")["config.json"])["dim"] == 32
+    downloaded = resolve_folder(repo_id, revision="refs/pr/1", cache_dir=empty_cache)
+    assert json.loads((downloaded / "config.json").read_text())["dim"] == 32
