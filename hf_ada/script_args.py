@@ -1,0 +1,117 @@
+"""Argument dataclasses and loaders shared by the Trainer scripts in ``scripts/``.
+
+They mirror the transformers example scripts (``--model_name_or_path``, ``--config_name``,
+``--tokenizer_name``, ``--dataset_name``, ``--train_file`` ...), plus ``--config_overrides`` so that a tiny
+model can be built from a config with no weights at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datasets import DatasetDict, load_dataset
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+
+__all__ = ["ModelArguments", "DataArguments", "load_raw_datasets", "load_config_and_tokenizer"]
+
+_FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pretrained model path or Hub id; leave empty to train from a config."}
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "Config path / Hub id, or a model type (e.g. 'bert', 'gpt2') for a fresh config."}
+    )
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Comma-separated key=value overrides of the config, e.g. 'hidden_size=64'."}
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer path / Hub id (default: the model's)."})
+    revision: str = field(default="main", metadata={"help": "Model revision (branch, tag or commit)."})
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "A `datasets` source (Hub id or builder name)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset configuration name."})
+    train_file: str | None = field(default=None, metadata={"help": "Local csv/json/jsonl/parquet/txt training file."})
+    validation_file: str | None = field(default=None, metadata={"help": "Local validation file (same format)."})
+    validation_split_percentage: int = field(
+        default=0, metadata={"help": "Hold out this % of train as validation when no validation split exists."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation set."})
+
+
+def load_raw_datasets(args: DataArguments, seed: int = 42) -> DatasetDict:
+    """Load ``train`` (+ ``validation``) from ``--dataset_name`` or ``--train_file``/``--validation_file``."""
+    if args.dataset_name:
+        raw = load_dataset(args.dataset_name, args.dataset_config_name)
+    elif args.train_file:
+        files = {"train": args.train_file}
+        if args.validation_file:
+            files["validation"] = args.validation_file
+        suffix = Path(args.train_file).suffix
+        if suffix not in _FILE_BUILDERS:
+            raise ValueError(f"--train_file must end in one of {sorted(_FILE_BUILDERS)}, got {args.train_file!r}")
+        raw = load_dataset(_FILE_BUILDERS[suffix], data_files=files)
+    else:
+        raise ValueError("Give either --dataset_name or --train_file")
+    if "train" not in raw:
+        raise ValueError(f"the data has no 'train' split; splits: {list(raw)}")
+    if "validation" not in raw and args.validation_split_percentage > 0:
+        split = raw["train"].train_test_split(test_size=args.validation_split_percentage / 100, seed=seed)
+        raw = DatasetDict(train=split["train"], validation=split["test"])
+    if args.max_train_samples is not None:
+        raw["train"] = raw["train"].select(range(min(args.max_train_samples, len(raw["train"]))))
+    if "validation" in raw and args.max_eval_samples is not None:
+        raw["validation"] = raw["validation"].select(range(min(args.max_eval_samples, len(raw["validation"]))))
+    return raw
+
+
+def _parse_overrides(overrides: str | None) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for item in (overrides or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--config_overrides entry {item!r} is not key=value")
+        for cast in (int, float):
+            try:
+                parsed[key.strip()] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            parsed[key.strip()] = {"true": True, "false": False}.get(value.lower(), value)
+    return parsed
+
+
+def load_config_and_tokenizer(
+    args: ModelArguments, **config_kwargs: Any
+) -> tuple[PretrainedConfig, PreTrainedTokenizerBase]:
+    """Build the config (pretrained, named, or a fresh ``model_type`` config) and the tokenizer."""
+    source = args.config_name or args.model_name_or_path
+    if source is None:
+        raise ValueError("Give --model_name_or_path, or --config_name (path, Hub id or a model type like 'bert')")
+    overrides = _parse_overrides(args.config_overrides)
+    if Path(source).exists() or "/" in source:
+        config = AutoConfig.from_pretrained(source, revision=args.revision, **config_kwargs)
+        for key, value in overrides.items():
+            setattr(config, key, value)
+    else:
+        config = AutoConfig.for_model(source, **overrides, **config_kwargs)
+    tokenizer_source = args.tokenizer_name or args.model_name_or_path
+    if tokenizer_source is None:
+        raise ValueError("Give --tokenizer_name when training from a config")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, revision=args.revision)
+    if getattr(config, "vocab_size", None) is not None and config.vocab_size < len(tokenizer):
+        config.vocab_size = len(tokenizer)
+    if getattr(config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        config.pad_token_id = tokenizer.pad_token_id
+    return config, tokenizer

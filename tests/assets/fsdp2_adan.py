@@ -1,0 +1,53 @@
+"""Train a tiny MLP with Adan under torch FSDP2 (``fully_shard``) on CPU/gloo, or in one process.
+
+``torchrun --nproc_per_node 2 fsdp2_adan.py OUT.safetensors [max_grad_norm]`` shards the parameters
+(DTensors) across two processes; ``python fsdp2_adan.py OUT.safetensors [max_grad_norm]`` runs the same
+training in one process on the full batch. Both write the final full weights.
+"""
+
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import save_file
+
+from hf_ada import Adan
+
+
+def main():
+    out, max_grad_norm = sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    distributed = "WORLD_SIZE" in os.environ
+    rank, world = 0, 1
+    if distributed:
+        dist.init_process_group("gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+    if distributed:
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in model:
+            if isinstance(layer, torch.nn.Linear):
+                fully_shard(layer)
+        fully_shard(model)
+        assert all(hasattr(p, "full_tensor") for p in model.parameters()), "parameters are not sharded"
+    opt = Adan(model.parameters(), lr=1e-2, weight_decay=0.02, max_grad_norm=max_grad_norm)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        x, y = torch.randn(8, 8, generator=gen), torch.randn(8, 4, generator=gen)
+        if distributed:
+            x, y = x.chunk(world)[rank], y.chunk(world)[rank]
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    state = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().contiguous() for k, v in model.state_dict().items()}
+    if rank == 0:
+        state["world_size"] = torch.tensor(world)
+        save_file(state, out)
+    if distributed:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
