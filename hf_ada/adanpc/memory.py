@@ -167,6 +167,15 @@ class AdaNPCMemory:
         self._warned_full = False
         self._rebuild_index()
 
+    def copy(self) -> AdaNPCMemory:
+        """An independent copy (arrays and faiss index)."""
+        other = AdaNPCMemory(self.dim, self.metric, self.capacity, self.evict_source)
+        other.features, other.labels = self.features.copy(), self.labels.copy()
+        other.origin, other.order = self.origin.copy(), self.order.copy()
+        other.next_order, other.info = self.next_order, json.loads(json.dumps(self.info))
+        other._rebuild_index()
+        return other
+
     # ------------------------------------------------------------------ reading
     def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return ``(similarities, labels, positions)`` of the ``min(k, len)`` nearest entries."""
