@@ -31,6 +31,20 @@ def model_provenance(model: Any) -> tuple[str | None, str | None]:
     return name, revision
 
 
+def _full_dim(model: Any) -> int:
+    """The model's untruncated output dim (``truncate_dim`` set on the model is ignored)."""
+    truncate_dim = getattr(model, "truncate_dim", None)
+    try:
+        model.truncate_dim = None
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dim = getter()
+    finally:
+        model.truncate_dim = truncate_dim
+    if not dim:
+        raise ValueError("the model does not report its embedding dimension")
+    return int(dim)
+
+
 def embed(
     dataset: datasets.Dataset,
     model: Any,
@@ -58,9 +72,7 @@ def embed(
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if output_column in dataset.column_names:
         raise ValueError(f"output_column {output_column!r} already exists; choose another name or remove it")
-    dim = model.get_sentence_embedding_dimension()
-    if not dim:
-        raise ValueError("the model does not report its embedding dimension (get_sentence_embedding_dimension)")
+    dim = _full_dim(model)
     name, revision = model_provenance(model)
     name, revision = model_name or name, model_revision or revision
 

@@ -1,0 +1,106 @@
+"""A cheap way to Matryoshka-ise a rigid sentence-transformers model: a linear head on frozen embeddings.
+
+Full fine-tuning with ``SentenceTransformerTrainer`` + ``MatryoshkaLoss`` (``scripts/train_matryoshka.py``)
+is the general route. On a CPU, training only a ``D x D`` linear map on top of the frozen (pre-computed)
+embeddings, with an in-batch InfoNCE loss summed over the Matryoshka prefixes, is much cheaper and already
+makes the short prefixes useful (see ``reference-pitfalls.md``). :func:`attach_head` appends the trained map
+to the model as a ``sentence_transformers.models.Dense`` module, so the result is again an ordinary
+``SentenceTransformer`` that saves and loads as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["matryoshka_infonce_loss", "train_linear_head", "attach_head", "apply_head"]
+
+
+def matryoshka_infonce_loss(
+    anchors: torch.Tensor, positives: torch.Tensor, dims: Sequence[int], temperature: float = 0.05
+) -> torch.Tensor:
+    """Mean over ``dims`` of the in-batch InfoNCE loss on each re-normalised prefix (MRL objective)."""
+    labels = torch.arange(len(anchors), device=anchors.device)
+    total = anchors.new_zeros(())
+    for d in dims:
+        a = nn.functional.normalize(anchors[:, :d], dim=-1)
+        p = nn.functional.normalize(positives[:, :d], dim=-1)
+        total = total + nn.functional.cross_entropy(a @ p.T / temperature, labels)
+    return total / len(dims)
+
+
+def train_linear_head(
+    anchors: np.ndarray,
+    positives: np.ndarray,
+    dims: Sequence[int],
+    *,
+    epochs: int = 3,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    optimizer: str = "adan",
+    temperature: float = 0.05,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> nn.Linear:
+    """Train a ``D x D`` linear map (identity start) on (anchor, positive) embedding pairs with
+    :func:`matryoshka_infonce_loss`; ``optimizer`` is ``"adan"`` (hf-ada's Adan) or ``"adamw"``."""
+    if anchors.shape != positives.shape or anchors.ndim != 2:
+        raise ValueError(f"anchors and positives must be 2-D arrays of one shape, got {anchors.shape} and {positives.shape}")
+    dim = anchors.shape[1]
+    bad = [d for d in dims if not 1 <= d <= dim]
+    if bad:
+        raise ValueError(f"dims must lie in [1, {dim}], got {bad}")
+    if optimizer not in ("adan", "adamw"):
+        raise ValueError(f"optimizer must be 'adan' or 'adamw', got {optimizer!r}")
+    generator = torch.Generator().manual_seed(seed)
+    head = nn.Linear(dim, dim, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(dim))
+    if optimizer == "adan":
+        from ..optim import Adan
+
+        opt: torch.optim.Optimizer = Adan(head.parameters(), lr=lr, weight_decay=0.0)
+    else:
+        opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.0)
+    a_all, p_all = torch.from_numpy(np.ascontiguousarray(anchors, np.float32)), torch.from_numpy(
+        np.ascontiguousarray(positives, np.float32)
+    )
+    steps = epochs * max(1, len(a_all) // batch_size)
+    bar = tqdm(total=steps, desc="Matryoshka head", disable=not show_progress)
+    for _ in range(epochs):
+        order = torch.randperm(len(a_all), generator=generator)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            idx = order[start : start + batch_size]
+            loss = matryoshka_infonce_loss(head(a_all[idx]), head(p_all[idx]), dims, temperature)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            bar.update(1)
+            bar.set_postfix(loss=loss.item())
+    bar.close()
+    return head.eval()
+
+
+def apply_head(head: nn.Linear, embeddings: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    """``embeddings @ head.weight.T`` as float32 numpy, in batches."""
+    weight = head.weight.detach().cpu().numpy().T.astype(np.float32)
+    return np.concatenate([embeddings[i : i + batch_size] @ weight for i in range(0, len(embeddings), batch_size)])
+
+
+def attach_head(model: Any, head: nn.Linear) -> Any:
+    """Append ``head`` to a ``SentenceTransformer`` as a linear ``models.Dense`` module (in place)."""
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    dense = Dense(head.in_features, head.out_features, bias=False, activation_function=nn.Identity())
+    with torch.no_grad():
+        dense.linear.weight.copy_(head.weight)
+    model.append(dense)
+    return model
