@@ -20,6 +20,20 @@ from .optim.trainer_integration import register_adan  # noqa: E402
 
 register_adan()
 
-from . import adanns, adanpc  # noqa: E402,F401  (both register themselves on import)
+from . import adanns, adanpc  # noqa: E402  (both register themselves on import)
+from .adanns import AdANNSConfig, AdANNSIndex, embed  # noqa: E402
+from .adanpc import AdaNPCConfig, AdaNPCPipeline, AdaNPCPredictor  # noqa: E402
 
-__all__ = ["Adan", "adanns", "adanpc", "register_adan", "__version__"]
+__all__ = [
+    "Adan",
+    "AdANNSConfig",
+    "AdANNSIndex",
+    "AdaNPCConfig",
+    "AdaNPCPipeline",
+    "AdaNPCPredictor",
+    "adanns",
+    "adanpc",
+    "embed",
+    "register_adan",
+    "__version__",
+]
