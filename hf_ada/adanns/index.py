@@ -204,7 +204,8 @@ class AdANNSIndex(BaseIndex):
             centroids = xc.mean(axis=0, keepdims=True)
         else:
             kmeans = faiss.Kmeans(
-                cfg.d_cluster, cfg.nlist, niter=20, seed=cfg.seed, spherical=cfg.metric == "ip", verbose=False
+                cfg.d_cluster, cfg.nlist, niter=20, seed=cfg.seed, spherical=cfg.metric == "ip", verbose=False,
+                min_points_per_centroid=1,  # small corpora are legitimate; faiss would only warn
             )
             kmeans.train(xc)
             centroids = kmeans.centroids

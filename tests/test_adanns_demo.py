@@ -1,0 +1,31 @@
+"""The offline demo used by ``hf-ada demo``: runs end to end (quick mode) and writes what it promises."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from hf_ada.adanns import AdANNSIndex
+from hf_ada.adanns.demo import docstring_corpus, run_demo
+
+torch.set_num_threads(2)
+
+
+def test_docstring_corpus_pairs_summary_with_body():
+    names, queries, documents = docstring_corpus(50)
+    assert len(names) == len(queries) == len(documents) == 50
+    assert all(q and d and q not in d[: len(q)] for q, d in zip(queries, documents))
+    assert len(set(documents)) == 50
+
+
+def test_quick_demo(tmp_path):
+    result = run_demo(tmp_path, quick=True)
+    assert result["num_documents"] == 400
+    assert 0.0 < result["rigid_recall@10"] <= result["exact_recall@10"] <= 1.0
+    assert (tmp_path / "adanns_demo.png").stat().st_size > 1000
+    text = (tmp_path / "adanns_demo.md").read_text()
+    assert "AdANNS-IVF" in text and "rigid IVF" in text
+    index = AdANNSIndex.load(tmp_path / "adanns_index", expected_num_rows=400)
+    assert index.config.d_cluster == 48 and index.pareto_front
+    assert json.dumps(result)  # plain JSON-able numbers and paths
