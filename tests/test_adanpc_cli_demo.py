@@ -69,9 +69,11 @@ def test_rotated_digits_domains_and_stream_evaluation():
     np.testing.assert_array_equal(domains[0].images, again[0].images)
     model = build_digit_model(0).eval()  # untrained: checks the plumbing, not accuracy
     processor = make_processor()
-    accuracy, hits, predictor = evaluate_stream(model, processor, domains[:2], domains[2:], batch_size=64)
+    accuracy, hits, predicted, predictor = evaluate_stream(model, processor, domains[:2], domains[2:], batch_size=64)
     assert set(accuracy) == set(METHODS)
     assert all(0.0 <= accuracy[m][a] <= 1.0 for m in METHODS for a in (30, 45, "mean"))
     assert all(len(h) == len(domains[2].labels) + len(domains[3].labels) for h in hits.values())
     assert predictor.memory.num_source == len(domains[0].labels) + len(domains[1].labels)
     assert predictor.memory.num_test == len(hits["AdaNPC"])
+    truth = np.concatenate([domains[2].labels, domains[3].labels])
+    assert all(np.array_equal(predicted[m] == truth, hits[m]) for m in METHODS)

@@ -166,6 +166,12 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, tokenizer, train
     np.testing.assert_array_equal(loaded.memory.features, predictor.memory.features)
     pipe = AdaNPCPipeline.from_pretrained(tmp_path / "p", device="cpu")
     assert pipe("the sea", top_k=None)[0]["label"] in LABELS.values()
+    from transformers import pipeline
+
+    by_name = pipeline("adanpc-text-classification", model=str(tmp_path / "p"), device="cpu")
+    fresh = AdaNPCPredictor.from_pretrained(tmp_path / "p")
+    assert by_name.predictor.config == fresh.config and len(by_name.memory) == len(fresh.memory) == 12
+    np.testing.assert_array_equal(by_name.memory.features, fresh.memory.features)
 
 
 def test_loading_checks_what_it_reads(tmp_path, tokenizer, train_dataset):
@@ -266,3 +272,26 @@ def test_hub_failures_are_clear_and_leave_local_copy(local_hub, empty_cache, tmp
     assert {name: (local / name).read_bytes() for name in os.listdir(local)} == snapshot
     reloaded = AdaNPCPredictor.from_pretrained(local)
     np.testing.assert_array_equal(reloaded.predict(STREAM_TEXT, adapt=False), predictor.predict(STREAM_TEXT, adapt=False))
+
+
+def test_audio_pipeline_on_tiny_wav2vec2():
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification, pipeline
+
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(vocab_size=10, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=32, conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 4),
+                            num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2, classifier_proj_size=8,
+                            num_labels=2, id2label={0: "lo", 1: "hi"}, label2id={"lo": 0, "hi": 1})
+    model = Wav2Vec2ForSequenceClassification(config).eval()
+    extractor = Wav2Vec2FeatureExtractor(sampling_rate=16000)
+    rng = np.random.default_rng(0)
+    train = datasets.Dataset.from_dict({"audio": [rng.normal(size=1600).astype(np.float32) for _ in range(4)],
+                                        "label": [0, 1, 0, 1]})
+    pipe = pipeline("adanpc-audio-classification", model=model, feature_extractor=extractor, memory=train,
+                    adanpc_config={"k": 2}, device="cpu")
+    assert pipe.memory.dim == 8  # the input of the classifier (after the projector)
+    clips = [rng.normal(size=1600).astype(np.float32) for _ in range(3)]
+    got = pipe(clips, batch_size=2)
+    assert len(got) == 3 and all({d["label"] for d in row} == {"lo", "hi"} for row in got)
+    assert all(abs(sum(d["score"] for d in row) - 1) < 1e-5 for row in got)
+    assert pipe.memory.num_test == 3

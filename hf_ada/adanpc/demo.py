@@ -113,7 +113,10 @@ def train_digit_classifier(train: list[Domain], processor, epochs: int, seed: in
 
 def evaluate_stream(model, processor, source: list[Domain], stream: list[Domain],
                     config: AdaNPCConfig | None = None, batch_size: int = 32, t3a_filter_k: int | None = 100):
-    """Run every method of :data:`METHODS` over the stream; return (per-domain accuracy, per-sample hits, predictor).
+    """Run every method of :data:`METHODS` over the stream.
+
+    Returns ``(accuracy, hits, predictions, predictor)``: per-domain accuracy per method, per-sample
+    correctness and predicted labels along the stream per method, and the adapted AdaNPC predictor.
 
     Features are computed once per domain through the AdaNPC feature hook (the input of the ViT's head);
     the adaptive methods then see the stream batch by batch, in domain order.
@@ -129,24 +132,25 @@ def evaluate_stream(model, processor, source: list[Domain], stream: list[Domain]
         "dataset": f"sklearn digits rotated {', '.join(str(d.angle) for d in source)} degrees",
         "num_rows": int(sum(len(d.labels) for d in source)), "input_column": "image", "label_column": "label"})
     t3a = T3AClassifier.from_model(model, filter_k=t3a_filter_k)
-    hits: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
+    predictions: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
     for domain in stream:
         feats, logits = adanpc.hook.run({"pixel_values": pixel_values(processor, domain.images)})
         logits = logits.numpy()
         for start in range(0, len(domain.labels), batch_size):
             sl = slice(start, start + batch_size)
-            y = domain.labels[sl]
-            hits["ERM"].append(logits[sl].argmax(1) == y)
-            hits["T3A"].append(t3a(feats[sl]).argmax(1) == y)
-            hits["kNN (AdaNPC, no insertion)"].append(knn.predict_features(feats[sl]).argmax(1) == y)
-            hits["AdaNPC"].append(adanpc.predict_features(feats[sl]).argmax(1) == y)
-    flat = {m: np.concatenate(h) for m, h in hits.items()}
+            predictions["ERM"].append(logits[sl].argmax(1))
+            predictions["T3A"].append(t3a(feats[sl]).argmax(1))
+            predictions["kNN (AdaNPC, no insertion)"].append(knn.predict_features(feats[sl]).argmax(1))
+            predictions["AdaNPC"].append(adanpc.predict_features(feats[sl]).argmax(1))
+    predicted = {m: np.concatenate(p) for m, p in predictions.items()}
+    truth = np.concatenate([d.labels for d in stream])
+    flat = {m: p == truth for m, p in predicted.items()}
     bounds = np.cumsum([0] + [len(d.labels) for d in stream])
     accuracy = {m: {d.angle: float(flat[m][bounds[i]:bounds[i + 1]].mean()) for i, d in enumerate(stream)}
                 for m in METHODS}
     for m in METHODS:
         accuracy[m]["mean"] = float(np.mean([accuracy[m][d.angle] for d in stream]))
-    return accuracy, flat, adanpc
+    return accuracy, flat, predicted, adanpc
 
 
 def plot_stream(accuracy: dict, hits: dict, stream: list[Domain], path: Path, title: str, window: int = 60) -> Path:
@@ -206,7 +210,7 @@ def run_demo(out_dir: Path, quick: bool, train_optim: str = "adan", seed: int = 
     epochs = 6 if quick else 30
     model = train_digit_classifier(source, processor, epochs=epochs, seed=seed, optim=train_optim)
     train_seconds = time.perf_counter() - started
-    accuracy, hits, predictor = evaluate_stream(model, processor, source, stream)
+    accuracy, hits, predicted, predictor = evaluate_stream(model, processor, source, stream)
     adapted_entries = predictor.memory.num_test
     predictor.reset()
     predictor_dir = predictor.save_pretrained(out_dir / "adanpc_digits_predictor")
@@ -228,6 +232,8 @@ def run_demo(out_dir: Path, quick: bool, train_optim: str = "adan", seed: int = 
         "total_seconds": round(time.perf_counter() - started, 1),
         "num_source": predictor.memory.num_source,
         "num_test_inserted": adapted_entries,
+        "classes_predicted_last_domain": {m: int(len(np.unique(p[-len(stream[-1].labels):])))
+                                          for m, p in predicted.items()},
         "png": png,
         "markdown": markdown,
         "predictor_dir": Path(predictor_dir),

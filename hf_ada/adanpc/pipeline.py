@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from transformers import (
@@ -31,8 +32,8 @@ from transformers import (
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .config import AdaNPCConfig
-from .memory import AdaNPCMemory
+from .config import CONFIG_NAME, AdaNPCConfig
+from .memory import MEMORY_NAME, AdaNPCMemory
 from .predictor import AdaNPCPredictor
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,13 @@ class AdaNPCPipeline(Pipeline):
             if isinstance(adanpc_config, dict):
                 adanpc_config = AdaNPCConfig(**adanpc_config)
             processor = self.tokenizer or self.image_processor or self.feature_extractor
+            saved = _saved_predictor_folder(self.model)
+            if saved is not None and memory is None:
+                # pipeline("adanpc-...", model="<folder saved by save_pretrained>") restores config and memory
+                loaded_memory, _ = AdaNPCMemory.load(saved / MEMORY_NAME)
+                memory = loaded_memory
+                if adanpc_config is None:
+                    adanpc_config = AdaNPCConfig.from_pretrained(saved)
             self.predictor = AdaNPCPredictor(self.model, processor, adanpc_config)
         if isinstance(memory, AdaNPCMemory):
             self.predictor._attach_memory(memory)
@@ -156,6 +164,15 @@ class AdaNPCPipeline(Pipeline):
             path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
         )
         return cls.from_predictor(predictor, **kwargs)
+
+
+def _saved_predictor_folder(model: Any) -> Path | None:
+    """The local folder ``model`` was loaded from, if it is a saved AdaNPC predictor."""
+    name = getattr(model, "name_or_path", "") or ""
+    folder = Path(name) if name else None
+    if folder is not None and (folder / CONFIG_NAME).is_file() and (folder / MEMORY_NAME).is_file():
+        return folder
+    return None
 
 
 class AdaNPCTextClassificationPipeline(AdaNPCPipeline, TextClassificationPipeline):
