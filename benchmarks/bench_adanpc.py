@@ -163,6 +163,7 @@ def bench_text(n_train: int, n_test: int, epochs: float, latency_samples: int, r
         ada_pipe(subset, batch_size=32, **tok_kwargs)
         timings["adanpc"].append(time.perf_counter() - t)
     per_sample = {k: 1000 * statistics.median(v) / len(subset) for k, v in timings.items()}
+    best_per_sample = {k: 1000 * min(v) / len(subset) for k, v in timings.items()}
 
     import matplotlib
 
@@ -183,6 +184,9 @@ def bench_text(n_train: int, n_test: int, epochs: float, latency_samples: int, r
         "train_seconds": round(train_seconds, 1), "source_memory_self_accuracy": src_acc,
         "accuracy": accuracy, "halves": halves, "adanpc_never_predicted": never_predicted,
         "latency_ms_per_sample": per_sample, "latency_ratio": per_sample["adanpc"] / per_sample["plain"],
+        "latency_best_ms_per_sample": best_per_sample,
+        "latency_ratio_best": best_per_sample["adanpc"] / best_per_sample["plain"],
+        "latency_runs_s": timings,
         "latency_samples": len(subset), "latency_repeats": repeats,
         "memory_after_stream": memory_after_stream,
     }
@@ -240,10 +244,13 @@ def report(digits: dict, text: dict | None, args: argparse.Namespace, seconds: f
             f"Sections AdaNPC never predicted on the stream: {text['adanpc_never_predicted'] or 'none'}.",
             "",
             f"Latency at batch size 32 ({text['latency_samples']} synopses, median of {text['latency_repeats']} "
-            f"alternating runs, AdaNPC memory {len(text['sections']) and text['n_train']} source entries growing "
-            f"with the stream): plain pipeline {lat['plain']:.2f} ms/sample, AdaNPC pipeline {lat['adanpc']:.2f} "
+            f"alternating runs, AdaNPC memory of {text['n_train']} source entries growing "
+            f"with the stream, reset before each run): plain pipeline {lat['plain']:.2f} ms/sample, AdaNPC pipeline {lat['adanpc']:.2f} "
             f"ms/sample, ratio **{text['latency_ratio']:.2f}x** (target <= 1.2x: "
-            f"{'met' if text['latency_ratio'] <= 1.2 else 'missed'}).",
+            f"{'met' if text['latency_ratio'] <= 1.2 else 'missed'}); best run of each: "
+            f"{text['latency_best_ms_per_sample']['plain']:.2f} vs {text['latency_best_ms_per_sample']['adanpc']:.2f} "
+            f"ms/sample, ratio {text['latency_ratio_best']:.2f}x. The CPU was shared with other jobs, so single "
+            "runs are noisy; the runs alternate so both pipelines see the same load.",
             "",
             "![text](adanpc_text.png)",
             "",
@@ -251,6 +258,15 @@ def report(digits: dict, text: dict | None, args: argparse.Namespace, seconds: f
     else:
         lines += ["Text task skipped: ../shared/data/debian-packages.parquet not found.", ""]
     return "\n".join(lines)
+
+
+def _jsonable(value):
+    """Dict keys as strings (angles are ints next to "mean"), recursively."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,12 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             text = bench_text(n_train=320, n_test=320, epochs=1, latency_samples=320, repeats=2)
         else:
-            text = bench_text(n_train=1600, n_test=2000, epochs=1, latency_samples=640, repeats=5)
+            text = bench_text(n_train=1600, n_test=1600, epochs=1, latency_samples=640, repeats=5)
     seconds = time.perf_counter() - t0
     md = report(digits, text, args, seconds)
     with atomic_file(RESULTS / "adanpc.md") as handle:
         handle.write(md + "\n")
-    write_json(RESULTS / "adanpc.json", {"digits": digits, "text": text, "seconds": seconds})
+    write_json(RESULTS / "adanpc.json", _jsonable({"digits": digits, "text": text, "seconds": seconds}))
     print(md)
     return 0
 

@@ -55,14 +55,66 @@ class AdaNPCMemory:
         self.metric = metric
         self.capacity = capacity
         self.evict_source = evict_source
-        self.features = np.zeros((0, dim), dtype=np.float32)
-        self.labels = np.zeros((0,), dtype=np.int64)
-        self.origin = np.zeros((0,), dtype=np.uint8)
-        self.order = np.zeros((0,), dtype=np.int64)
+        self._set(np.zeros((0, dim), dtype=np.float32), np.zeros((0,), dtype=np.int64),
+                  np.zeros((0,), dtype=np.uint8), np.zeros((0,), dtype=np.int64))
         self.next_order = 0
         self.info: dict[str, Any] = {}
         self._warned_full = False
         self._index = self._new_index()
+
+    # ------------------------------------------------------------------ storage
+    # Entries live in over-allocated buffers (grown by doubling), so inserting a batch costs O(batch),
+    # not O(memory). ``features``/``labels``/``origin``/``order`` are read-only views of the filled part.
+    def _set(self, features: np.ndarray, labels: np.ndarray, origin: np.ndarray, order: np.ndarray) -> None:
+        self._features = np.ascontiguousarray(features, dtype=np.float32)
+        self._labels = np.asarray(labels, dtype=np.int64).copy()
+        self._origin = np.asarray(origin, dtype=np.uint8).copy()
+        self._order = np.asarray(order, dtype=np.int64).copy()
+        self._size = int(self._labels.shape[0])
+
+    def _append(self, features: np.ndarray, labels: np.ndarray, origin: np.ndarray, order: np.ndarray) -> None:
+        n, end = features.shape[0], self._size + features.shape[0]
+        if end > self._labels.shape[0]:
+            grown = max(end, 2 * self._labels.shape[0], 1024)
+            for name in ("_features", "_labels", "_origin", "_order"):
+                old = getattr(self, name)
+                new = np.empty((grown,) + old.shape[1:], dtype=old.dtype)
+                new[: self._size] = old[: self._size]
+                setattr(self, name, new)
+        self._features[self._size : end] = features
+        self._labels[self._size : end] = labels
+        self._origin[self._size : end] = origin
+        self._order[self._size : end] = order
+        self._size = end
+
+    def _view(self, name: str) -> np.ndarray:
+        view = getattr(self, name)[: self._size]
+        view.flags.writeable = False
+        return view
+
+    @property
+    def features(self) -> np.ndarray:
+        """``(len, dim)`` float32 features (L2-normalised for cosine), a read-only view."""
+        return self._view("_features")
+
+    @property
+    def labels(self) -> np.ndarray:
+        """``(len,)`` int64 label ids, a read-only view."""
+        return self._view("_labels")
+
+    @property
+    def origin(self) -> np.ndarray:
+        """``(len,)`` uint8 origin flags (:data:`SOURCE` / :data:`TEST`), a read-only view."""
+        return self._view("_origin")
+
+    @property
+    def order(self) -> np.ndarray:
+        """``(len,)`` int64 insertion numbers (larger = newer), a read-only view."""
+        return self._view("_order")
+
+    def _keep(self, keep: np.ndarray) -> None:
+        self._set(self.features[keep], self.labels[keep], self.origin[keep], self.order[keep])
+        self._rebuild_index()
 
     # ------------------------------------------------------------------ basics
     def _new_index(self) -> faiss.Index:
@@ -74,7 +126,7 @@ class AdaNPCMemory:
             self._index.add(self.features)
 
     def __len__(self) -> int:
-        return int(self.labels.shape[0])
+        return self._size
 
     @property
     def num_source(self) -> int:
@@ -116,10 +168,8 @@ class AdaNPCMemory:
         n = feats.shape[0]
         if n == 0:
             return 0
-        self.features = np.concatenate([self.features, feats])
-        self.labels = np.concatenate([self.labels, labs])
-        self.origin = np.concatenate([self.origin, np.full(n, origin, dtype=np.uint8)])
-        self.order = np.concatenate([self.order, np.arange(self.next_order, self.next_order + n, dtype=np.int64)])
+        self._append(feats, labs, np.full(n, origin, dtype=np.uint8),
+                     np.arange(self.next_order, self.next_order + n, dtype=np.int64))
         self.next_order += n
         self._index.add(feats)
         return n
@@ -139,9 +189,7 @@ class AdaNPCMemory:
         if evict.size:
             keep = np.ones(len(self), dtype=bool)
             keep[evict] = False
-            self.features, self.labels = self.features[keep], self.labels[keep]
-            self.origin, self.order = self.origin[keep], self.order[keep]
-            self._rebuild_index()
+            self._keep(keep)
         room = self.capacity - len(self)
         if room >= feats.shape[0]:
             return feats, labs
@@ -161,17 +209,13 @@ class AdaNPCMemory:
 
     def reset(self) -> None:
         """Forget every test entry; the source entries stay."""
-        keep = self.origin == SOURCE
-        self.features, self.labels = self.features[keep], self.labels[keep]
-        self.origin, self.order = self.origin[keep], self.order[keep]
         self._warned_full = False
-        self._rebuild_index()
+        self._keep(self.origin == SOURCE)
 
     def copy(self) -> AdaNPCMemory:
         """An independent copy (arrays and faiss index)."""
         other = AdaNPCMemory(self.dim, self.metric, self.capacity, self.evict_source)
-        other.features, other.labels = self.features.copy(), self.labels.copy()
-        other.origin, other.order = self.origin.copy(), self.order.copy()
+        other._set(self.features.copy(), self.labels, self.origin, self.order)
         other.next_order, other.info = self.next_order, json.loads(json.dumps(self.info))
         other._rebuild_index()
         return other
@@ -203,10 +247,10 @@ class AdaNPCMemory:
         for key, value in (extra_metadata or {}).items():
             metadata[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         tensors = {
-            "features": self.features,
-            "labels": self.labels,
-            "origin": self.origin,
-            "order": self.order,
+            "features": np.ascontiguousarray(self.features),
+            "labels": np.ascontiguousarray(self.labels),
+            "origin": np.ascontiguousarray(self.origin),
+            "order": np.ascontiguousarray(self.order),
         }
         payload = save(tensors, metadata=metadata)
         with atomic_file(path, "wb") as handle:
@@ -239,10 +283,7 @@ class AdaNPCMemory:
             raise ValueError(f"{path} is inconsistent: features {feats.shape}, labels ({n},), dim {memory.dim}")
         if not set(np.unique(tensors["origin"]).tolist()) <= {SOURCE, TEST}:
             raise ValueError(f"{path} has origin flags other than SOURCE/TEST")
-        memory.features = np.ascontiguousarray(feats, dtype=np.float32)
-        memory.labels = tensors["labels"].astype(np.int64)
-        memory.origin = tensors["origin"].astype(np.uint8)
-        memory.order = tensors["order"].astype(np.int64)
+        memory._set(feats, tensors["labels"], tensors["origin"], tensors["order"])
         memory.next_order = int(metadata["next_order"])
         memory.info = json.loads(metadata.get("info", "{}"))
         memory._rebuild_index()
