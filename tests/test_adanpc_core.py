@@ -77,7 +77,7 @@ def tiny_model():
     torch.manual_seed(0)
     config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=16, num_labels=3, max_position_embeddings=16)
-    return BertForSequenceClassification(config)  # features are 8-dim (the classifier's input)
+    return BertForSequenceClassification(config).eval()  # features are 8-dim (the classifier input)
 
 
 def make_predictor(model, **config):
@@ -273,3 +273,29 @@ def test_t3a_from_model_uses_the_head(tiny_model):
     z = np.random.default_rng(0).normal(size=(2, 8))
     np.testing.assert_allclose(t3a.head(z), tiny_model.classifier(torch.tensor(z, dtype=torch.float32)).detach().numpy(),
                                rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- features
+def test_feature_hook_default_and_feature_layer(tiny_model):
+    from hf_ada.adanpc.features import FeatureHook
+
+    inputs = {"input_ids": torch.tensor([[1, 5, 7, 2], [1, 9, 2, 0]]),
+              "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])}
+    with torch.no_grad():
+        out = tiny_model(**inputs, output_hidden_states=True)
+        pooled = tiny_model.bert.pooler(out.hidden_states[-1])
+    head = FeatureHook(tiny_model)
+    feats, logits = head.run(inputs)
+    head.remove()
+    assert head.module_name == "classifier" and head.static_dim == 8
+    np.testing.assert_allclose(feats, pooled.numpy(), rtol=1e-5, atol=1e-6)  # dropout is off in eval
+    np.testing.assert_allclose(logits.numpy(), out.logits.numpy(), rtol=1e-5, atol=1e-6)
+    # a 3-D output is reduced to its first (CLS) position
+    encoder = FeatureHook(tiny_model, "bert.encoder:output")
+    feats, _ = encoder.run(inputs)
+    encoder.remove()
+    np.testing.assert_allclose(feats, out.hidden_states[-1][:, 0].numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="not a module"):
+        FeatureHook(tiny_model, "bert.nope")
+    with pytest.raises(ValueError, match="suffix"):
+        FeatureHook(tiny_model, "bert.pooler:middle")
