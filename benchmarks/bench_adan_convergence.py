@@ -384,11 +384,26 @@ def plot(runs: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One results dict from several runs of this script (same data and model): runs concatenated."""
+    meta = dict(results[0]["meta"])
+    for other in results[1:]:
+        for key in ("model_size", "steps", "batch_size", "block_size", "data"):
+            if other["meta"][key] != meta[key]:
+                raise ValueError(f"--from-json: cannot merge runs with different {key}: {meta[key]!r} vs "
+                                 f"{other['meta'][key]!r}")  # fmt: skip
+        meta["command"] += "` + `" + other["meta"]["command"]
+        meta["wall_s"] += other["meta"]["wall_s"]
+        meta["load_avg_end"] = other["meta"]["load_avg_end"]
+    return {"meta": meta, "runs": [r for res in results for r in res["runs"]]}
+
+
 def write_report(results: dict[str, Any], out: Path) -> int:
     """Write ``adan_convergence.{json,md,png}`` into ``out`` and print the markdown."""
-    meta, summary, runs = results["meta"], results["summary"], results["runs"]
+    meta, runs = results["meta"], results["runs"]
     for r in runs:  # JSON turns the (step, loss) tuples into lists
         r["eval_curve"] = [tuple(x) for x in r["eval_curve"]]
+    results["summary"] = summary = summarise(runs)  # recomputed: runs may have been merged from several files
     out.mkdir(parents=True, exist_ok=True)
     (out / "adan_convergence.json").write_text(json.dumps(results, indent=1))
     markdown = render_markdown(runs, summary, meta)
@@ -417,10 +432,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1-2 on a shared machine)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS_DIR))
-    parser.add_argument("--from-json", default=None, help="only re-render the markdown/PNG from a results JSON")
+    parser.add_argument(
+        "--from-json", nargs="+", default=None, metavar="JSON",
+        help="no training: re-render the markdown/PNG from results JSON file(s); several files are merged "
+        "(e.g. an extra --lrs run), the first one's settings head the report",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.from_json:
-        return write_report(json.loads(Path(args.from_json).read_text()), Path(args.out))
+        return write_report(merge_results([json.loads(Path(p).read_text()) for p in args.from_json]), Path(args.out))
     for name in ("steps", "batch_size", "block_size", "eval_every", "eval_blocks", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -469,8 +488,6 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(res)
             print(f"  final eval loss {res['final_eval_loss']:.4f} ({res['wall_s']:.0f} s, "
                   f"{res['optimizer_class']})", flush=True)  # fmt: skip
-    summary = summarise(runs)
-    default_args = args.model_size == "reduced"
     meta = {
         "command": "python benchmarks/bench_adan_convergence.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "model_size": args.model_size,
@@ -495,12 +512,11 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_start": load_start,
         "load_avg_end": load_average(),
         "wall_s": time.time() - t_start,
-        "default_size": default_args,
     }
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)
-    return write_report({"meta": meta, "summary": summary, "runs": runs}, out)
+    return write_report({"meta": meta, "runs": runs}, out)
 
 
 if __name__ == "__main__":
