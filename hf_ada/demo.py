@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,17 @@ def _pngs(result: Any) -> list[Path]:
     return found
 
 
+def _fragment(markdown: Any, stage_dir: Path) -> str:
+    """A stage's markdown, given inline or as the path of a file it wrote; image links made relative to
+    the report (one folder up from the stage's own folder)."""
+    text = str(markdown)
+    if text.endswith(".md") and Path(text).is_file():
+        text = Path(text).read_text(encoding="utf-8")
+        text = re.sub(r"\]\((?!https?:|/)([^)]+\.png)\)", lambda m: f"]({stage_dir.name}/{m.group(1)})", text)
+        text = re.sub(r"^(#+) ", r"#\1 ", text, flags=re.M)  # one level below the report's stage heading
+    return text.strip() + "\n"
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -97,9 +109,10 @@ def run_all(out: Path, quick: bool, stages: list[str] | None = None) -> Path:
         seconds = time.perf_counter() - start
         summary[folder] = {"seconds": round(seconds, 1), **_jsonable(result)}
         sections.append(f"## {title}\n")
-        sections.append(str(result.get("markdown", "")).strip() + "\n")
-        for png in _pngs(result):
-            sections.append(f"![{png.stem}]({png.relative_to(out)})\n")
+        sections.append(_fragment(result.get("markdown", ""), out / folder))
+        if "](" not in sections[-1]:  # the fragment does not embed its plots itself
+            for png in _pngs(result):
+                sections.append(f"![{png.stem}]({png.relative_to(out)})\n")
         sections.append(f"Artifacts: `{folder}/`; to share: {push_hint}. Stage time: {seconds:.0f} s.\n")
     report = out / "report.md"
     report.write_text("\n".join(sections), encoding="utf-8")
