@@ -46,7 +46,7 @@ def plot_fronts(
             pts = sorted(points, key=lambda p: p[key])
             if not pts:
                 continue
-            style = "o-" if len(pts) > 1 else "*"
+            style = "*" if len(pts) == 1 else ("o-" if key == "flops" else "o")  # measured q/s is not monotone
             ax.plot([p[key] for p in pts], [p[metric] for p in pts], style, label=name, markersize=5 if len(pts) > 1 else 12)
         ax.set_xscale("log")
         ax.set_xlabel(label)
