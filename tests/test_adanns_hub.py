@@ -110,3 +110,19 @@ def test_failures_raise_clearly_and_leave_the_index_usable(local_hub, indexed, e
     assert ds.list_indexes() == ["emb"]
     ds.load_adanns_index("emb2", repo_id, subfolder="adanns/emb", cache_dir=empty_cache)
     np.testing.assert_array_equal(ds.search_batch("emb2", vectors[:5], k=3).total_indices, before.total_indices)
+
+
+def test_push_cli_uploads_a_checked_folder(local_hub, indexed, empty_cache, tmp_path):
+    from hf_ada.adanns.cli import push_cli
+
+    ds, vectors = indexed
+    folder = ds.save_adanns_index("emb", tmp_path / "emb")
+    repo_id = local_hub.repo_id("adanns-cli")
+    push_cli([str(folder), repo_id, "--token", local_hub.token, "--commit-message", "cli push"])
+    assert local_hub.commit_titles(repo_id, repo_type="dataset")[0] == "cli push"
+    ds.load_adanns_index("again", repo_id, subfolder="adanns/emb", cache_dir=empty_cache)
+    np.testing.assert_array_equal(ds.search_batch("again", vectors[:4], k=3).total_indices,
+                                  ds.search_batch("emb", vectors[:4], k=3).total_indices)
+    (folder / "centroids.faiss").unlink()
+    with pytest.raises(FileNotFoundError, match="centroids.faiss"):  # refused before any upload
+        push_cli([str(folder), local_hub.repo_id("adanns-cli-bad")])

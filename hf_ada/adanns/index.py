@@ -241,7 +241,7 @@ class AdANNSIndex(BaseIndex):
     def _add_all(self, source: VectorSource, *, batch_size: int, show_progress: bool) -> None:
         cfg, n = self.config, source.num_rows
         assign = np.empty(n, dtype=np.int64)
-        bar = tqdm(total=2 * n, desc="AdANNS index", unit="vec", disable=not show_progress)
+        bar = tqdm(total=2 * n, desc="AdANNS index (2 passes)", unit="vec", disable=not show_progress)
         for start in range(0, n, batch_size):  # pass 1: list assignment with the d_cluster prefix
             batch = source.read(start, min(n, start + batch_size))
             _check_finite(batch, "the embeddings", start)
