@@ -277,8 +277,15 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "adamw_steps": adamw_steps,
             "adan_steps": adan_steps,
             "ratio": adan_steps / adamw_steps if adan_steps is not None and adamw_steps else None,
+            # the other direction, useful when Adan never gets there: when did AdamW reach Adan's final loss?
+            "adamw_steps_to_adan_final": steps_to_reach(adamw["eval_curve"], adan["final_eval_loss"]),
+            "total_steps": adamw["eval_curve"][-1][0],
         }
     return out
+
+
+def _steps(value: float | None) -> str:
+    return "not reached" if value is None else f"{value:.0f}"
 
 
 def render_markdown(runs: list[dict[str, Any]], summary: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -320,7 +327,7 @@ def render_markdown(runs: list[dict[str, Any]], summary: dict[str, Any], meta: d
         "| optimizer | lr | weight decay | betas | recommended | final eval loss | wall s |",
         "|---|---:|---:|---|:-:|---:|---:|",
     ]
-    for r in runs:
+    for r in sorted(runs, key=lambda r: (r["name"] != "adamw", r["lr"])):
         lines.append(
             f"| {'Adan (hf-ada)' if r['name'] == 'adan' else 'AdamW (torch)'} | {r['lr']:g} | {r['weight_decay']:g} "
             f"| {tuple(r['betas'])} | {'yes' if r['recommended'] else ''} | {r['final_eval_loss']:.4f} | "
@@ -335,15 +342,16 @@ def render_markdown(runs: list[dict[str, Any]], summary: dict[str, Any], meta: d
         "Adam at 300k).",
         "",
         "| comparison | AdamW lr | AdamW final loss | AdamW steps | Adan lr | Adan final loss | Adan steps "
-        "| ratio Adan / AdamW |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| ratio Adan / AdamW | AdamW steps to Adan's final loss |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, s in summary.items():
         adan_steps = f"{s['adan_steps']:.0f}" if s["adan_steps"] is not None else "not reached"
         ratio = f"{s['ratio']:.2f}" if s["ratio"] is not None else "n/a (not reached)"
         lines.append(
             f"| {label.replace('_', ' ')} | {s['adamw_lr']:g} | {s['adamw_final']:.4f} | {s['adamw_steps']:.0f} "
-            f"| {s['adan_lr']:g} | {s['adan_final']:.4f} | {adan_steps} | **{ratio}** |"
+            f"| {s['adan_lr']:g} | {s['adan_final']:.4f} | {adan_steps} | **{ratio}** | "
+            f"{_steps(s.get('adamw_steps_to_adan_final'))} |"
         )
     lines += ["", "![eval loss curves](adan_convergence.png)", ""]
     return "\n".join(lines)
@@ -385,7 +393,8 @@ def plot(runs: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """One results dict from several runs of this script (same data and model): runs concatenated."""
+    """One results dict from several runs of this script (same data and model): their runs, one per
+    (optimizer, lr)."""
     meta = dict(results[0]["meta"])
     for other in results[1:]:
         for key in ("model_size", "steps", "batch_size", "block_size", "data"):
@@ -395,7 +404,8 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
         meta["command"] += "` + `" + other["meta"]["command"]
         meta["wall_s"] += other["meta"]["wall_s"]
         meta["load_avg_end"] = other["meta"]["load_avg_end"]
-    return {"meta": meta, "runs": [r for res in results for r in res["runs"]]}
+    by_key = {(r["name"], r["lr"]): r for res in results for r in res["runs"]}  # a later file's run wins
+    return {"meta": meta, "runs": list(by_key.values())}
 
 
 def write_report(results: dict[str, Any], out: Path) -> int:

@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-adan", default=None, help="path to sail-sg/Adan's adan.py (row skipped if absent)")
     parser.add_argument("--timm-cache", default=None, help="folder holding the unpacked timm wheel")
     parser.add_argument("--out", default=str(RESULTS_DIR), help="results folder")
+    parser.add_argument("--from-json", default=None, help="no measuring: re-render the markdown/PNG from a results JSON")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--agreement", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", default="1M", help=argparse.SUPPRESS)
@@ -317,6 +318,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference_adan and not Path(args.reference_adan).is_file():
         parser.error(f"--reference-adan {args.reference_adan!r} is not a file (expected sail-sg/Adan's adan.py)")
 
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        markdown = render_markdown(results["summary"], results["agreement"], results["meta"])
+        (out / "adan_step.md").write_text(markdown)
+        plot(results["summary"], out / "adan_step.png")
+        print(markdown)
+        return 0
     if args.worker or args.agreement:
         args.steps = int(args.steps)
     if args.worker:
@@ -484,6 +494,9 @@ def render_markdown(summary: dict[str, Any], agreement: dict[str, Any] | None, m
         "fresh subprocess. State = bytes of the tensors in `optimizer.state`; transient = rise of the resident "
         "set (VmHWM after a `clear_refs` reset) during the timed steps above its level before them; first-step "
         "peak = the same over the warm-up steps (includes state allocation and, for `fused=True`, the compiler). "
+        "The transient column is a lower bound: pages the allocator kept from the warm-up steps are reused "
+        "without raising the resident set, so a path's temporaries can read 0 in one round and their full size "
+        "in another (the max over rounds is shown); first-step peak − state is an upper bound. "
         "Hyperparameters: lr 1e-3, weight decay 0.02 (Adan betas 0.98/0.92/0.99), no gradient clipping.",
         "",
     ]
@@ -538,7 +551,9 @@ def render_markdown(summary: dict[str, Any], agreement: dict[str, Any] | None, m
         "",
         "Compile cost = first fused step − steady fused step. Cold = empty Inductor cache (new environment); "
         "warm = the cache left by the cold run (every later process on the same machine). Break-even = compile "
-        "cost / (best non-fused hf-ada step − fused step).",
+        "cost / (best non-fused hf-ada step − fused step). Compile costs are wall time and include the first "
+        "step's state allocation (which the non-fused paths pay too: see their first-step times in the JSON), so "
+        "on a loaded machine they are upper bounds.",
         "",
         "| model | cold compile s | warm compile s | best non-fused path | saving ms/step | break-even steps (cold) "
         "| break-even steps (warm) |",
