@@ -92,7 +92,7 @@ def train_text_model(train, epochs: float, max_length: int):
                                      "label": [label2id[s] for s in train.section]})
     tokenized = ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
                        remove_columns=["text"])
-    args = TrainingArguments(output_dir="/tmp/adanpc-bench-text", optim="adan", learning_rate=2e-4,
+    args = TrainingArguments(output_dir="/tmp/adanpc-bench-text", optim="adan", learning_rate=8e-4,
                              weight_decay=0.02, num_train_epochs=epochs, per_device_train_batch_size=32,
                              warmup_steps=10, logging_strategy="no", save_strategy="no", report_to=[],
                              use_cpu=True, disable_tqdm=True, seed=0)

@@ -12,7 +12,9 @@ import torch
 import hf_ada  # noqa: F401
 from hf_ada.adanpc import AdaNPCPredictor
 from hf_ada.adanpc.cli import adapt_cli
-from hf_ada.adanpc.demo import METHODS, build_digit_model, evaluate_stream, make_processor, rotated_digits
+from hf_ada.adanpc import AdaNPCPipeline
+from hf_ada.adanpc.demo import (METHODS, build_digit_model, digit_images, evaluate_stream, make_processor,
+                                rotated_digits)
 
 torch.set_num_threads(1)
 
@@ -77,3 +79,9 @@ def test_rotated_digits_domains_and_stream_evaluation():
     assert predictor.memory.num_test == len(hits["AdaNPC"])
     truth = np.concatenate([domains[2].labels, domains[3].labels])
     assert all(np.array_equal(predicted[m] == truth, hits[m]) for m in METHODS)
+    # the demo's predictor serves PIL images through the image-classification pipeline
+    pipe = AdaNPCPipeline.from_predictor(predictor, device="cpu")
+    before = predictor.memory.num_test
+    out = pipe(digit_images(domains[3].images[:4]), batch_size=2, top_k=1)
+    assert len(out) == 4 and all(row[0]["label"] in [str(i) for i in range(10)] for row in out)
+    assert predictor.memory.num_test == before + 4

@@ -65,10 +65,14 @@ IMAGE_SIZE = 16
 
 
 def make_processor():
-    """Image processor: 8x8 grayscale digits upsampled to 16x16 (PIL backend: no torchvision needed)."""
+    """Image processor: digits upsampled to 16x16 RGB (PIL backend: no torchvision needed).
+
+    RGB because the image-classification pipeline converts every PIL input to RGB.
+    """
     from transformers import ViTImageProcessorPil
 
-    return ViTImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=[0.5], image_std=[0.5])
+    return ViTImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=[0.5] * 3,
+                                image_std=[0.5] * 3)
 
 
 def build_digit_model(seed: int = 0):
@@ -76,16 +80,21 @@ def build_digit_model(seed: int = 0):
     from transformers import ResNetConfig, ResNetForImageClassification
 
     torch.manual_seed(seed)
-    config = ResNetConfig(num_channels=1, embedding_size=32, hidden_sizes=[32, 64], depths=[1, 1],
+    config = ResNetConfig(num_channels=3, embedding_size=32, hidden_sizes=[32, 64], depths=[1, 1],
                           layer_type="basic", downsample_in_first_stage=False, num_labels=10, id2label=LABELS,
                           label2id={v: k for k, v in LABELS.items()})
     return ResNetForImageClassification(config)
 
 
 def pixel_values(processor, images: np.ndarray) -> torch.Tensor:
+    return processor(images=digit_images(images), return_tensors="pt")["pixel_values"]
+
+
+def digit_images(images: np.ndarray) -> list:
+    """``(n, 8, 8)`` uint8 arrays as RGB PIL images (what a user would feed the pipeline)."""
     from PIL import Image
 
-    return processor(images=[Image.fromarray(im, mode="L") for im in images], return_tensors="pt")["pixel_values"]
+    return [Image.fromarray(im, mode="L").convert("RGB") for im in images]
 
 
 def train_digit_classifier(train: list[Domain], processor, epochs: int, seed: int = 0,
