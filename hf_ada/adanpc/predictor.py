@@ -88,6 +88,18 @@ class AdaNPCPredictor:
         elif self.hook.static_dim is not None:
             self._attach_memory(self._new_memory(self.hook.static_dim))
 
+    def close(self) -> None:
+        """Remove the feature hook from the model (the predictor cannot predict afterwards)."""
+        self.hook.remove()
+
+    def __del__(self) -> None:
+        hook = getattr(self, "hook", None)
+        if hook is not None:
+            try:
+                hook.remove()
+            except Exception:  # noqa: BLE001  (interpreter shutdown)
+                pass
+
     # ------------------------------------------------------------------ memory management
     def _new_memory(self, dim: int) -> AdaNPCMemory:
         return AdaNPCMemory(dim, self.config.metric, self.config.capacity, self.config.evict_source)
