@@ -83,11 +83,17 @@ def test_save_load_on_dataset_and_mismatches(dataset, vectors, tmp_path):
     smaller = dataset.select(range(300))
     with pytest.raises(ValueError, match="holds 400 rows but the dataset has 300"):
         smaller.load_adanns_index("idx", tmp_path / "idx")
-    changed = dataset.map(lambda row: {"name": row["name"] + "!"})
+    renamed = dataset.map(lambda row: {"name": row["name"] + "!"})  # new fingerprint, same vectors: accepted
+    assert renamed._fingerprint != dataset._fingerprint
+    renamed.load_adanns_index("idx", tmp_path / "idx")
+    other_vectors = dataset.map(lambda row: {"emb": [v + 1.0 for v in row["emb"]]})
+    with pytest.raises(ValueError, match="content hash of column 'emb' differs"):
+        other_vectors.load_adanns_index("idx", tmp_path / "idx")
+    other_vectors.load_adanns_index("idx", tmp_path / "idx", check_fingerprint=False)
+    assert other_vectors.list_indexes() == ["idx"]
+    no_column = dataset.remove_columns("emb")  # no column to hash: the dataset fingerprint decides
     with pytest.raises(ValueError, match="fingerprint"):
-        changed.load_adanns_index("idx", tmp_path / "idx")
-    changed.load_adanns_index("idx", tmp_path / "idx", check_fingerprint=False)
-    assert changed.list_indexes() == ["idx"]
+        no_column.load_adanns_index("idx", tmp_path / "idx")
     wider = Dataset.from_dict({"emb": np.zeros((400, D + 4), np.float32).tolist()})
     with pytest.raises(ValueError, match="16-dim embeddings, the column has 20"):
         wider.load_adanns_index("idx", tmp_path / "idx", check_fingerprint=False)

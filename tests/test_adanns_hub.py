@@ -69,9 +69,15 @@ def test_revision_and_path_in_repo(local_hub, indexed, empty_cache):
 
 
 def test_pulled_index_is_checked_before_use(local_hub, indexed, empty_cache, tmp_path):
-    ds, _ = indexed
+    ds, vectors = indexed
     repo_id = local_hub.repo_id("adanns-checked")
     ds.push_adanns_index_to_hub("emb", repo_id)
+    # the same rows rebuilt elsewhere (another fingerprint) pass: the column's content hash matches
+    elsewhere = Dataset.from_dict({"emb": vectors.tolist(), "i": list(range(600)), "extra": [0] * 600})
+    elsewhere = elsewhere.cast_column("emb", datasets.List(datasets.Value("float32"), length=D))
+    assert elsewhere._fingerprint != ds._fingerprint
+    elsewhere.load_adanns_index("emb", repo_id, cache_dir=empty_cache)
+    assert elsewhere.search("emb", vectors[7], k=1).indices[0] == 7
     other = Dataset.from_dict({"emb": np.zeros((500, D), np.float32).tolist()})
     with pytest.raises(ValueError, match="holds 600 rows but the dataset has 500"):
         other.load_adanns_index("emb", repo_id, cache_dir=empty_cache)

@@ -45,6 +45,9 @@ class AdANNSConfig:
         num_rows: number of indexed vectors (set at build time).
         column: dataset column the index was built from (``None`` for external arrays).
         dataset_fingerprint: fingerprint of the dataset at build time (``None`` for external arrays).
+        content_hash: SHA-256 of up to 1024 evenly spaced rows of the indexed column (float32 bytes) and the
+            row count: a machine-independent check that a dataset loaded elsewhere holds the same vectors
+            (``datasets`` fingerprints depend on local cache paths).
         embedding_model: name or path of the model that produced the embeddings, when known.
         embedding_model_revision: its revision (commit hash), when known.
         schema_version: version of this file's layout; loads refuse other versions.
@@ -66,6 +69,7 @@ class AdANNSConfig:
     num_rows: int | None = None
     column: str | None = None
     dataset_fingerprint: str | None = None
+    content_hash: str | None = None
     embedding_model: str | None = None
     embedding_model_revision: str | None = None
     schema_version: int = SCHEMA_VERSION

@@ -70,6 +70,16 @@ def column_dim(dataset: datasets.Dataset, column: str) -> int:
     return int(low)
 
 
+def content_hash(source: VectorSource, sample: int = 1024) -> str:
+    """SHA-256 over the float32 bytes of up to ``sample`` evenly spaced rows and the row count."""
+    import hashlib
+
+    rows = np.unique(np.linspace(0, source.num_rows - 1, num=min(sample, source.num_rows)).astype(np.int64))
+    digest = hashlib.sha256(f"{source.num_rows}x{source.dim}".encode())
+    digest.update(np.ascontiguousarray(source.take(rows), dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
 class DatasetColumnSource(VectorSource):
     """Streams a dataset's vector column in batches from its memory-mapped Arrow data."""
 
@@ -114,6 +124,7 @@ def _attach(
         num_rows=source.num_rows,
         column=column,
         dataset_fingerprint=dataset._fingerprint,
+        content_hash=content_hash(source),
         extra={"index_name": index_name},
         **config_kwargs,
     )
@@ -213,18 +224,31 @@ def load_adanns_index(
 ) -> datasets.Dataset:
     """Attach a saved AdANNS index from a local folder or a Hub dataset repo (its ``subfolder``, default
     ``adanns/<index_name>``). The index is checked before use: schema version, embedding dim of the
-    column, row count and (unless ``check_fingerprint=False``) the dataset fingerprint."""
+    column, row count and (unless ``check_fingerprint=False``) that the data is the same: a content hash of
+    the indexed column when the column is present (machine-independent), else the dataset fingerprint."""
     folder = resolve_index_folder(
         index_name, repo_id_or_path, subfolder=subfolder, revision=revision, token=token,
         cache_dir=cache_dir, local_files_only=local_files_only,
     )
-    column = AdANNSConfig.load(folder / "config.json").column if (folder / "config.json").is_file() else None
-    expected_dim = column_dim(self, column) if column and column in self.column_names else None
+    config = AdANNSConfig.load(folder / "config.json") if (folder / "config.json").is_file() else None
+    column = config.column if config else None
+    expected_dim, same_content = None, False
+    if column and column in self.column_names:
+        source = DatasetColumnSource(self, column)
+        expected_dim = source.dim
+        if check_fingerprint and config.content_hash and config.dim == source.dim and config.num_rows == len(self):
+            if content_hash(source) != config.content_hash:
+                raise ValueError(
+                    f"index at {folder} was built on other vectors: the content hash of column {column!r} differs "
+                    "(same row count and dim, different values); rebuild the index, or pass check_fingerprint=False "
+                    "if you know the rows match"
+                )
+            same_content = True  # the vectors match: a different local fingerprint does not matter
     index = AdANNSIndex.load(
         folder,
         expected_num_rows=len(self),
         expected_dim=expected_dim,
-        expected_fingerprint=self._fingerprint if check_fingerprint else None,
+        expected_fingerprint=self._fingerprint if check_fingerprint and not same_content else None,
     )
     self._indexes[index_name] = index
     logger.info("Loaded AdANNS index %r from %s", index_name, folder)
