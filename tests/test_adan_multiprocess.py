@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -42,9 +43,17 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], cwd: Path) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+def _run(cmd: list[str], cwd: Path, timeout: float = 300) -> None:
+    """Run a launcher; on a timeout kill its whole process group (the workers too), then fail."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"{' '.join(cmd)} timed out after {timeout} s:\n{stderr[-4000:]}")
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{stdout[-3000:]}\n{stderr[-6000:]}"
 
 
 def _accelerate_2proc(*args: str) -> list[str]:
@@ -117,7 +126,7 @@ def test_fsdp2_sharded_parameters_match_single_process(tmp_path, max_grad_norm):
     per-shard norm (a known trap of the reference implementation under sharding).
     """
     script = ASSETS / "fsdp2_adan.py"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     _run([*torchrun, str(script), str(tmp_path / "fsdp.safetensors"), max_grad_norm], tmp_path)
     _run([sys.executable, str(script), str(tmp_path / "one.safetensors"), max_grad_norm], tmp_path)
     fsdp, one = load_file(tmp_path / "fsdp.safetensors"), load_file(tmp_path / "one.safetensors")
