@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-adan", default=None, help="path to sail-sg/Adan's adan.py (row skipped if absent)")
     parser.add_argument("--timm-cache", default=None, help="folder holding the unpacked timm wheel")
     parser.add_argument("--out", default=str(RESULTS_DIR), help="results folder")
+    parser.add_argument("--name", default="adan_step", help="base name of the results files (default adan_step)")
     parser.add_argument("--from-json", default=None, help="no measuring: re-render the markdown/PNG from a results JSON")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--agreement", action="store_true", help=argparse.SUPPRESS)
@@ -323,8 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         markdown = render_markdown(results["summary"], results["agreement"], results["meta"])
-        (out / "adan_step.md").write_text(markdown)
-        plot(results["summary"], out / "adan_step.png")
+        (out / f"{args.name}.md").write_text(markdown)
+        plot(results["summary"], out / f"{args.name}.png")
         print(markdown)
         return 0
     if args.worker or args.agreement:
@@ -399,13 +400,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "adan_step.json").write_text(
+    (out / f"{args.name}.json").write_text(
         json.dumps({"meta": meta, "summary": summary, "agreement": agreement,
                     "runs": {f"{s}/{o}": r for (s, o), r in runs.items()}}, indent=1)  # fmt: skip
     )
     markdown = render_markdown(summary, agreement, meta)
-    (out / "adan_step.md").write_text(markdown)
-    plot(summary, out / "adan_step.png")
+    (out / f"{args.name}.md").write_text(markdown)
+    plot(summary, out / f"{args.name}.png")
     print(markdown)
     return 0
 
@@ -472,6 +473,10 @@ def summarise(runs, compile_rows, sizes, opt_ids) -> dict[str, Any]:
             }
         summary[size] = {"rows": rows, "compile": comp, "targets": targets}
     return summary
+
+
+def _times(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}×"
 
 
 def _yes(ok: bool | None) -> str:
@@ -542,8 +547,8 @@ def render_markdown(summary: dict[str, Any], agreement: dict[str, Any] | None, m
                       t["speedup_vs_pytorch_optimizer"])  # fmt: skip
         lines.append(
             f"| {size} | {OPTIMIZERS[t['fastest_hf_path']][0]} | {_fmt(a, '.2f')} {_yes(None if a is None else a <= 1.6)}"
-            f" | {_fmt(b, '.2f')}× {_yes(None if b is None else b >= 3)} | {_fmt(c, '.2f')}× "
-            f"| {_fmt(d, '.2f')}× {_yes(None if d is None else d >= 3)} |"
+            f" | {_times(b)} {_yes(None if b is None else b >= 3)} | {_times(c)} "
+            f"| {_times(d)} {_yes(None if d is None else d >= 3)} |"
         )
     lines += [
         "",
