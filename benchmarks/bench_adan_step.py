@@ -45,6 +45,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -382,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         for opt_id, d in agreement["diffs"].items():
             print(f"  {OPTIMIZERS[opt_id][0]:<45} {d['max_abs_diff_vs_hf_single']:.3g}")
 
+    shutil.rmtree(inductor_dir, ignore_errors=True)  # the cold/warm Inductor caches of this run
     summary = summarise(runs, compile_rows, args.sizes, opt_ids)
     meta = {
         "torch": torch.__version__,
