@@ -316,3 +316,31 @@ def test_closure_returns_loss():
         return loss
 
     assert opt.step(closure).item() == pytest.approx(2.0)
+
+
+def test_fused_buckets_small_large_noncontiguous_and_late_parameters():
+    """The fused path concatenates small tensors per (step, dtype) bucket, calls the kernel per large tensor
+    and falls back for non-contiguous ones; every route must agree with the single-tensor path."""
+    gen = torch.Generator().manual_seed(9)
+
+    def make():
+        return [
+            torch.nn.Parameter(torch.randn(300, 250, generator=torch.Generator().manual_seed(1))),  # large
+            torch.nn.Parameter(torch.randn(17, generator=torch.Generator().manual_seed(2))),  # small
+            torch.nn.Parameter(torch.randn(5, 3, generator=torch.Generator().manual_seed(3))),  # small
+            torch.nn.Parameter(torch.randn(6, 8, generator=torch.Generator().manual_seed(4)).t()),  # non-contiguous
+            torch.nn.Parameter(torch.randn(4, generator=torch.Generator().manual_seed(5))),  # gets grads late
+        ]
+
+    grads = [[torch.randn(p.shape, generator=gen) for p in make()] for _ in range(5)]
+    results = {}
+    for path in (dict(foreach=False), dict(fused=True)):
+        params = make()
+        opt = Adan(params, lr=1e-2, weight_decay=0.05, max_grad_norm=5.0, **path)
+        for step, step_grads in enumerate(grads):
+            for i, (p, g) in enumerate(zip(params, step_grads)):
+                p.grad = None if (i == 4 and step < 2) else g.clone()
+            opt.step()
+        results[str(path)] = params
+    for a, b in zip(*results.values()):
+        torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-6)

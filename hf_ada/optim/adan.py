@@ -494,6 +494,24 @@ def _compiled_kernel():
 
 _FUSED_FAILED = False
 
+#: Parameters with fewer elements than this are concatenated and updated by one kernel call per step (a
+#: kernel call costs ~20 us of Python/guard overhead, which dominates for biases and norms).
+FUSED_SMALL_NUMEL = 1 << 16
+
+
+def _fused_scalars(
+    step: float, device: torch.device, *, beta1: float, beta2: float, beta3: float, lr: float,
+    weight_decay: float, eps: float, no_prox: bool, clip_coef: Tensor | None,
+) -> Tensor:  # fmt: skip
+    step_size, step_size_diff, bc3_sqrt = _step_sizes(step, beta1=beta1, beta2=beta2, beta3=beta3, lr=lr)
+    pre_decay = 1 - lr * weight_decay if no_prox else 1.0
+    post_decay = 1.0 if no_prox else 1 + lr * weight_decay
+    values = [beta1, beta2, beta3, step_size, step_size_diff, bc3_sqrt, eps, pre_decay, post_decay, 1.0]
+    scalars = torch.tensor(values, dtype=torch.float32, device=device)
+    if clip_coef is not None:
+        scalars[-1] = clip_coef.to(device)
+    return scalars
+
 
 def _fused_adan(
     params: list[Tensor],
@@ -513,57 +531,57 @@ def _fused_adan(
     no_prox: bool,
     clip_coef: Tensor | None,
 ) -> None:
+    """Update with the compiled :func:`_adan_kernel`: one call per large parameter, one call per
+    (step, device, dtypes) bucket of small parameters (concatenated, then copied back)."""
     global _FUSED_FAILED
+    hyper = dict(beta1=beta1, beta2=beta2, beta3=beta3, lr=lr, weight_decay=weight_decay, eps=eps,
+                 no_prox=no_prox, clip_coef=clip_coef)  # fmt: skip
+    tensors = list(zip(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads))
     if _FUSED_FAILED:
-        _single_tensor_adan(
-            params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, steps,
-            beta1=beta1, beta2=beta2, beta3=beta3, lr=lr, weight_decay=weight_decay, eps=eps,
-            no_prox=no_prox, clip_coef=clip_coef,
-        )  # fmt: skip
+        _single_tensor_adan(*map(list, zip(*tensors)), steps, **hyper)
         return
     kernel = _compiled_kernel()
-    pre_decay = 1 - lr * weight_decay if no_prox else 1.0
-    post_decay = 1.0 if no_prox else 1 + lr * weight_decay
-    scalars_cache: dict[tuple[float, torch.device], Tensor] = {}
-    for i, (param, grad, exp_avg, exp_avg_diff, exp_avg_sq, prev_grad, step_t) in enumerate(
-        zip(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, steps)
-    ):
-        step_t += 1
-        key = (step_t.item(), param.device)
-        scalars = scalars_cache.get(key)
-        if scalars is None:
-            step_size, step_size_diff, bc3_sqrt = _step_sizes(key[0], beta1=beta1, beta2=beta2, beta3=beta3, lr=lr)
-            values = [beta1, beta2, beta3, step_size, step_size_diff, bc3_sqrt, eps, pre_decay, post_decay]
-            scalars = torch.tensor(values + [1.0], dtype=torch.float32, device=param.device)
-            if clip_coef is not None:
-                scalars[-1] = clip_coef.to(param.device)
-            scalars_cache[key] = scalars
+    torch._foreach_add_(steps, 1.0)
+    buckets: dict[tuple, list[int]] = {}
+    large: list[int] = []
+    fallback: list[int] = []
+    for i, (param, grad, exp_avg, *_rest) in enumerate(tensors):
         if not param.is_contiguous():
-            _single_tensor_adan(
-                [param], [grad], [exp_avg], [exp_avg_diff], [exp_avg_sq], [prev_grad], [step_t.sub_(1)],
-                beta1=beta1, beta2=beta2, beta3=beta3, lr=lr, weight_decay=weight_decay, eps=eps,
-                no_prox=no_prox, clip_coef=clip_coef,
-            )  # fmt: skip
-            continue
+            fallback.append(i)
+        elif param.numel() < FUSED_SMALL_NUMEL:
+            key = (steps[i].item(), param.device, param.dtype, grad.dtype, exp_avg.dtype)
+            buckets.setdefault(key, []).append(i)
+        else:
+            large.append(i)
+    scalars_cache: dict[tuple[float, torch.device], Tensor] = {}
+
+    def scalars_for(step: float, device: torch.device) -> Tensor:
+        if (step, device) not in scalars_cache:
+            scalars_cache[(step, device)] = _fused_scalars(step, device, **hyper)
+        return scalars_cache[(step, device)]
+
+    calls: list[tuple[list[int], bool]] = [([i], False) for i in large] + [(idx, True) for idx in buckets.values()]
+    for n_call, (idx, concatenated) in enumerate(calls):
+        flats = [[t.reshape(-1) for t in column] for column in zip(*(tensors[i] for i in idx))]
+        if concatenated:
+            buffers = [torch.cat(column) if len(column) > 1 else column[0] for column in flats]
+        else:
+            buffers = [column[0] for column in flats]
         try:
-            kernel(
-                param.view(-1),
-                grad.reshape(-1),
-                exp_avg.view(-1),
-                exp_avg_diff.view(-1),
-                exp_avg_sq.view(-1),
-                prev_grad.view(-1),
-                scalars,
-            )
+            kernel(*buffers, scalars_for(steps[idx[0]].item(), buffers[0].device))
         except Exception as err:  # compile toolchain missing, unsupported backend, ...
-            if i > 0:
+            if n_call > 0:
                 raise
             logger.warning("Adan fused (torch.compile) path unavailable (%s); falling back to single-tensor.", err)
             _FUSED_FAILED = True
-            step_t.sub_(1)
-            _single_tensor_adan(
-                params[i:], grads[i:], exp_avgs[i:], exp_avg_diffs[i:], exp_avg_sqs[i:], prev_grads[i:], steps[i:],
-                beta1=beta1, beta2=beta2, beta3=beta3, lr=lr, weight_decay=weight_decay, eps=eps,
-                no_prox=no_prox, clip_coef=clip_coef,
-            )  # fmt: skip
+            torch._foreach_sub_(steps, 1.0)
+            _single_tensor_adan(*map(list, zip(*tensors)), steps, **hyper)
             return
+        if concatenated and len(idx) > 1:
+            sizes = [t.numel() for t in flats[0]]
+            for column, buffer in zip(flats, buffers):  # write back all but the gradient (column 1)
+                if column is not flats[1]:
+                    torch._foreach_copy_(column, list(torch.split(buffer, sizes)))
+    if fallback:
+        torch._foreach_sub_([steps[i] for i in fallback], 1.0)
+        _single_tensor_adan(*map(list, zip(*(tensors[i] for i in fallback))), [steps[i] for i in fallback], **hyper)
