@@ -7,14 +7,35 @@ model can be built from a config with no weights at all.
 
 from __future__ import annotations
 
+import logging
+import math
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datasets import DatasetDict, load_dataset
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    HfArgumentParser,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 
-__all__ = ["ModelArguments", "DataArguments", "load_raw_datasets", "load_config_and_tokenizer"]
+__all__ = [
+    "ModelArguments",
+    "DataArguments",
+    "load_raw_datasets",
+    "load_config_and_tokenizer",
+    "parse_script_args",
+    "train_evaluate_push",
+    "add_perplexity",
+]
 
 _FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
 
@@ -115,3 +136,48 @@ def load_config_and_tokenizer(
     if getattr(config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         config.pad_token_id = tokenizer.pad_token_id
     return config, tokenizer
+
+
+def parse_script_args(data_class: type, argv: list[str] | None = None) -> tuple[Any, Any, TrainingArguments]:
+    """Parse ``(ModelArguments, data_class, TrainingArguments)`` from ``argv`` (or one ``.json`` file, as the
+    transformers examples allow), set up logging and seed everything."""
+    parser = HfArgumentParser((ModelArguments, data_class, TrainingArguments))
+    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(sys.argv[1])
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
+    set_seed(training_args.seed)
+    return model_args, data_args, training_args
+
+
+def train_evaluate_push(
+    trainer: Trainer,
+    model_args: ModelArguments,
+    task: str,
+    add_eval_metrics: Callable[[dict[str, float]], None] | None = None,
+) -> dict[str, float]:
+    """The common tail of the scripts: train (unless only ``--do_eval``), save, evaluate when there is an
+    eval set, log and save the metrics, and push when ``--push_to_hub``."""
+    args = trainer.args
+    metrics: dict[str, float] = {}
+    if args.do_train or not args.do_eval:
+        result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        metrics.update(result.metrics)
+        trainer.save_model()
+        trainer.save_state()
+    if trainer.eval_dataset is not None:
+        eval_metrics = trainer.evaluate()
+        if add_eval_metrics is not None:
+            add_eval_metrics(eval_metrics)
+        metrics.update(eval_metrics)
+    trainer.log_metrics("all", metrics)
+    trainer.save_metrics("all", metrics)
+    if args.push_to_hub:
+        trainer.push_to_hub(finetuned_from=model_args.model_name_or_path, tasks=task)
+    return metrics
+
+
+def add_perplexity(eval_metrics: dict[str, float]) -> None:
+    """``perplexity = exp(eval_loss)`` (capped to stay finite), for language-model scripts."""
+    eval_metrics["perplexity"] = math.exp(min(eval_metrics["eval_loss"], 50.0))

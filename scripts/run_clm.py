@@ -16,21 +16,19 @@ Example (a GPT-2-style model from scratch)::
 from __future__ import annotations
 
 import logging
-import math
-import sys
 from dataclasses import dataclass, field
 from itertools import chain
 
 import hf_ada  # noqa: F401  (registers --optim adan)
-from hf_ada.script_args import DataArguments, ModelArguments, load_config_and_tokenizer, load_raw_datasets
-from transformers import (
-    AutoModelForCausalLM,
-    HfArgumentParser,
-    Trainer,
-    TrainingArguments,
-    default_data_collator,
-    set_seed,
+from hf_ada.script_args import (
+    DataArguments,
+    add_perplexity,
+    load_config_and_tokenizer,
+    load_raw_datasets,
+    parse_script_args,
+    train_evaluate_push,
 )
+from transformers import AutoModelForCausalLM, Trainer, default_data_collator
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +40,7 @@ class LMDataArguments(DataArguments):
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ModelArguments, LMDataArguments, TrainingArguments))
-    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(sys.argv[1])
-    else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
-    set_seed(training_args.seed)
+    model_args, data_args, training_args = parse_script_args(LMDataArguments, argv)
 
     raw = load_raw_datasets(data_args, seed=training_args.seed)
     if data_args.text_column not in raw["train"].column_names:
@@ -86,22 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=tokenizer,
         data_collator=default_data_collator,
     )
-    metrics: dict[str, float] = {}
-    if training_args.do_train or not training_args.do_eval:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        metrics.update(result.metrics)
-        trainer.save_model()
-        trainer.save_state()
-    if "validation" in lm:
-        eval_metrics = trainer.evaluate()
-        eval_metrics["perplexity"] = math.exp(min(eval_metrics["eval_loss"], 50.0))
-        metrics.update(eval_metrics)
-    trainer.log_metrics("all", metrics)
-    trainer.save_metrics("all", metrics)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(finetuned_from=model_args.model_name_or_path, tasks="text-generation")
-    return metrics
-
+    return train_evaluate_push(trainer, model_args, task="text-generation", add_eval_metrics=add_perplexity)
 
 if __name__ == "__main__":
     main()

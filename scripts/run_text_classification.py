@@ -22,21 +22,19 @@ Examples::
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
 import hf_ada  # noqa: F401  (registers --optim adan)
-from hf_ada.script_args import DataArguments, ModelArguments, load_raw_datasets, load_config_and_tokenizer
-from transformers import (
-    AutoModelForSequenceClassification,
-    DataCollatorWithPadding,
-    HfArgumentParser,
-    Trainer,
-    TrainingArguments,
-    set_seed,
+from hf_ada.script_args import (
+    DataArguments,
+    load_config_and_tokenizer,
+    load_raw_datasets,
+    parse_script_args,
+    train_evaluate_push,
 )
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +47,7 @@ class ClassificationDataArguments(DataArguments):
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ModelArguments, ClassificationDataArguments, TrainingArguments))
-    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(sys.argv[1])
-    else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
-    set_seed(training_args.seed)
+    model_args, data_args, training_args = parse_script_args(ClassificationDataArguments, argv)
 
     raw = load_raw_datasets(data_args)
     for split in raw.values():
@@ -98,20 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
     )
-    metrics: dict[str, float] = {}
-    if training_args.do_train or not training_args.do_eval:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        metrics.update(result.metrics)
-        trainer.save_model()
-        trainer.save_state()
-    if "validation" in processed:
-        metrics.update(trainer.evaluate())
-    trainer.log_metrics("all", metrics)
-    trainer.save_metrics("all", metrics)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(finetuned_from=model_args.model_name_or_path, tasks="text-classification")
-    return metrics
-
+    return train_evaluate_push(trainer, model_args, task="text-classification")
 
 if __name__ == "__main__":
     main()
