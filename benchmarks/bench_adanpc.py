@@ -14,7 +14,6 @@ The text task needs ../shared/data/debian-packages.parquet next to the repositor
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
