@@ -8,12 +8,11 @@ number of rows, dataset fingerprint, embedding model name and revision).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..io_utils import read_json, write_json
+from ..config_utils import JsonConfigMixin
 
 __all__ = ["AdANNSConfig", "SCHEMA_VERSION", "METRICS", "SCANS"]
 
@@ -23,7 +22,7 @@ SCANS = ("flat", "pq")
 
 
 @dataclass
-class AdANNSConfig:
+class AdANNSConfig(JsonConfigMixin):
     """Settings and provenance of an :class:`~hf_ada.adanns.AdANNSIndex`.
 
     Args:
@@ -52,6 +51,10 @@ class AdANNSConfig:
         embedding_model_revision: its revision (commit hash), when known.
         schema_version: version of this file's layout; loads refuse other versions.
     """
+
+    SCHEMA_VERSION = SCHEMA_VERSION  # the version this hf-ada writes and reads (not a field)
+    CONFIG_KIND = "AdANNS index"
+
 
     dim: int
     d_cluster: int
@@ -118,35 +121,13 @@ class AdANNSConfig:
             raise ValueError(f"rerank_k must be a positive int, got {self.rerank_k!r}")
         if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size < 1):
             raise ValueError(f"train_size must be a positive int or None, got {self.train_size!r}")
-        if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(
-                f"AdANNS index schema_version {self.schema_version} is not supported by this hf-ada "
-                f"(expects {SCHEMA_VERSION}); rebuild the index or upgrade hf-ada"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON dictionary of every field."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> AdANNSConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are refused (they mean a newer/other format)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(payload) - names)
-        if unknown:
-            raise ValueError(f"unknown AdANNS config keys {unknown}; allowed: {sorted(names)}")
-        if payload.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
-            raise ValueError(
-                f"AdANNS index schema_version {payload.get('schema_version')!r} is not supported by this "
-                f"hf-ada (expects {SCHEMA_VERSION}); rebuild the index or upgrade hf-ada"
-            )
-        return cls(**payload)
+        self.check_schema_version(self.schema_version)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the config as JSON (atomically)."""
-        write_json(path, self.to_dict())
+        self.save_json(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AdANNSConfig:
         """Read a config written by :meth:`save`."""
-        return cls.from_dict(read_json(path))
+        return cls.load_json(path)

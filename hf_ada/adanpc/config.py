@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 from dataclasses import dataclass
-from typing import Any
 
-from ..io_utils import read_json, write_json
+from ..config_utils import JsonConfigMixin
 
 __all__ = ["AdaNPCConfig", "CONFIG_NAME", "SCHEMA_VERSION", "METRICS", "INSERT_POLICIES"]
 
@@ -19,7 +16,7 @@ INSERT_POLICIES = ("all", "confident", "none")
 
 
 @dataclass
-class AdaNPCConfig:
+class AdaNPCConfig(JsonConfigMixin):
     """Settings of the AdaNPC non-parametric classifier.
 
     Args:
@@ -43,6 +40,10 @@ class AdaNPCConfig:
             ``nn.Linear`` with ``num_labels`` outputs, i.e. the representation entering the classifier.
         schema_version: version of this file's schema; a mismatch on load is an error.
     """
+
+    SCHEMA_VERSION = SCHEMA_VERSION  # the version this hf-ada writes and reads (not a field)
+    CONFIG_KIND = "AdaNPC"
+
 
     k: int = 10
     temperature: float = 0.1
@@ -75,39 +76,12 @@ class AdaNPCConfig:
             )
         if self.feature_layer is not None and not isinstance(self.feature_layer, str):
             raise ValueError(f"AdaNPCConfig.feature_layer must be None or a module name, got {self.feature_layer!r}")
-        if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(
-                f"AdaNPCConfig.schema_version {self.schema_version!r} is not supported by this hf-ada "
-                f"(expects {SCHEMA_VERSION}); upgrade hf-ada or re-save the predictor"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> AdaNPCConfig:
-        """Build a config from a dict; unknown keys are an error (a file from another tool or version)."""
-        if not isinstance(payload, dict):
-            raise ValueError(f"an AdaNPC config must be a JSON object, got {type(payload).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(payload) - known)
-        if unknown:
-            raise ValueError(f"unknown AdaNPCConfig keys {unknown}; allowed: {sorted(known)}")
-        if "schema_version" not in payload:
-            raise ValueError(f"{CONFIG_NAME} has no schema_version: not an hf-ada AdaNPC config")
-        return cls(**payload)
-
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json_string(cls, text: str) -> AdaNPCConfig:
-        return cls.from_dict(json.loads(text))
+        self.check_schema_version(self.schema_version)
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``folder/adanpc_config.json`` (atomically)."""
-        write_json(os.path.join(folder, CONFIG_NAME), self.to_dict())
+        self.save_json(os.path.join(folder, CONFIG_NAME))
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike) -> AdaNPCConfig:
-        return cls.from_dict(read_json(os.path.join(folder, CONFIG_NAME)))
+        return cls.load_json(os.path.join(folder, CONFIG_NAME))

@@ -73,7 +73,7 @@ class AdaNPCMemory:
         self._size = int(self._labels.shape[0])
 
     def _append(self, features: np.ndarray, labels: np.ndarray, origin: np.ndarray, order: np.ndarray) -> None:
-        n, end = features.shape[0], self._size + features.shape[0]
+        end = self._size + features.shape[0]
         if end > self._labels.shape[0]:
             grown = max(end, 2 * self._labels.shape[0], 1024)
             for name in ("_features", "_labels", "_origin", "_order"):
