@@ -344,3 +344,21 @@ def test_fused_buckets_small_large_noncontiguous_and_late_parameters():
         results[str(path)] = params
     for a, b in zip(*results.values()):
         torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_fused_none_picks_the_compiled_path_only_where_it_pays_off():
+    """`fused=None` takes the compiled kernel for groups of >= 10M elements (measured break-even), not for
+    small groups, not with foreach=True, and never for tensor subclasses such as FSDP2's DTensors."""
+    import importlib
+
+    adan_module = importlib.import_module("hf_ada.optim.adan")
+    big = [torch.nn.Parameter(torch.empty(adan_module.FUSED_AUTO_MIN_NUMEL))]
+    small = [torch.nn.Parameter(torch.empty(1000))]
+    assert adan_module._fused_pays_off(big)
+    assert not adan_module._fused_pays_off(small)
+    assert not adan_module._fused_pays_off([torch.nn.Parameter(torch.empty(1000, device="meta"))] * 20000)
+
+    class Subclass(torch.Tensor):
+        pass
+
+    assert not adan_module._fused_pays_off([torch.empty(adan_module.FUSED_AUTO_MIN_NUMEL).as_subclass(Subclass)])

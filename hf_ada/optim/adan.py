@@ -66,9 +66,12 @@ class Adan(Optimizer):
             of the proximal ``theta /= 1 + lr*wd`` after it (default ``False``).
         foreach: use the multi-tensor (``torch._foreach_*``) path. ``None`` picks it when every parameter
             is on CUDA, where it is faster; on CPU the single-tensor path measured faster.
-        fused: use the ``torch.compile``-fused kernel. ``None`` means ``False``: compiling costs ~20 s on
-            CPU up front, which pays off from a few hundred steps of models above ~10M parameters (see
-            ``benchmarks/results``). Falls back to the other paths (with a warning) where compile fails.
+        fused: use the ``torch.compile``-fused kernel. ``None`` (default) picks it for a parameter group of at
+            least :data:`FUSED_AUTO_MIN_NUMEL` (10M) elements on CPU or CUDA, unless ``foreach=True`` or the
+            parameters are sharded DTensors: compiling costs ~8-10 s on CPU once (2-5 s with a warm Inductor
+            cache), which a 25M-parameter GPT-2 earns back in ~120 steps and a 100M one in ~25, while a 1M one
+            would need ~6,000 (``benchmarks/results/adan_step.md``). Where compiling fails, the first step
+            warns and falls back to the single-tensor path.
         fp32_state: keep the moments in float32 for bf16 / fp16 parameters and do the update in float32
             (the parameter is written back in its own dtype). Default: state in the parameter's dtype.
 
@@ -270,7 +273,7 @@ def adan(
     previous (clipped) gradient. ``clip_coef`` scales the gradients (global-norm clipping) when given.
     """
     if fused is None:
-        fused = False
+        fused = foreach is not True and _fused_pays_off(params)
     if foreach is None:
         foreach = not fused and all(p.is_cuda for p in params)
     if foreach and fused:
@@ -299,6 +302,24 @@ def adan(
         no_prox=no_prox,
         clip_coef=clip_coef,
     )
+
+
+#: ``fused=None`` picks the compiled kernel for parameter groups of at least this many elements (measured
+#: break-even of the one-time compile: ~120 steps at 25M parameters, ~6,000 at 1M; see the class docstring).
+FUSED_AUTO_MIN_NUMEL = 10_000_000
+
+_FUSED_FAILED = False  # set once compiling failed in this process: later steps use the single-tensor path
+
+
+def _fused_pays_off(params: list[Tensor]) -> bool:
+    """Whether ``fused=None`` should take the compiled path for these parameters."""
+    if _FUSED_FAILED or not params:
+        return False
+    if any(type(p) is not torch.nn.Parameter and type(p) is not Tensor for p in params):
+        return False  # DTensor (FSDP2 / tensor parallel) and other tensor subclasses: eager paths
+    if any(p.device.type not in ("cpu", "cuda") for p in params):
+        return False
+    return sum(p.numel() for p in params) >= FUSED_AUTO_MIN_NUMEL
 
 
 def _step_sizes(step: float, *, beta1: float, beta2: float, beta3: float, lr: float) -> tuple[float, float, float]:
@@ -492,7 +513,6 @@ def _compiled_kernel():
     return torch.compile(_adan_kernel, dynamic=True, fullgraph=True)
 
 
-_FUSED_FAILED = False
 
 #: Parameters with fewer elements than this are concatenated and updated by one kernel call per step (a
 #: kernel call costs ~20 us of Python/guard overhead, which dominates for biases and norms).
