@@ -35,7 +35,7 @@ import functools
 import logging
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -247,6 +247,19 @@ def _validate_hyperparameters(*, lr: Any, betas: Any, eps: Any, weight_decay: An
 # --------------------------------------------------------------------------------------------------------
 
 
+class AdanHyperparameters(NamedTuple):
+    """One parameter group's hyperparameters, as the execution paths take them."""
+
+    beta1: float
+    beta2: float
+    beta3: float
+    lr: float
+    weight_decay: float
+    eps: float
+    no_prox: bool
+    clip_coef: Tensor | None  # global-norm clipping factor, or None
+
+
 def adan(
     params: list[Tensor],
     grads: list[Tensor],
@@ -284,24 +297,10 @@ def adan(
         impl = _multi_tensor_adan
     else:
         impl = _single_tensor_adan
-    lr = float(lr) if isinstance(lr, Tensor) else lr
-    impl(
-        params,
-        grads,
-        exp_avgs,
-        exp_avg_diffs,
-        exp_avg_sqs,
-        prev_grads,
-        steps,
-        beta1=beta1,
-        beta2=beta2,
-        beta3=beta3,
-        lr=lr,
-        weight_decay=weight_decay,
-        eps=eps,
-        no_prox=no_prox,
-        clip_coef=clip_coef,
+    hp = AdanHyperparameters(
+        beta1, beta2, beta3, float(lr), weight_decay, eps, no_prox, clip_coef  # float(): a Tensor lr too
     )
+    impl(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, steps, hp)
 
 
 #: ``fused=None`` picks the compiled kernel for parameter groups of at least this many elements (measured
@@ -322,8 +321,9 @@ def _fused_pays_off(params: list[Tensor]) -> bool:
     return sum(p.numel() for p in params) >= FUSED_AUTO_MIN_NUMEL
 
 
-def _step_sizes(step: float, *, beta1: float, beta2: float, beta3: float, lr: float) -> tuple[float, float, float]:
+def _step_sizes(step: float, hp: AdanHyperparameters) -> tuple[float, float, float]:
     """(lr / bc1, lr * beta2 / bc2, sqrt(bc3)) for the given 1-based step."""
+    beta1, beta2, beta3, lr = hp.beta1, hp.beta2, hp.beta3, hp.lr
     bias_correction1 = 1.0 - beta1**step
     bias_correction2 = 1.0 - beta2**step
     bias_correction3_sqrt = math.sqrt(1.0 - beta3**step)
@@ -338,23 +338,14 @@ def _single_tensor_adan(
     exp_avg_sqs: list[Tensor],
     prev_grads: list[Tensor],
     steps: list[Tensor],
-    *,
-    beta1: float,
-    beta2: float,
-    beta3: float,
-    lr: float,
-    weight_decay: float,
-    eps: float,
-    no_prox: bool,
-    clip_coef: Tensor | None,
+    hp: AdanHyperparameters,
 ) -> None:
+    beta1, beta2, beta3, lr, weight_decay, eps, no_prox, clip_coef = hp
     for param, grad, exp_avg, exp_avg_diff, exp_avg_sq, prev_grad, step_t in zip(
         params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, steps
     ):
         step_t += 1
-        step_size, step_size_diff, bias_correction3_sqrt = _step_sizes(
-            step_t.item(), beta1=beta1, beta2=beta2, beta3=beta3, lr=lr
-        )
+        step_size, step_size_diff, bias_correction3_sqrt = _step_sizes(step_t.item(), hp)
         work_param = param if param.dtype == exp_avg.dtype else param.to(exp_avg.dtype)
         grad = grad.to(exp_avg.dtype)
         if clip_coef is not None:
@@ -384,15 +375,7 @@ def _multi_tensor_adan(
     exp_avg_sqs: list[Tensor],
     prev_grads: list[Tensor],
     steps: list[Tensor],
-    *,
-    beta1: float,
-    beta2: float,
-    beta3: float,
-    lr: float,
-    weight_decay: float,
-    eps: float,
-    no_prox: bool,
-    clip_coef: Tensor | None,
+    hp: AdanHyperparameters,
 ) -> None:
     if not params:
         return
@@ -414,15 +397,8 @@ def _multi_tensor_adan(
                 [d_diffs[i] for i in idx],
                 [d_sqs[i] for i in idx],
                 [d_prev[i] for i in idx],
-                step=step,
-                beta1=beta1,
-                beta2=beta2,
-                beta3=beta3,
-                lr=lr,
-                weight_decay=weight_decay,
-                eps=eps,
-                no_prox=no_prox,
-                clip_coef=clip_coef,
+                step,
+                hp,
             )
 
 
@@ -433,18 +409,11 @@ def _multi_tensor_adan_same_step(
     exp_avg_diffs: list[Tensor],
     exp_avg_sqs: list[Tensor],
     prev_grads: list[Tensor],
-    *,
     step: float,
-    beta1: float,
-    beta2: float,
-    beta3: float,
-    lr: float,
-    weight_decay: float,
-    eps: float,
-    no_prox: bool,
-    clip_coef: Tensor | None,
+    hp: AdanHyperparameters,
 ) -> None:
-    step_size, step_size_diff, bias_correction3_sqrt = _step_sizes(step, beta1=beta1, beta2=beta2, beta3=beta3, lr=lr)
+    beta1, beta2, beta3, lr, weight_decay, eps, no_prox, clip_coef = hp
+    step_size, step_size_diff, bias_correction3_sqrt = _step_sizes(step, hp)
     state_dtype = exp_avgs[0].dtype
     low_precision_params = params[0].dtype != state_dtype
     work_params = [p.to(state_dtype) for p in params] if low_precision_params else params
@@ -519,11 +488,10 @@ def _compiled_kernel():
 FUSED_SMALL_NUMEL = 1 << 16
 
 
-def _fused_scalars(
-    step: float, device: torch.device, *, beta1: float, beta2: float, beta3: float, lr: float,
-    weight_decay: float, eps: float, no_prox: bool, clip_coef: Tensor | None,
-) -> Tensor:  # fmt: skip
-    step_size, step_size_diff, bc3_sqrt = _step_sizes(step, beta1=beta1, beta2=beta2, beta3=beta3, lr=lr)
+def _fused_scalars(step: float, device: torch.device, hp: AdanHyperparameters) -> Tensor:
+    """The ``scalars`` vector of :func:`_adan_kernel` for one step on one device."""
+    beta1, beta2, beta3, lr, weight_decay, eps, no_prox, clip_coef = hp
+    step_size, step_size_diff, bc3_sqrt = _step_sizes(step, hp)
     pre_decay = 1 - lr * weight_decay if no_prox else 1.0
     post_decay = 1.0 if no_prox else 1 + lr * weight_decay
     values = [beta1, beta2, beta3, step_size, step_size_diff, bc3_sqrt, eps, pre_decay, post_decay, 1.0]
@@ -541,24 +509,14 @@ def _fused_adan(
     exp_avg_sqs: list[Tensor],
     prev_grads: list[Tensor],
     steps: list[Tensor],
-    *,
-    beta1: float,
-    beta2: float,
-    beta3: float,
-    lr: float,
-    weight_decay: float,
-    eps: float,
-    no_prox: bool,
-    clip_coef: Tensor | None,
+    hp: AdanHyperparameters,
 ) -> None:
     """Update with the compiled :func:`_adan_kernel`: one call per large parameter, one call per
     (step, device, dtypes) bucket of small parameters (concatenated, then copied back)."""
     global _FUSED_FAILED
-    hyper = dict(beta1=beta1, beta2=beta2, beta3=beta3, lr=lr, weight_decay=weight_decay, eps=eps,
-                 no_prox=no_prox, clip_coef=clip_coef)  # fmt: skip
     tensors = list(zip(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads))
     if _FUSED_FAILED:
-        _single_tensor_adan(*map(list, zip(*tensors)), steps, **hyper)
+        _single_tensor_adan(*map(list, zip(*tensors)), steps, hp)
         return
     kernel = _compiled_kernel()
     torch._foreach_add_(steps, 1.0)
@@ -577,7 +535,7 @@ def _fused_adan(
 
     def scalars_for(step: float, device: torch.device) -> Tensor:
         if (step, device) not in scalars_cache:
-            scalars_cache[(step, device)] = _fused_scalars(step, device, **hyper)
+            scalars_cache[(step, device)] = _fused_scalars(step, device, hp)
         return scalars_cache[(step, device)]
 
     calls: list[tuple[list[int], bool]] = [([i], False) for i in large] + [(idx, True) for idx in buckets.values()]
@@ -595,7 +553,7 @@ def _fused_adan(
             logger.warning("Adan fused (torch.compile) path unavailable (%s); falling back to single-tensor.", err)
             _FUSED_FAILED = True
             torch._foreach_sub_(steps, 1.0)
-            _single_tensor_adan(*map(list, zip(*tensors)), steps, **hyper)
+            _single_tensor_adan(*map(list, zip(*tensors)), steps, hp)
             return
         if concatenated and len(idx) > 1:
             sizes = [t.numel() for t in flats[0]]
@@ -604,4 +562,4 @@ def _fused_adan(
                     torch._foreach_copy_(column, list(torch.split(buffer, sizes)))
     if fallback:
         torch._foreach_sub_([steps[i] for i in fallback], 1.0)
-        _single_tensor_adan(*map(list, zip(*(tensors[i] for i in fallback))), [steps[i] for i in fallback], **hyper)
+        _single_tensor_adan(*map(list, zip(*(tensors[i] for i in fallback))), [steps[i] for i in fallback], hp)
