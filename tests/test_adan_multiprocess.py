@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], cwd: Path, timeout: float = 300) -> None:
+def _run(cmd: list[str], cwd: Path, timeout: float = 180) -> None:
     """Run a launcher; on a timeout kill its whole process group (the workers too), then fail."""
     proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
@@ -56,11 +57,19 @@ def _run(cmd: list[str], cwd: Path, timeout: float = 300) -> None:
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{stdout[-3000:]}\n{stderr[-6000:]}"
 
 
+def _free_port() -> int:
+    """A port that is free right now (a port of 0 is not reliable for the rendezvous store)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _accelerate_2proc(*args: str) -> list[str]:
     return [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", "0", "-m", "hf_ada.run", str(SCRIPT), *args,
+        "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
+        "-m", "hf_ada.run", str(SCRIPT), *args,
     ]  # fmt: skip
 
 

@@ -45,8 +45,14 @@ def main():
     if rank == 0:
         state["world_size"] = torch.tensor(world)
         save_file(state, out)
-    if distributed:
+    if distributed:  # every rank done with its collectives before the group goes (else gloo can abort at exit)
+        dist.barrier()
         dist.destroy_process_group()
+        # skip interpreter teardown: gloo's worker threads can abort the process there ("terminate called
+        # without an active exception") although all work and output are complete
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Run it through the launcher: ``python -m hf_ada.run tests/assets/plain_trainer_s
 
 import json
 import os
+import sys
 
 import torch
 from datasets import Dataset
@@ -45,6 +46,16 @@ def main():
                        "sharded": any(hasattr(p, "full_tensor") for p in trainer.model.parameters()),
                        "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]},
                       f, default=str)
+    # tear the process group down explicitly: leaving it to interpreter exit can abort a gloo worker
+    # ("terminate called without an active exception") after training has finished
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+        # skip interpreter teardown: gloo's worker threads can abort the process there ("terminate called
+        # without an active exception") although all work and output are complete
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
