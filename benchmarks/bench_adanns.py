@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
     from hf_ada.adanns import AdANNSConfig, AdANNSIndex, retrieval_metrics
     from hf_ada.adanns.index import prefix
     from hf_ada.adanns.matryoshka import apply_head, train_linear_head
-    from hf_ada.adanns.report import markdown_table, plot_fronts
+    from hf_ada.optim import Adan
+    from hf_ada.demo.plots import markdown_table, plot_fronts
 
     faiss.omp_set_num_threads(args.threads)
     torch.set_num_threads(max(2, args.threads))
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     dims = [24, 48, 96, 192, 384]
     head = train_linear_head(q_raw[train], d_raw[corpus.query_doc[train]], dims, epochs=args.head_epochs,
-                             batch_size=256, lr=2e-3, optimizer="adan")
+                             batch_size=256, lr=2e-3, optimizer=Adan)
     queries, docs = apply_head(head, q_raw[eval_q]), apply_head(head, d_raw)
 
     def exact_recall(q: np.ndarray, x: np.ndarray, d: int) -> float:
@@ -271,7 +272,7 @@ def _markdown(args, n, n_train, n_eval, mrl_rows, results, target_rows, opq_rows
         "rigid q/s | AdANNS q/s | q/s ratio |",
         "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    from hf_ada.adanns.report import describe
+    from hf_ada.demo.plots import describe
 
     for t in target_rows:
         a = t["adanns"]

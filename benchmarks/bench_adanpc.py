@@ -25,9 +25,9 @@ import torch
 
 import hf_ada  # noqa: F401  (optim="adan", adanpc-* tasks)
 from hf_ada.adanpc import AdaNPCConfig, AdaNPCPredictor, T3AClassifier, wrap
-from hf_ada.adanpc.demo import (METHODS, STREAM_ANGLES, evaluate_stream, make_processor, markdown_table,
-                                plot_stream, rotated_digits, train_digit_classifier)
-from hf_ada.io_utils import atomic_file, write_json
+from hf_ada.demo.adanpc_stage import METHODS, evaluate_stream, markdown_table, plot_stream
+from hf_ada.demo.digits import STREAM_ANGLES, make_processor, rotated_digits, train_digit_classifier
+from hf_ada.common.files import atomic_file, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

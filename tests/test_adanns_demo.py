@@ -7,7 +7,7 @@ import json
 import torch
 
 from hf_ada.adanns import AdANNSIndex
-from hf_ada.adanns.demo import docstring_corpus, run_demo
+from hf_ada.demo.adanns_stage import docstring_corpus, run_demo
 
 torch.set_num_threads(2)
 

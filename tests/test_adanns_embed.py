@@ -4,7 +4,6 @@ script with ``--optim adan``, and the CLI build -> search round trip."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import datasets
@@ -18,7 +17,6 @@ from hf_ada.adanns import embed
 from hf_ada.adanns.matryoshka import apply_head, attach_head, matryoshka_infonce_loss, train_linear_head
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
 
 TEXTS = [f"package {w} provides {v} tools for {u}" for w, v, u in
          zip("abcdefghijklmnopqrstuvwx", ["network", "audio", "image", "text"] * 6, ["admins", "users", "devs"] * 8)]
@@ -107,11 +105,7 @@ def test_linear_head_improves_short_prefix_and_attaches(tiny_model_dir):
 
 
 def test_train_script_with_adan(tiny_model_dir, tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import train_matryoshka
-    finally:
-        sys.path.pop(0)
+    from hf_ada.scripts import train_matryoshka
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"q": t.split(" provides")[0], "d": t}) + "\n" for t in TEXTS))
     out = train_matryoshka.main([

@@ -12,7 +12,7 @@ import pytest
 from datasets import Dataset
 
 import hf_ada  # noqa: F401
-from hf_ada.hub import HubError
+from hf_ada.common.hub import HubError
 
 faiss.omp_set_num_threads(1)
 
@@ -87,7 +87,7 @@ def test_pulled_index_is_checked_before_use(local_hub, indexed, empty_cache, tmp
     config = json.loads((folder / "config.json").read_text())
     config["schema_version"] = 2
     (folder / "config.json").write_text(json.dumps(config))
-    from hf_ada.hub import push_folder
+    from hf_ada.common.hub import push_folder
 
     newer_repo = local_hub.repo_id("adanns-newer")
     push_folder(folder, newer_repo, repo_type="dataset", path_in_repo="adanns/emb")

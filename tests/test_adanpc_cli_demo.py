@@ -13,8 +13,8 @@ import hf_ada  # noqa: F401
 from hf_ada.adanpc import AdaNPCPredictor
 from hf_ada.adanpc.cli import adapt_cli
 from hf_ada.adanpc import AdaNPCPipeline
-from hf_ada.adanpc.demo import (METHODS, build_digit_model, digit_images, evaluate_stream, make_processor,
-                                rotated_digits)
+from hf_ada.demo.adanpc_stage import METHODS, evaluate_stream
+from hf_ada.demo.digits import build_digit_model, digit_images, make_processor, rotated_digits
 
 torch.set_num_threads(1)
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 import hf_ada  # noqa: F401  (registers the adanpc-* tasks)
 from hf_ada.adanpc import AdaNPCConfig, AdaNPCPipeline, AdaNPCPredictor, wrap
-from hf_ada.hub import HubError
+from hf_ada.common.hub import HubError
 
 torch.set_num_threads(1)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hf_ada import cli, demo
+from hf_ada import cli
+from hf_ada.demo import runner as demo
 
 
 def _hf_ada(*args: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""Round trips and failure handling of :mod:`hf_ada.hub` against the local Hub test double."""
+"""Round trips and failure handling of :mod:`hf_ada.common.hub` against the local Hub test double."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from hf_ada.hub import HubError, push_folder, resolve_folder
+from hf_ada.common.hub import HubError, push_folder, resolve_folder
 
 
 def _make_artifact(folder: Path, seed: int = 0) -> Path:

@@ -9,7 +9,7 @@ from huggingface_hub import ModelCard
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
 import hf_ada
-from hf_ada.hub import resolve_folder
+from hf_ada.common.hub import resolve_folder
 from hf_ada.optim.model_card import final_metrics
 
 torch.set_num_threads(1)

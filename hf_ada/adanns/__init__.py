@@ -1,17 +1,21 @@
 """AdANNS: adaptive semantic search over Matryoshka embeddings, as a ``datasets`` index.
 
-Importing this package attaches ``add_adanns_index``, ``add_adanns_index_from_external_arrays``,
-``save_adanns_index``, ``load_adanns_index`` and ``push_adanns_index_to_hub`` to
-:class:`datasets.Dataset`.
+``import hf_ada`` attaches ``add_adanns_index``, ``add_adanns_index_from_external_arrays``,
+``save_adanns_index``, ``load_adanns_index`` and ``push_adanns_index_to_hub`` to :class:`datasets.Dataset`
+(:mod:`hf_ada.adanns.integration`). Public names load their submodule (faiss, sentence-transformers) on
+first use.
 """
 
 from __future__ import annotations
 
-from .config import AdANNSConfig
-from .dataset import register_dataset_methods
-from .embed import embed
-from .index import AdANNSIndex, pareto_front, retrieval_metrics
+from ..common.lazy import lazy_exports
 
-register_dataset_methods()
-
-__all__ = ["AdANNSConfig", "AdANNSIndex", "embed", "pareto_front", "retrieval_metrics", "register_dataset_methods"]
+_EXPORTS = {
+    "AdANNSConfig": "config",
+    "AdANNSIndex": "index",
+    "pareto_front": "index",
+    "retrieval_metrics": "index",
+    "embed": "embed",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

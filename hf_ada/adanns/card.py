@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import DatasetCardData
 
-from ..cards import render_dataset_card, save_card
+from ..common.cards import render_dataset_card, save_card
 
 if TYPE_CHECKING:
     from .index import AdANNSIndex

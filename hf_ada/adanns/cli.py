@@ -153,7 +153,7 @@ def search_cli(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 def push_cli(argv: list[str] | None = None) -> str:
     """``hf-ada index push``: check a saved AdANNS index folder, then upload it into a Hub dataset repo."""
-    from ..hub import push_folder
+    from ..common.hub import push_folder
     from .hub import default_path_in_repo
     from .index import AdANNSIndex
 

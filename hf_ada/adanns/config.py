@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config_utils import JsonConfigMixin
+from ..common.config import JsonConfigMixin
 
 __all__ = ["AdANNSConfig", "SCHEMA_VERSION", "METRICS", "SCANS"]
 

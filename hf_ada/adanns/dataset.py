@@ -1,4 +1,4 @@
-"""``datasets.Dataset`` methods for AdANNS indexes, attached on ``import hf_ada`` (or ``hf_ada.adanns``).
+"""``datasets.Dataset`` methods for AdANNS indexes (attached by :mod:`hf_ada.adanns.integration` on ``import hf_ada``).
 
 * ``add_adanns_index(column, ...)`` / ``add_adanns_index_from_external_arrays(arrays, index_name, ...)``
 * ``save_adanns_index(index_name, path)`` / ``load_adanns_index(index_name, repo_id_or_path, ...)``
@@ -22,13 +22,13 @@ import numpy as np
 import pyarrow.compute as pc
 
 from .config import AdANNSConfig
-from ..hub import push_folder
+from ..common.hub import push_folder
 from .hub import default_path_in_repo, resolve_index_folder
 from .index import AdANNSIndex, ArrayVectorSource, VectorSource
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DatasetColumnSource", "register_dataset_methods", "embedding_provenance", "record_embedding_provenance"]
+__all__ = ["DatasetColumnSource", "DATASET_METHODS", "embedding_provenance", "record_embedding_provenance"]
 
 _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
 _PROVENANCE: dict[tuple[str, str], tuple[str | None, str | None]] = {}
@@ -269,7 +269,7 @@ def push_adanns_index_to_hub(
 ) -> str:
     """Upload the AdANNS index ``index_name`` (config, faiss files, lists, Pareto front, card) into
     ``path_in_repo`` (default ``adanns/<index_name>``) of the dataset repo ``repo_id``; return the commit
-    URL. Honours ``HF_ENDPOINT`` and tokens. On failure raises :class:`hf_ada.hub.HubError`; the index
+    URL. Honours ``HF_ENDPOINT`` and tokens. On failure raises :class:`hf_ada.common.hub.HubError`; the index
     attached to the dataset is untouched and can be pushed again."""
     index = _adanns_index(self, index_name)
     path_in_repo = path_in_repo or default_path_in_repo(index_name)
@@ -283,7 +283,8 @@ def push_adanns_index_to_hub(
         )
 
 
-_METHODS = {
+#: The methods :func:`hf_ada.adanns.integration.register` attaches to :class:`datasets.Dataset`.
+DATASET_METHODS = {
     "add_adanns_index": add_adanns_index,
     "add_adanns_index_from_external_arrays": add_adanns_index_from_external_arrays,
     "save_adanns_index": save_adanns_index,
@@ -291,8 +292,3 @@ _METHODS = {
     "push_adanns_index_to_hub": push_adanns_index_to_hub,
 }
 
-
-def register_dataset_methods() -> None:
-    """Attach the AdANNS methods to :class:`datasets.Dataset` (idempotent)."""
-    for name, method in _METHODS.items():
-        setattr(datasets.Dataset, name, method)

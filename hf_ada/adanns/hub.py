@@ -1,11 +1,11 @@
-"""Where AdANNS index folders live in Hub dataset repos; all transfers go through :mod:`hf_ada.hub`."""
+"""Where AdANNS index folders live in Hub dataset repos; all transfers go through :mod:`hf_ada.common.hub`."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from ..hub import resolve_folder
+from ..common.hub import resolve_folder
 
 __all__ = ["default_path_in_repo", "resolve_index_folder"]
 

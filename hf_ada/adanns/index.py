@@ -44,7 +44,7 @@ from datasets.search import BaseIndex, BatchedSearchResults, SearchResults
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..io_utils import atomic_directory, read_json, write_json
+from ..common.files import atomic_directory, read_json, write_json
 from .config import AdANNSConfig
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ to the model as a ``sentence_transformers.models.Dense`` module, so the result i
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,31 +45,34 @@ def train_linear_head(
     epochs: int = 3,
     batch_size: int = 256,
     lr: float = 1e-3,
-    optimizer: str = "adan",
+    optimizer: str | Callable[..., torch.optim.Optimizer] = "adamw",
     temperature: float = 0.05,
     seed: int = 0,
     show_progress: bool = True,
 ) -> nn.Linear:
     """Train a ``D x D`` linear map (identity start) on (anchor, positive) embedding pairs with
-    :func:`matryoshka_infonce_loss`; ``optimizer`` is ``"adan"`` (hf-ada's Adan) or ``"adamw"``."""
+    :func:`matryoshka_infonce_loss`.
+
+    ``optimizer`` is ``"adamw"`` (``torch.optim.AdamW``) or any optimizer class / factory called as
+    ``optimizer(params, lr=lr, weight_decay=0.0)`` -- e.g. ``hf_ada.optim.Adan``, which the demo and the
+    benchmark use.
+    """
     if anchors.shape != positives.shape or anchors.ndim != 2:
         raise ValueError(f"anchors and positives must be 2-D arrays of one shape, got {anchors.shape} and {positives.shape}")
     dim = anchors.shape[1]
     bad = [d for d in dims if not 1 <= d <= dim]
     if bad:
         raise ValueError(f"dims must lie in [1, {dim}], got {bad}")
-    if optimizer not in ("adan", "adamw"):
-        raise ValueError(f"optimizer must be 'adan' or 'adamw', got {optimizer!r}")
+    if isinstance(optimizer, str) and optimizer != "adamw" or not (isinstance(optimizer, str) or callable(optimizer)):
+        raise ValueError(
+            f"optimizer must be 'adamw' or an optimizer class such as hf_ada.optim.Adan, got {optimizer!r}"
+        )
     generator = torch.Generator().manual_seed(seed)
     head = nn.Linear(dim, dim, bias=False)
     with torch.no_grad():
         head.weight.copy_(torch.eye(dim))
-    if optimizer == "adan":
-        from ..optim import Adan
-
-        opt: torch.optim.Optimizer = Adan(head.parameters(), lr=lr, weight_decay=0.0)
-    else:
-        opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.0)
+    optimizer_cls = torch.optim.AdamW if optimizer == "adamw" else optimizer
+    opt: torch.optim.Optimizer = optimizer_cls(head.parameters(), lr=lr, weight_decay=0.0)
     a_all, p_all = torch.from_numpy(np.ascontiguousarray(anchors, np.float32)), torch.from_numpy(
         np.ascontiguousarray(positives, np.float32)
     )

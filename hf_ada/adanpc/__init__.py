@@ -1,7 +1,7 @@
 """AdaNPC: test-time adaptation of Hugging Face classifiers with a non-parametric (kNN) memory.
 
-Zhang et al., "AdaNPC: Exploring Non-Parametric Classifier for Test-Time Adaptation", ICML 2023. Importing
-this package registers the ``adanpc-text-classification``, ``adanpc-image-classification`` and
+Zhang et al., "AdaNPC: Exploring Non-Parametric Classifier for Test-Time Adaptation", ICML 2023. ``import hf_ada`` (through :mod:`hf_ada.adanpc.integration`)
+registers the ``adanpc-text-classification``, ``adanpc-image-classification`` and
 ``adanpc-audio-classification`` pipeline tasks.
 
 Where hf-ada departs from the reference code (yfzhang114/AdaNPC), on purpose:
@@ -20,34 +20,21 @@ unrelated streams, or use ``insert="confident"``.
 
 from __future__ import annotations
 
-from .config import AdaNPCConfig
-from .memory import SOURCE, TEST, AdaNPCMemory
-from .pipeline import (
-    AdaNPCAudioClassificationPipeline,
-    AdaNPCImageClassificationPipeline,
-    AdaNPCPipeline,
-    AdaNPCTextClassificationPipeline,
-    register_pipelines,
-    wrap,
-)
-from .predictor import AdaNPCPredictor
-from .t3a import T3AClassifier
-from .vote import knn_vote
+from ..common.lazy import lazy_exports
 
-register_pipelines()
-
-__all__ = [
-    "AdaNPCConfig",
-    "AdaNPCMemory",
-    "AdaNPCPredictor",
-    "AdaNPCPipeline",
-    "AdaNPCTextClassificationPipeline",
-    "AdaNPCImageClassificationPipeline",
-    "AdaNPCAudioClassificationPipeline",
-    "T3AClassifier",
-    "knn_vote",
-    "register_pipelines",
-    "wrap",
-    "SOURCE",
-    "TEST",
-]
+_EXPORTS = {
+    "AdaNPCConfig": "config",
+    "AdaNPCMemory": "memory",
+    "SOURCE": "memory",
+    "TEST": "memory",
+    "AdaNPCPredictor": "predictor",
+    "AdaNPCPipeline": "pipeline",
+    "AdaNPCTextClassificationPipeline": "pipeline",
+    "AdaNPCImageClassificationPipeline": "pipeline",
+    "AdaNPCAudioClassificationPipeline": "pipeline",
+    "wrap": "pipeline",
+    "T3AClassifier": "t3a",
+    "knn_vote": "vote",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

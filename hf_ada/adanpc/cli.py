@@ -80,7 +80,7 @@ def _load_dataset(name: str, split: str):
 
 
 def _new_predictor(args: argparse.Namespace):
-    from ..hub import resolve_folder
+    from ..common.hub import resolve_folder
     from .predictor import AdaNPCPredictor, _load_model, _load_processor
 
     if not args.train_dataset:
@@ -97,7 +97,7 @@ def _new_predictor(args: argparse.Namespace):
 
 
 def _run_stream(predictor, args: argparse.Namespace) -> dict[str, Any]:
-    from ..io_utils import atomic_file
+    from ..common.files import atomic_file
 
     stream = _load_dataset(args.stream, args.stream_split)
     column = args.input_column

@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 from safetensors.numpy import load_file, save
 
-from ..io_utils import atomic_file
+from ..common.files import atomic_file
 from .config import METRICS, SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)

@@ -15,6 +15,8 @@ per model batch (``batch_size``), in input order; pass ``adapt=False`` to a call
 
 from __future__ import annotations
 
+import sys
+
 import logging
 import os
 from pathlib import Path
@@ -44,7 +46,6 @@ __all__ = [
     "AdaNPCImageClassificationPipeline",
     "AdaNPCAudioClassificationPipeline",
     "TASKS",
-    "register_pipelines",
     "wrap",
 ]
 
@@ -205,12 +206,6 @@ _WRAPPED = (
 )
 
 
-def register_pipelines() -> None:
-    """Register the ``adanpc-*`` tasks with :func:`transformers.pipeline` (idempotent)."""
-    for task, (impl, auto_model, kind) in TASKS.items():
-        PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=impl, pt_model=auto_model, type=kind)
-
-
 def wrap(
     existing: Pipeline,
     memory: Any = None,
@@ -242,3 +237,11 @@ def wrap(
         adanpc_config=adanpc_config,
         **kwargs,
     )
+
+
+# Where this module was the first importer of transformers.pipelines, the registration hook of
+# hf_ada.adanpc.integration ran before the classes above existed and skipped; finish it now (idempotent).
+if "hf_ada" in sys.modules:
+    from .integration import register_pipelines as _register_pipelines
+
+    _register_pipelines()

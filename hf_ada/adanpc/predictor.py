@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..io_utils import atomic_directory, read_json
+from ..common.files import atomic_directory, read_json
 from .config import CONFIG_NAME, AdaNPCConfig
 from .features import FeatureHook
 from .memory import MEMORY_NAME, SOURCE, TEST, AdaNPCMemory
@@ -285,7 +285,7 @@ class AdaNPCPredictor:
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Write model, processor, ``adanpc_config.json``, ``memory.safetensors`` and ``README.md`` atomically."""
-        from ..cards import save_card
+        from ..common.cards import save_card
 
         if self.memory is None or len(self.memory) == 0:
             logger.warning("saving an AdaNPC predictor with an empty memory")
@@ -310,7 +310,7 @@ class AdaNPCPredictor:
         local_files_only: bool = False,
     ) -> AdaNPCPredictor:
         """Restore a predictor from a folder or a Hub model repo; everything pulled is checked first."""
-        from ..hub import resolve_folder
+        from ..common.hub import resolve_folder
 
         folder = resolve_folder(
             path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
@@ -339,9 +339,9 @@ class AdaNPCPredictor:
         commit_message: str | None = None,
         create_pr: bool = False,
     ) -> str:
-        """Save into a temporary folder and upload it as a model repo (via :func:`hf_ada.hub.push_folder`)."""
-        from ..cards import save_card
-        from ..hub import push_folder
+        """Save into a temporary folder and upload it as a model repo (via :func:`hf_ada.common.hub.push_folder`)."""
+        from ..common.cards import save_card
+        from ..common.hub import push_folder
 
         with tempfile.TemporaryDirectory(prefix="adanpc-push-") as tmp:
             folder = self.save_pretrained(Path(tmp) / "predictor")
@@ -361,7 +361,7 @@ class AdaNPCPredictor:
 def _render_card(values: dict[str, Any]):
     from huggingface_hub import ModelCardData
 
-    from ..cards import render_model_card
+    from ..common.cards import render_model_card
 
     base = values["base_model"]
     card_data = ModelCardData(

@@ -2,33 +2,29 @@
 
 When a :class:`transformers.Trainer` writes its model card (``trainer.create_model_card()``, which
 ``trainer.push_to_hub()`` and ``--push_to_hub`` call), the card of a run with ``optim="adan"`` is re-rendered
-from the ``adan_model`` template (:func:`hf_ada.cards.render_model_card`): transformers' own card (title,
+from the ``adan_model`` template (:func:`hf_ada.common.cards.render_model_card`): transformers' own card (title,
 results, hyperparameters, framework versions) followed by an *Optimizer: Adan* section with the optimizer's
 hyperparameters, the run's steps and its final metrics. Every value comes from the run itself: the
 ``TrainingArguments``, the optimizer the Trainer built and the ``TrainerState``; nothing is typed by hand.
 The same values are stored, machine-readable, in the card's YAML metadata under ``hf_ada``.
 
-:func:`install_model_card_hook` (run by :func:`hf_ada.optim.trainer_integration.register_adan`, so by
-``import hf_ada``) wraps ``Trainer.create_model_card`` once; runs with any other optimizer keep
-transformers' card untouched.
+Rendering only: :func:`hf_ada.optim.integration.register` installs the ``Trainer.create_model_card`` hook
+that calls :func:`render_adan_model_card`.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from ..cards import render_model_card
-from ..io_utils import atomic_file
+from ..common.cards import render_model_card
 from .adan import Adan
-from .trainer_integration import ADAN_OPTIM_NAME, adan_kwargs_from_training_args
+from .optim_args import ADAN_OPTIM_NAME, adan_kwargs_from_training_args
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +35,6 @@ __all__ = [
     "adan_run_record",
     "final_metrics",
     "render_adan_model_card",
-    "install_model_card_hook",
 ]
 
 ADAN_CARD_TEMPLATE = "adan_model"
@@ -49,9 +44,6 @@ ADAN_CARD_TAGS = ("adan", "hf-ada")
 _NOT_METRICS = ("epoch", "step", "total_flos", "learning_rate", "grad_norm")
 _NOT_METRIC_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_flos")
 
-
-def _is_adan(optim: Any) -> bool:
-    return str(getattr(optim, "value", optim)) == ADAN_OPTIM_NAME
 
 
 def _adan_defaults() -> dict[str, Any]:
@@ -174,29 +166,3 @@ def render_adan_model_card(trainer_card: str | ModelCard, args: Any, state: Any,
         weight_decay_form=weight_decay_form,
         reproduce_optim_args=_reproduce_optim_args(optimizer_record),
     )
-
-
-def _wrap_create_model_card(create_model_card: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(create_model_card)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
-        create_model_card(self, *args, **kwargs)
-        if not _is_adan(self.args.optim) or not self.is_world_process_zero():
-            return
-        path = Path(self.args.output_dir) / "README.md"
-        if not path.is_file():
-            return
-        card = render_adan_model_card(path.read_text(encoding="utf-8"), self.args, self.state, self.optimizer)
-        with atomic_file(path) as handle:
-            handle.write(str(card))
-        logger.info("Model card %s records the Adan optimizer and its hyperparameters", path)
-
-    wrapper.__hf_ada_wrapped__ = True  # type: ignore[attr-defined]
-    return wrapper
-
-
-def install_model_card_hook() -> None:
-    """Make ``Trainer.create_model_card`` record Adan in the cards of ``optim="adan"`` runs (idempotent)."""
-    from transformers import Trainer
-
-    if not getattr(Trainer.create_model_card, "__hf_ada_wrapped__", False):
-        Trainer.create_model_card = _wrap_create_model_card(Trainer.create_model_card)

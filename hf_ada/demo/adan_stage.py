@@ -29,7 +29,7 @@ OPTIMIZERS: dict[str, tuple[str, float, float, str | None]] = {
 
 
 def _rows(processor, domains) -> list[dict[str, torch.Tensor]]:
-    from ..adanpc.demo import pixel_values
+    from .digits import pixel_values
 
     pixels = torch.cat([pixel_values(processor, d.images) for d in domains])
     labels = torch.from_numpy(np.concatenate([d.labels for d in domains])).long()
@@ -41,7 +41,7 @@ def _train_one(name: str, train_rows, eval_rows, epochs: int, seed: int, output_
 
     import hf_ada  # noqa: F401  (registers optim="adan")
 
-    from ..adanpc.demo import build_digit_model
+    from .digits import build_digit_model
 
     optim, lr, wd, optim_args = OPTIMIZERS[name]
     model = build_digit_model(seed)
@@ -94,7 +94,7 @@ def run_demo(out_dir: Path, quick: bool, seed: int = 0) -> dict[str, Any]:
 
     Returns the per-epoch eval histories, final metrics and the saved model folder.
     """
-    from ..adanpc.demo import SOURCE_ANGLES, make_processor, rotated_digits
+    from .digits import SOURCE_ANGLES, make_processor, rotated_digits
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,107 +17,22 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .config import AdaNPCConfig
-from .predictor import AdaNPCPredictor
-from .t3a import T3AClassifier
+from hf_ada.common.files import atomic_file
+from hf_ada.adanpc import AdaNPCConfig, AdaNPCPredictor, T3AClassifier
+
+from .digits import SOURCE_ANGLES, STREAM_ANGLES, Domain, make_processor, pixel_values, rotated_digits, train_digit_classifier
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SOURCE_ANGLES", "STREAM_ANGLES", "METHODS", "rotated_digits", "train_digit_classifier",
-           "evaluate_stream", "plot_stream", "markdown_table", "run_demo"]
+__all__ = ["METHODS", "evaluate_stream", "plot_stream", "markdown_table", "run_demo"]
 
-SOURCE_ANGLES = (0, 15)
-STREAM_ANGLES = (30, 45, 60, 75)
 METHODS = ("ERM", "T3A", "kNN (AdaNPC, no insertion)", "AdaNPC")
-LABELS = {i: str(i) for i in range(10)}
-
-
-@dataclass
-class Domain:
-    angle: int
-    images: np.ndarray  # (n, 8, 8) uint8 in [0, 255]
-    labels: np.ndarray  # (n,)
-
-
-def rotated_digits(angles: tuple[int, ...] = SOURCE_ANGLES + STREAM_ANGLES, seed: int = 0) -> list[Domain]:
-    """Disjoint, shuffled chunks of sklearn's digits, chunk ``i`` rotated by ``angles[i]`` degrees."""
-    from scipy.ndimage import rotate
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    order = np.random.default_rng(seed).permutation(len(digits.target))
-    domains = []
-    for angle, chunk in zip(angles, np.array_split(order, len(angles))):
-        imgs = digits.images[chunk] / 16.0
-        rotated = np.stack([rotate(im, angle, reshape=False, order=1, mode="constant") for im in imgs])
-        domains.append(Domain(angle, np.clip(rotated * 255, 0, 255).astype(np.uint8), digits.target[chunk]))
-    return domains
-
-
-IMAGE_SIZE = 16
-
-
-def make_processor():
-    """Image processor: digits upsampled to 16x16 RGB (PIL backend: no torchvision needed).
-
-    RGB because the image-classification pipeline converts every PIL input to RGB.
-    """
-    from transformers import ViTImageProcessorPil
-
-    return ViTImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=[0.5] * 3,
-                                image_std=[0.5] * 3)
-
-
-def build_digit_model(seed: int = 0):
-    """A small ResNet (two basic stages, 32/64 channels) built from a transformers config, 10 digit labels."""
-    from transformers import ResNetConfig, ResNetForImageClassification
-
-    torch.manual_seed(seed)
-    config = ResNetConfig(num_channels=3, embedding_size=32, hidden_sizes=[32, 64], depths=[1, 1],
-                          layer_type="basic", downsample_in_first_stage=False, num_labels=10, id2label=LABELS,
-                          label2id={v: k for k, v in LABELS.items()})
-    return ResNetForImageClassification(config)
-
-
-def pixel_values(processor, images: np.ndarray) -> torch.Tensor:
-    return processor(images=digit_images(images), return_tensors="pt")["pixel_values"]
-
-
-def digit_images(images: np.ndarray) -> list:
-    """``(n, 8, 8)`` uint8 arrays as RGB PIL images (what a user would feed the pipeline)."""
-    from PIL import Image
-
-    return [Image.fromarray(im, mode="L").convert("RGB") for im in images]
-
-
-def train_digit_classifier(train: list[Domain], processor, epochs: int, seed: int = 0,
-                           optim: str = "adan", learning_rate: float = 2e-3, output_dir: str | Path | None = None):
-    """Train :func:`build_digit_model` on ``train`` with the Trainer and ``optim`` (default Adan)."""
-    import tempfile
-
-    import hf_ada  # noqa: F401  (registers optim="adan")
-    from transformers import Trainer, TrainingArguments
-
-    model = build_digit_model(seed)
-    pixels = torch.cat([pixel_values(processor, d.images) for d in train])
-    labels = torch.from_numpy(np.concatenate([d.labels for d in train])).long()
-    rows = [{"pixel_values": p, "labels": y} for p, y in zip(pixels, labels)]
-    with tempfile.TemporaryDirectory(prefix="adanpc-demo-train-") as tmp:
-        args = TrainingArguments(
-            output_dir=str(output_dir or tmp), optim=optim, learning_rate=learning_rate, weight_decay=0.02,
-            num_train_epochs=epochs, per_device_train_batch_size=32, warmup_steps=20, lr_scheduler_type="cosine",
-            logging_strategy="no", save_strategy="no", report_to=[], seed=seed, use_cpu=True,
-            dataloader_num_workers=0, disable_tqdm=True,
-        )
-        Trainer(model=model, args=args, train_dataset=rows).train()
-    return model.eval()
 
 
 def evaluate_stream(model, processor, source: list[Domain], stream: list[Domain],
@@ -207,8 +122,6 @@ def run_demo(out_dir: Path, quick: bool, train_optim: str = "adan", seed: int = 
 
     ``quick=True`` trains for 6 epochs (well under a minute on 2 idle cores), otherwise 30.
     """
-    from ..io_utils import atomic_file
-
     torch.set_num_threads(min(2, torch.get_num_threads()))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

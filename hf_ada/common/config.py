@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any, ClassVar, TypeVar
 
-from .io_utils import read_json, write_json
+from .files import read_json, write_json
 
 __all__ = ["JsonConfigMixin"]
 

@@ -19,10 +19,11 @@ TEMPLATES = ("adan_model", "adanns_index", "adanpc_predictor")
 
 
 def _templates_dir() -> Path:
-    packaged = Path(__file__).parent / "model_cards"  # wheel installs (force-included by pyproject)
+    package_root = Path(__file__).resolve().parent.parent
+    packaged = package_root / "model_cards"  # wheel installs (force-included by pyproject)
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "model_cards"  # source checkout / editable install
+    return package_root.parent / "model_cards"  # source checkout / editable install
 
 
 def template_path(name: str) -> Path:

@@ -95,10 +95,11 @@ def run_demo(out_dir: Path, quick: bool = False) -> dict[str, Any]:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from .config import AdANNSConfig
-    from .index import AdANNSIndex
-    from .matryoshka import apply_head, train_linear_head
-    from .report import markdown_table, plot_fronts
+    from hf_ada.adanns import AdANNSConfig, AdANNSIndex
+    from hf_ada.adanns.matryoshka import apply_head, train_linear_head
+    from hf_ada.optim import Adan
+
+    from .plots import markdown_table, plot_fronts
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -120,7 +121,7 @@ def run_demo(out_dir: Path, quick: bool = False) -> dict[str, Any]:
     train, held_out = order[: int(0.6 * n)], order[int(0.6 * n) :]
     dims = [24, 48, 96, 192, 384]
     head = train_linear_head(q_emb[train], d_emb[train], dims, epochs=15 if quick else 25, batch_size=64,
-                             lr=2e-3, optimizer="adan", show_progress=False)
+                             lr=2e-3, optimizer=Adan, show_progress=False)
     q_mrl, d_mrl = apply_head(head, q_emb), apply_head(head, d_emb)
 
     nlist = 12 if quick else 32

@@ -28,19 +28,19 @@ __all__ = ["main", "run_all", "STAGES"]
 
 
 def _adan_stage(out: Path, quick: bool) -> dict[str, Any]:
-    from .optim.demo import run_demo
+    from .adan_stage import run_demo
 
     return run_demo(out, quick)
 
 
 def _adanns_stage(out: Path, quick: bool) -> dict[str, Any]:
-    from .adanns.demo import run_demo
+    from .adanns_stage import run_demo
 
     return run_demo(out, quick)
 
 
 def _adanpc_stage(out: Path, quick: bool) -> dict[str, Any]:
-    from .adanpc.demo import run_demo
+    from .adanpc_stage import run_demo
 
     return run_demo(out, quick)
 

@@ -1,0 +1,44 @@
+"""The one patch hf-ada applies to transformers for AdaNPC: :func:`register` (run by ``import hf_ada``).
+
+It registers the ``adanpc-text-classification``, ``adanpc-image-classification`` and
+``adanpc-audio-classification`` tasks with :func:`transformers.pipeline`, lazily: importing
+``transformers.pipelines`` takes seconds, so the tasks are registered right after the first import of it
+(which every ``from transformers import pipeline`` does) rather than by ``import hf_ada`` itself.
+Without the registration, build the pipeline classes directly or wrap an existing pipeline::
+
+    from hf_ada.adanpc.pipeline import AdaNPCTextClassificationPipeline, wrap
+    adapted = wrap(pipeline("text-classification", model=...), memory=train_ds)
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+from ..common.lazy import call_when_imported
+
+__all__ = ["register", "register_pipelines"]
+
+
+def _on_transformers_pipelines_imported(_module: ModuleType) -> None:
+    pipeline_module = sys.modules.get(f"{__package__}.pipeline")
+    if pipeline_module is not None and getattr(pipeline_module.__spec__, "_initializing", False):
+        # hf_ada.adanpc.pipeline is the module importing transformers.pipelines right now: its classes do
+        # not exist yet, so it calls register_pipelines() itself on its last line.
+        return
+    register_pipelines()
+
+
+def register_pipelines() -> None:
+    """Register the ``adanpc-*`` tasks with :func:`transformers.pipeline` now (idempotent)."""
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    from .pipeline import TASKS
+
+    for task, (impl, auto_model, kind) in TASKS.items():
+        PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=impl, pt_model=auto_model, type=kind)
+
+
+def register() -> None:
+    """Register the pipeline tasks once ``transformers.pipelines`` is imported (now, if it already is)."""
+    call_when_imported("transformers.pipelines", _on_transformers_pipelines_imported)
