@@ -1,17 +1,24 @@
-"""A mixin for hf-ada's config dataclasses: a strict, versioned JSON round trip.
+"""A mixin for hf-ada's config dataclasses: a versioned JSON round trip.
 
-``from_dict`` refuses unknown keys and schema versions other than the class's own (they mean a file from
-another tool or a newer hf-ada), so a mismatch is a clear error rather than a silently wrong artifact.
+Like peft's configs, ``from_dict`` tolerates what a newer minor version of hf-ada adds: unknown keys are
+logged as a warning and ignored. It refuses only what it cannot honour: a file without ``schema_version``
+(not an hf-ada config) or a newer schema version (a layout change this hf-ada does not know how to read).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from typing import Any, ClassVar, TypeVar
 
 from .files import read_json, write_json
+
+logger = logging.getLogger(__name__)
+
+#: the artifact record :mod:`hf_ada.common.artifact` adds to a saved config (not a config field)
+ARTIFACT_KEY = "hf_ada_artifact"
 
 __all__ = ["JsonConfigMixin"]
 
@@ -34,8 +41,8 @@ class JsonConfigMixin:
 
     @classmethod
     def check_schema_version(cls, version: Any) -> None:
-        """Raise ``ValueError`` unless ``version`` is the schema version this hf-ada reads."""
-        if version != cls.SCHEMA_VERSION:
+        """Raise ``ValueError`` unless this hf-ada can read schema ``version`` (an int, at most its own)."""
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= cls.SCHEMA_VERSION:
             raise ValueError(
                 f"{cls.CONFIG_KIND} schema_version {version!r} is not supported by this hf-ada (it reads "
                 f"{cls.SCHEMA_VERSION}); upgrade hf-ada, or re-create the artifact with this version"
@@ -43,17 +50,20 @@ class JsonConfigMixin:
 
     @classmethod
     def from_dict(cls: type[ConfigT], payload: dict[str, Any]) -> ConfigT:
-        """Inverse of :meth:`to_dict`; unknown keys and other schema versions are refused."""
+        """Inverse of :meth:`to_dict`; unknown keys are warned about and ignored, newer schema versions refused."""
         if not isinstance(payload, dict):
             raise ValueError(f"a {cls.CONFIG_KIND} config must be a JSON object, got {type(payload).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(payload) - known)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys {unknown}; allowed: {sorted(known)}")
         if "schema_version" not in payload:
             raise ValueError(f"no schema_version: not an hf-ada {cls.CONFIG_KIND} config")
         cls.check_schema_version(payload["schema_version"])
-        return cls(**payload)
+        unknown = sorted(set(payload) - known - {ARTIFACT_KEY})
+        if unknown:
+            logger.warning(
+                "%s config: ignoring keys this hf-ada does not know (written by a newer version?): %s",
+                cls.CONFIG_KIND, unknown,
+            )
+        return cls(**{key: value for key, value in payload.items() if key in known})
 
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"

@@ -19,7 +19,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HubError", "push_folder", "resolve_folder"]
+__all__ = ["HubError", "looks_like_path", "push_folder", "resolve_folder"]
 
 REPO_TYPES = ("model", "dataset", "space")
 
@@ -113,6 +113,16 @@ def push_folder(
     return str(info)
 
 
+def looks_like_path(value: str | os.PathLike) -> bool:
+    """Whether ``value`` can only be meant as a local path, not as a Hub repo id (``name`` or ``owner/name``)."""
+    if not isinstance(value, str):
+        return True  # a PathLike
+    if value.startswith(("/", "./", "../", "~", ".\\")) or "\\" in value or value in (".", ".."):
+        return True
+    parts = value.split("/")
+    return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir())
+
+
 def resolve_folder(
     path_or_repo_id: str | os.PathLike,
     *,
@@ -122,15 +132,20 @@ def resolve_folder(
     token: str | bool | None = None,
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
+    force_download: bool = False,
 ) -> Path:
     """Return a local folder for ``path_or_repo_id``: the folder itself, or a downloaded Hub snapshot.
 
-    ``subfolder`` selects a folder inside it (for an index stored next to its dataset, say).
+    ``subfolder`` selects a folder inside it (for an index stored next to its dataset, say). A string that
+    can only be a path (absolute, ``./``, ``../``, ``~``, more than one ``/``, or ``dir/name`` whose ``dir``
+    exists here) and does not exist raises :class:`FileNotFoundError` instead of a Hub look-up.
     """
     _check_repo_type(repo_type)
-    local = Path(path_or_repo_id)
+    local = Path(path_or_repo_id).expanduser()
     if local.is_dir():
         root = local
+    elif looks_like_path(path_or_repo_id):
+        raise FileNotFoundError(f"{path_or_repo_id} does not exist (or is not a folder)")
     else:
         try:
             root = Path(
@@ -141,6 +156,7 @@ def resolve_folder(
                     token=token,
                     cache_dir=cache_dir,
                     local_files_only=local_files_only,
+                    force_download=force_download,
                     allow_patterns=None if subfolder is None else [f"{subfolder}/*", f"{subfolder}/**"],
                 )
             )
