@@ -6,7 +6,7 @@ Subcommands::
     hf-ada run SCRIPT.py ARGS...              run any Trainer script with --optim adan registered
     hf-ada index build|search|push ...        AdANNS indexes over dataset columns
     hf-ada adapt ...                          AdaNPC test-time adaptation of a classifier on a stream
-    hf-ada bench NAME ARGS...                 run a benchmark from benchmarks/ (source checkouts)
+    hf-ada bench NAME ARGS...                 run a benchmark of a source checkout (results to ./hf-ada-bench/)
 
 Each has ``--help``.
 """
@@ -70,22 +70,44 @@ def _run_adapt(argv: list[str]) -> int:
     return int(adapt_cli(argv) or 0)
 
 
-def _benchmarks_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "benchmarks"
+def _benchmarks_dir() -> Path | None:
+    """``benchmarks/`` of the source checkout this hf-ada runs from, or ``None`` (a pip install has none)."""
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    return folder if folder.is_dir() else None
+
+
+BENCH_USAGE = """usage: hf-ada bench {names} [--out DIR] [ARGS ...]
+
+Run one of the benchmarks of a source checkout of hf-ada (they are scripts in benchmarks/, not part of the
+installed package: `git clone` the project and `pip install -e ".[bench]"` to run them). Each prints a table
+and writes markdown, PNG and JSON results into --out, by default ./hf-ada-bench/<name>/ in the current
+folder -- never over the committed benchmarks/results/ (pass --out benchmarks/results to refresh those).
+`hf-ada bench NAME --help` lists a benchmark's own options.
+
+  adan-step          Adan step time / memory vs AdamW, timm and pytorch-optimizer Adan
+  adan-convergence   Adan vs AdamW loss curves (GPT-2 from scratch, fine-tuning, batch sizes)
+  adanns             AdANNS vs flat / HNSW / rigid IVF / OPQ: recall vs time and FLOPs
+  adanpc             AdaNPC vs no adaptation / T3A on shifted streams"""
 
 
 def _run_bench(argv: list[str]) -> int:
+    usage = BENCH_USAGE.format(names="{" + ",".join(BENCHMARKS) + "}")
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHMARKS:
-        print("usage: hf-ada bench {" + ",".join(BENCHMARKS) + "} [ARGS ...]   (each benchmark has --help)")
+        print(usage)
         if argv and argv[0] not in ("-h", "--help"):
             print(f"hf-ada bench: unknown benchmark {argv[0]!r}; choose one of {sorted(BENCHMARKS)}", file=sys.stderr)
             return 2
         return 0 if argv else 2
-    script = _benchmarks_dir() / BENCHMARKS[argv[0]]
-    if not script.is_file():
-        print(f"hf-ada bench: {script} not found: benchmarks ship with a source checkout of hf-ada", file=sys.stderr)
+    folder = _benchmarks_dir()
+    if folder is None:
+        print(f"hf-ada bench {argv[0]}: this hf-ada is an installed package without benchmarks/; the benchmarks "
+              "run from a source checkout of hf-ada (see `hf-ada bench --help`).", file=sys.stderr)
         return 2
-    sys.argv = [str(script), *argv[1:]]
+    script = folder / BENCHMARKS[argv[0]]
+    args = argv[1:]
+    if not any(a in ("-h", "--help") or a == "--out" or a.startswith("--out=") for a in args):
+        args = [*args, "--out", str(Path.cwd() / "hf-ada-bench" / argv[0])]
+    sys.argv = [str(script), *args]
     runpy.run_path(str(script), run_name="__main__")
     return 0
 
@@ -95,7 +117,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "run": (_run_launcher, "run a Trainer script (or -m module) with --optim adan registered"),
     "index": (_run_index, "AdANNS indexes: build | search | push"),
     "adapt": (_run_adapt, "AdaNPC test-time adaptation of a classifier over a stream"),
-    "bench": (_run_bench, "run a benchmark from benchmarks/: " + ", ".join(BENCHMARKS)),
+    "bench": (_run_bench, "run a benchmark of a source checkout: " + ", ".join(BENCHMARKS)),
 }
 
 

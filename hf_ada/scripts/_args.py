@@ -1,4 +1,4 @@
-"""Argument dataclasses and loaders shared by the Trainer scripts in ``scripts/``.
+"""Argument dataclasses and loaders shared by the Trainer scripts of :mod:`hf_ada.scripts`.
 
 They mirror the transformers example scripts (``--model_name_or_path``, ``--config_name``,
 ``--tokenizer_name``, ``--dataset_name``, ``--train_file`` ...), plus ``--config_overrides`` so that a tiny
@@ -7,6 +7,7 @@ model can be built from a config with no weights at all.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -62,7 +63,7 @@ class DataArguments:
     train_file: str | None = field(default=None, metadata={"help": "Local csv/json/jsonl/parquet/txt training file."})
     validation_file: str | None = field(default=None, metadata={"help": "Local validation file (same format)."})
     validation_split_percentage: int = field(
-        default=0, metadata={"help": "Hold out this % of train as validation when no validation split exists."}
+        default=0, metadata={"help": "Hold out this percentage of train as validation when no validation split exists."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation set."})
@@ -138,14 +139,29 @@ def load_config_and_tokenizer(
     return config, tokenizer
 
 
+def _given_flags(argv: list[str]) -> set[str]:
+    """The ``--flag`` names that appear on a command line (``--x=1`` and ``--x 1`` alike)."""
+    return {token[2:].split("=", 1)[0].replace("-", "_") for token in argv if token.startswith("--")}
+
+
 def parse_script_args(data_class: type, argv: list[str] | None = None) -> tuple[Any, Any, TrainingArguments]:
     """Parse ``(ModelArguments, data_class, TrainingArguments)`` from ``argv`` (or one ``.json`` file, as the
-    transformers examples allow), set up logging and seed everything."""
+    transformers examples allow), set up logging and seed everything.
+
+    What runs: the scripts train unless the user asked for evaluation only. transformers turns ``do_eval``
+    on by itself whenever ``--eval_strategy`` is not ``no``, so only an explicit ``--do_eval`` (without
+    ``--do_train``) means "evaluate only"; ``do_train`` is set accordingly here.
+    """
     parser = HfArgumentParser((ModelArguments, data_class, TrainingArguments))
-    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(sys.argv[1])
+    argv_list = sys.argv[1:] if argv is None else list(argv)
+    if len(argv_list) == 1 and argv_list[0].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(argv_list[0])
+        given = set(json.loads(Path(argv_list[0]).read_text(encoding="utf-8")))
     else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv_list)
+        given = _given_flags(argv_list)
+    if not training_args.do_train and "do_eval" not in given:
+        training_args.do_train = True
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)
     return model_args, data_args, training_args
@@ -157,12 +173,26 @@ def train_evaluate_push(
     task: str,
     add_eval_metrics: Callable[[dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
-    """The common tail of the scripts: train (unless only ``--do_eval``), save, evaluate when there is an
-    eval set, log and save the metrics, and push when ``--push_to_hub``."""
+    """The common tail of the scripts: train (``do_train``, see :func:`parse_script_args`), save, evaluate
+    when there is an eval set, log and save the metrics, and push when ``--push_to_hub``.
+
+    Raises instead of reporting success when nothing was done: an evaluation-only run without an eval set,
+    or a training run that took no optimizer step (e.g. an empty training set).
+    """
     args = trainer.args
     metrics: dict[str, float] = {}
-    if args.do_train or not args.do_eval:
+    if not args.do_train and trainer.eval_dataset is None:
+        raise ValueError(
+            "nothing to do: --do_eval without --do_train needs a validation set (--validation_file, "
+            "--validation_split_percentage, or a dataset with a 'validation' split)"
+        )
+    if args.do_train:
         result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        if trainer.state.global_step == 0:
+            raise RuntimeError(
+                "training finished without a single optimizer step (is the training set empty, or "
+                "--max_steps 0?); no model was saved"
+            )
         metrics.update(result.metrics)
         trainer.save_model()
         trainer.save_state()
