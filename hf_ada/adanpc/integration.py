@@ -24,7 +24,7 @@ def _on_transformers_pipelines_imported(_module: ModuleType) -> None:
     pipeline_module = sys.modules.get(f"{__package__}.pipeline")
     if pipeline_module is not None and getattr(pipeline_module.__spec__, "_initializing", False):
         # hf_ada.adanpc.pipeline is the module importing transformers.pipelines right now: its classes do
-        # not exist yet, so it calls register_pipelines() itself on its last line.
+        # not exist yet; the hook on hf_ada.adanpc.pipeline (see register) registers once it is done.
         return
     register_pipelines()
 
@@ -36,9 +36,13 @@ def register_pipelines() -> None:
     from .pipeline import TASKS
 
     for task, (impl, auto_model, kind) in TASKS.items():
+        if PIPELINE_REGISTRY.supported_tasks.get(task, {}).get("impl") is impl:
+            continue  # already registered (both hooks of register() may fire)
         PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=impl, pt_model=auto_model, type=kind)
 
 
 def register() -> None:
     """Register the pipeline tasks once ``transformers.pipelines`` is imported (now, if it already is)."""
     call_when_imported("transformers.pipelines", _on_transformers_pipelines_imported)
+    # where hf_ada.adanpc.pipeline itself is the first importer of transformers.pipelines
+    call_when_imported(f"{__package__}.pipeline", lambda _module: register_pipelines())

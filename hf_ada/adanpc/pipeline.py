@@ -237,11 +237,3 @@ def wrap(
         adanpc_config=adanpc_config,
         **kwargs,
     )
-
-
-# Where this module was the first importer of transformers.pipelines, the registration hook of
-# hf_ada.adanpc.integration ran before the classes above existed and skipped; finish it now (idempotent).
-if "hf_ada" in sys.modules:
-    from .integration import register_pipelines as _register_pipelines
-
-    _register_pipelines()
