@@ -109,3 +109,21 @@ def test_bench_from_an_installed_package_says_why(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_benchmarks_dir", lambda: None)
     assert cli.main(["bench", "adanpc"]) == 2
     assert "source checkout" in capsys.readouterr().err
+
+
+def test_sample_data_is_shaped_like_user_data_and_never_overwrites(tmp_path):
+    import pandas as pd
+
+    from hf_ada.demo.sample_data import write_sample_data
+
+    paths = write_sample_data(tmp_path / "data")
+    train, stream = pd.read_csv(paths["train.csv"]), pd.read_csv(paths["stream.csv"])
+    assert list(train.columns) == ["text", "label"] == list(stream.columns)
+    assert set(stream["label"]) <= set(train["label"]) and len(set(train["label"])) == 6
+    assert len(train) + len(pd.read_csv(paths["validation.csv"])) + len(stream) == len(
+        pd.read_parquet(paths["packages.parquet"]))
+    assert not set(train["text"]) & set(stream["text"])  # long descriptions vs one-line synopses
+    (tmp_path / "data" / "stream.csv").write_text("mine")
+    with pytest.raises(FileExistsError, match="already has"):
+        write_sample_data(tmp_path / "data")
+    assert (tmp_path / "data" / "stream.csv").read_text() == "mine"
