@@ -162,6 +162,18 @@ def test_sentence_transformer_trainer_uses_adan(tmp_path):
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
     assert isinstance(optimizer, hf_ada.Adan)
     assert all(g["no_prox"] for g in optimizer.param_groups)
+    # sentence-transformers writes its own card (not transformers'): it gets the Adan section too (issue 9)
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tmp_path / "st" / "README.md")  # written when training ended
+    assert "sentence-transformers" in card.data.tags and "hf-ada" in card.data.tags
+    assert card.data.to_dict()["hf_ada"]["optimizer"]["no_prox"] is True
+    assert card.data.to_dict()["hf_ada"]["run"]["global_step"] == 2
+    assert card.text.count("## Optimizer: Adan") == 1 and "SentenceTransformer" in card.text
+    trainer.create_model_card()  # explicit call (what push_to_hub does) re-renders, never duplicates
+    assert (tmp_path / "st" / "README.md").read_text().count("## Optimizer: Adan") == 1
+    trainer.save_model(str(tmp_path / "st-final"))  # the model's own save writes a card: Adan section too
+    assert (tmp_path / "st-final" / "README.md").read_text().count("## Optimizer: Adan") == 1
 
 
 def _launch(cmd: list[str], tmp_path: Path) -> subprocess.CompletedProcess:

@@ -8,6 +8,12 @@ hyperparameters, the run's steps and its final metrics. Every value comes from t
 ``TrainingArguments``, the optimizer the Trainer built and the ``TrainerState``; nothing is typed by hand.
 The same values are stored, machine-readable, in the card's YAML metadata under ``hf_ada``.
 
+transformers' own part of the card is corrected where it is wrong for an Adan run: its hyperparameter line
+``optimizer: Use OptimizerNames.ADAN and the args are: No additional optimizer arguments`` becomes the
+optimizer actually built, and ``fine-tuned version of [](https://huggingface.co/)`` (a model built from a
+config has an empty ``_name_or_path``) says that no base model was recorded. A run whose settings were
+translated from AdamW (``--optim_args from_adamw=true``) gets both sides of the translation.
+
 Rendering only: :func:`hf_ada.optim.integration.register` installs the ``Trainer.create_model_card`` hook
 that calls :func:`render_adan_model_card`.
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,7 +31,7 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from ..common.cards import render_model_card
 from .adan import Adan
-from .optim_args import ADAN_OPTIM_NAME, adan_kwargs_from_training_args
+from .optim_args import ADAN_OPTIM_NAME, adan_kwargs_from_training_args, from_adamw_record
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +41,8 @@ __all__ = [
     "adan_optimizer_record",
     "adan_run_record",
     "final_metrics",
+    "fix_trainer_card_text",
+    "is_generated_card",
     "render_adan_model_card",
 ]
 
@@ -63,10 +72,12 @@ def adan_optimizer_record(args: Any, optimizer: Any = None) -> dict[str, Any]:
     the optimizer's current one is the scheduled value.
     """
     inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps the real one
+    skipped = None
     if isinstance(inner, Adan):
         defaults = dict(inner.defaults)
         max_grad_norm = inner.max_grad_norm
         weight_decay = max((group.get("weight_decay", 0.0) for group in inner.param_groups), default=0.0)
+        skipped = int(inner.skipped_steps)
     else:
         defaults = {**_adan_defaults(), **adan_kwargs_from_training_args(args)}
         max_grad_norm = defaults.get("max_grad_norm", 0.0)
@@ -81,7 +92,10 @@ def adan_optimizer_record(args: Any, optimizer: Any = None) -> dict[str, Any]:
         "no_prox": bool(defaults["no_prox"]),
         "max_grad_norm": float(max_grad_norm),
         "fp32_state": bool(defaults.get("fp32_state", False)),
+        "nonfinite_grads": str(defaults.get("nonfinite_grads", "skip")),
+        "skipped_steps": skipped,
         "optim_args": args.optim_args or None,
+        "from_adamw": from_adamw_record(args.optim_args),
     }
 
 
@@ -98,6 +112,7 @@ def adan_run_record(args: Any, state: Any) -> dict[str, Any]:
         "seed": int(args.seed),
         "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
         "warmup": warmup_text,
+        "warmup_steps": f"{float(warmup):g}",
         "trainer_max_grad_norm": float(args.max_grad_norm),
     }
 
@@ -129,7 +144,48 @@ def _reproduce_optim_args(optimizer: Mapping[str, Any]) -> str:
              f"no_prox={str(optimizer['no_prox']).lower()}", f"max_grad_norm={optimizer['max_grad_norm']}"]
     if optimizer["fp32_state"]:
         items.append("fp32_state=true")
+    if optimizer.get("nonfinite_grads", "skip") != "skip":
+        items.append(f"nonfinite_grads={optimizer['nonfinite_grads']}")
     return ",".join(items)
+
+
+_TRAINER_OPTIMIZER_LINE = re.compile(
+    r"^- optimizer: Use (?:OptimizerNames\.ADAN|adan) and the args are:\n.*$", flags=re.MULTILINE
+)
+_EMPTY_BASE_MODEL = "This model is a fine-tuned version of [](https://huggingface.co/) on "
+_HF_ADA_SECTION = "\n## Optimizer: Adan\n"
+
+
+def _optimizer_line(optimizer: Mapping[str, Any]) -> str:
+    betas = ",".join(f"{b:g}" for b in optimizer["betas"])
+    return (
+        f"- optimizer: Adan ({optimizer['class']}, `--optim adan`) with betas=({betas}), eps={optimizer['eps']:g}, "
+        f"weight_decay={optimizer['weight_decay']:g} ({'no_prox' if optimizer['no_prox'] else 'proximal'}), "
+        f"max_grad_norm={optimizer['max_grad_norm']:g}; see the Adan section below"
+    )
+
+
+def fix_trainer_card_text(text: str, optimizer: Mapping[str, Any]) -> str:
+    """Correct transformers' card text of an Adan run (see the module docstring); drop an Adan section left by
+    an earlier rendering so that re-rendering never duplicates it."""
+    if _HF_ADA_SECTION in text:
+        text = text[: text.index(_HF_ADA_SECTION)]
+    text = _TRAINER_OPTIMIZER_LINE.sub(lambda _: _optimizer_line(optimizer), text)
+    return text.replace(
+        _EMPTY_BASE_MODEL, "This model was trained from a model built from its config (no base model was recorded) on "
+    )
+
+
+def is_generated_card(text: str) -> bool:
+    """Whether a README was written by a Trainer (transformers' or sentence-transformers') or by hf-ada, i.e.
+    may be replaced by a newer card of the same run."""
+    try:
+        data = ModelCard(text, ignore_metadata_errors=True).data.to_dict()
+    except Exception:  # not a card at all
+        return False
+    tags = data.get("tags") or []
+    tags = [tags] if isinstance(tags, str) else tags
+    return "generated_from_trainer" in tags or "hf-ada" in tags or "hf_ada" in data
 
 
 def render_adan_model_card(trainer_card: str | ModelCard, args: Any, state: Any, optimizer: Any = None) -> ModelCard:
@@ -159,7 +215,7 @@ def render_adan_model_card(trainer_card: str | ModelCard, args: Any, state: Any,
     return render_model_card(
         ADAN_CARD_TEMPLATE,
         card_data,
-        trainer_card=card.text.strip(),
+        trainer_card=fix_trainer_card_text(card.text, optimizer_record).strip(),
         optimizer=optimizer_record,
         run=run_record,
         metrics=[{**m, "value": f"{m['value']:.6g}"} for m in metrics],
