@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,20 @@ def test_report_assembles_stage_fragments(tmp_path, monkeypatch):
     assert "#### Stage B" in text and "![plot](two/b.png)" in text and "push two" in text
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["one"]["value"] == 1.5 and summary["two"]["png"].endswith("b.png")
+
+
+def test_demo_checks_its_output_folder_before_any_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        demo.main(["--out", str(tmp_path / "file")])
+    assert exc.value.code == 2 and "is a file" in capsys.readouterr().err
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o500)
+    try:
+        if os.access(tmp_path / "ro", os.W_OK):  # root ignores permission bits: nothing to check then
+            return
+        with pytest.raises(SystemExit):
+            demo.main(["--out", str(tmp_path / "ro")])
+        assert "not writable" in capsys.readouterr().err
+    finally:
+        (tmp_path / "ro").chmod(0o700)

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -142,6 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     missing = [name for name in _DEMO_MODULES if importlib.util.find_spec(name) is None]
     if missing:
         parser.error(f"the demo needs {missing}: install them with `pip install 'hf-ada[demo]'`")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file; give a folder")
+    try:  # fail now, not after minutes of training, if the report cannot be written
+        args.out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=args.out):
+            pass
+    except OSError as err:
+        parser.error(f"--out {args.out} is not writable: {err}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download: every model ships in a package
     report = run_all(args.out, args.quick, stages)
     print(f"hf-ada demo: report written to {report}")
