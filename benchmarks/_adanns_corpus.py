@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "debian-packages.parquet"
-CACHE = Path(os.environ.get("HF_ADA_BENCH_CACHE", Path.home() / ".cache" / "hf_ada_bench"))
+CACHE = Path(os.environ.get("HF_ADA_BENCH_CACHE", Path(__file__).resolve().parent / ".cache"))  # git-ignored
 
 
 @dataclass

@@ -127,3 +127,46 @@ def test_wrong_query_dim_on_dataset(dataset, vectors):
     dataset.add_adanns_index("emb", d_cluster=4, d_search=8, nlist=4, nprobe=2, show_progress=False)
     with pytest.raises(ValueError, match="dim 12 but the index was built on 16"):
         dataset.get_nearest_examples("emb", vectors[0, :12])
+
+
+def test_content_check_covers_every_row(tmp_path):
+    """A row the old 1,024-row sample never looked at (2,000 rows: the sample skipped every other one)."""
+    vectors = np.random.default_rng(5).standard_normal((2000, 8)).astype(np.float32)
+    ds = Dataset.from_dict({"emb": vectors.tolist()}).cast_column("emb", datasets.List(datasets.Value("float32"), length=8))
+    ds.add_adanns_index("emb", d_cluster=4, d_search=8, nlist=8, nprobe=2, show_progress=False)
+    ds.save_adanns_index("emb", tmp_path / "idx")
+    old_sample = set(np.unique(np.linspace(0, 1999, num=1024).astype(np.int64)).tolist())
+    row = next(r for r in range(1000, 2000) if r not in old_sample)
+    changed = vectors.copy()
+    changed[row, 5] += 1e-3
+    other = Dataset.from_dict({"emb": changed.tolist()}).cast_column("emb", datasets.List(datasets.Value("float32"), length=8))
+    with pytest.raises(ValueError, match="content hash of column 'emb' differs"):
+        other.load_adanns_index("emb", tmp_path / "idx")
+    swapped = vectors[np.r_[0:row, row + 1, row, row + 2:2000]]  # two rows exchanged
+    other = Dataset.from_dict({"emb": swapped.tolist()}).cast_column("emb", datasets.List(datasets.Value("float32"), length=8))
+    with pytest.raises(ValueError, match="content hash of column 'emb' differs"):
+        other.load_adanns_index("emb", tmp_path / "idx")
+    same = Dataset.from_dict({"emb": vectors.tolist(), "x": [0] * 2000})
+    same = same.cast_column("emb", datasets.List(datasets.Value("float32"), length=8))
+    same.load_adanns_index("emb", tmp_path / "idx")  # same vectors, other dataset: accepted
+    assert same.search("emb", vectors[row], k=1).indices[0] == row
+
+
+def test_save_keeps_other_files_and_refuses_bad_names(dataset, tmp_path):
+    dataset.add_adanns_index("emb", "idx", d_cluster=4, d_search=8, nlist=4, nprobe=2, show_progress=False)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    dataset.save_adanns_index("idx", folder)
+    assert (folder / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ValueError, match="index_name '../x' is not allowed"):
+        dataset.add_adanns_index("emb", "../x", d_cluster=4, d_search=8, nlist=4, show_progress=False)
+    with pytest.raises(ValueError, match="is not allowed"):
+        dataset.save_adanns_index("../x", tmp_path / "y")
+
+
+def test_default_structure_from_data_size(dataset):
+    dataset.add_adanns_index("emb", "auto", show_progress=False)  # no settings: chosen from n and dim
+    config = dataset.get_index("auto").config
+    assert (config.nlist, config.d_cluster, config.d_search, config.nprobe) == (10, 16, 16, 1)  # 400 rows // 39
+    assert config.d_rerank is None  # d_search is already the full dim

@@ -26,6 +26,6 @@ def test_quick_demo(tmp_path):
     assert (tmp_path / "adanns_demo.png").stat().st_size > 1000
     text = (tmp_path / "adanns_demo.md").read_text()
     assert "AdANNS-IVF" in text and "rigid IVF" in text
-    index = AdANNSIndex.load(tmp_path / "adanns_index", expected_num_rows=400)
+    index = AdANNSIndex.from_pretrained(tmp_path / "adanns_index", expected_num_rows=400)
     assert index.config.d_cluster == 48 and index.pareto_front
     assert json.dumps(result)  # plain JSON-able numbers and paths

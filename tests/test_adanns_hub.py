@@ -12,6 +12,7 @@ import pytest
 from datasets import Dataset
 
 import hf_ada  # noqa: F401
+from hf_ada.common.artifact import ArtifactError
 from hf_ada.common.hub import HubError
 
 faiss.omp_set_num_threads(1)
@@ -41,9 +42,8 @@ def test_push_then_load_into_empty_cache_gives_identical_results(local_hub, inde
     assert repo_id in url
     assert local_hub.commit_titles(repo_id, repo_type="dataset")[0] == "Add the emb index"
     files = local_hub.files(repo_id, repo_type="dataset")
-    assert {"adanns/emb/config.json", "adanns/emb/vectors.faiss", "adanns/emb/centroids.faiss",
-            "adanns/emb/opq_pq.faiss", "adanns/emb/lists.safetensors", "adanns/emb/pareto_front.json",
-            "adanns/emb/README.md"} <= set(files)
+    assert {"adanns/emb/config.json", "adanns/emb/vectors.faiss", "adanns/emb/lists.safetensors",
+            "adanns/emb/tuning.json", "adanns/emb/README.md"} == {f for f in files if f.startswith("adanns/")}
     assert not any(name.endswith((".pkl", ".pickle", ".bin")) for name in files)
     card = files["adanns/emb/README.md"].decode()
     assert "tiny-matryoshka" in card and "d_cluster = 4, nlist = 8" in card and repo_id in card
@@ -85,13 +85,13 @@ def test_pulled_index_is_checked_before_use(local_hub, indexed, empty_cache, tmp
     folder = tmp_path / "newer"
     ds.save_adanns_index("emb", folder)
     config = json.loads((folder / "config.json").read_text())
-    config["schema_version"] = 2
+    config["schema_version"] = 3
     (folder / "config.json").write_text(json.dumps(config))
     from hf_ada.common.hub import push_folder
 
     newer_repo = local_hub.repo_id("adanns-newer")
     push_folder(folder, newer_repo, repo_type="dataset", path_in_repo="adanns/emb")
-    with pytest.raises(ValueError, match="schema_version 2"):
+    with pytest.raises(ValueError, match="schema_version 3"):
         ds.load_adanns_index("emb", newer_repo, cache_dir=empty_cache)
 
 
@@ -129,6 +129,19 @@ def test_push_cli_uploads_a_checked_folder(local_hub, indexed, empty_cache, tmp_
     ds.load_adanns_index("again", repo_id, subfolder="adanns/emb", cache_dir=empty_cache)
     np.testing.assert_array_equal(ds.search_batch("again", vectors[:4], k=3).total_indices,
                                   ds.search_batch("emb", vectors[:4], k=3).total_indices)
-    (folder / "centroids.faiss").unlink()
-    with pytest.raises(FileNotFoundError, match="centroids.faiss"):  # refused before any upload
+    (folder / "lists.safetensors").unlink()
+    with pytest.raises(ArtifactError, match="lists.safetensors is missing"):  # refused before any upload
         push_cli([str(folder), local_hub.repo_id("adanns-cli-bad")])
+
+
+def test_index_names_are_checked_before_they_become_paths(local_hub, indexed, tmp_path):
+    ds, _ = indexed
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("mine")
+    for bad in ("../victim", "a/b", "..", ""):
+        with pytest.raises(ValueError, match="is not allowed"):
+            ds.push_adanns_index_to_hub(bad, local_hub.repo_id("adanns-bad-name"))
+        with pytest.raises(ValueError, match="is not allowed"):
+            ds.load_adanns_index(bad, local_hub.repo_id("adanns-bad-name"))
+    assert (victim / "notes.txt").read_text() == "mine"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hf_ada.adanns import AdANNSConfig, AdANNSIndex
+from hf_ada.common.artifact import ArtifactError
 
 faiss.omp_set_num_threads(1)
 
@@ -84,17 +85,27 @@ def test_scan_then_exact_rerank(data, d_rerank):
         np.testing.assert_allclose(scores[i], np.sort(exact)[::-1][:5], rtol=1e-5, atol=1e-5)
 
 
+def literal_pq_codes(x_rot: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
+    """PQ encoding by hand: per sub-space, the nearest codeword (L2)."""
+    m, _, dsub = codebooks.shape
+    return np.stack([np.argmin(((x_rot[:, None, i * dsub : (i + 1) * dsub] - codebooks[i][None]) ** 2).sum(-1), axis=1)
+                     for i in range(m)], axis=1)
+
+
 def test_opq_pq_scan_matches_numpy_adc_with_the_rotation_applied(data):
     x, q = data
     index = build(x, nlist=1, nprobe=1, pq_bytes=4, d_pq=16, train_size=900)
-    opq = faiss.downcast_VectorTransform(index.opq_pq.chain.at(0))
-    rotation = faiss.vector_to_array(opq.A).reshape(16, 16)
+    assert index.storage.vectors is None  # a PQ-only index without re-rank keeps no float32 vectors
+    assert index.memory()["vectors"] == 0 and index.memory()["codes"] == len(x) * 4
+    rotation = index.storage.opq_rotation
     assert not np.allclose(rotation, np.eye(16), atol=1e-3)  # a real rotation was learned
-    pq = faiss.downcast_index(index.opq_pq.index).pq
-    codebooks = faiss.vector_to_array(pq.centroids).reshape(4, 256, 4)
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(16), atol=1e-4)
+    codebooks = index.storage.pq_codebooks
+    codes = index.storage.codes
+    agree = (literal_pq_codes(unit(x[:, :16]) @ rotation.T, codebooks) == codes).mean()
+    assert agree > 0.999  # the database rotation was applied before encoding (ties aside)
     # literal ADC: rotate the re-normalised query prefix, sum sub-space inner products with the codewords
     q_rot = unit(q[:, :16]) @ rotation.T
-    codes = index.opq_pq.sa_encode(unit(x[:, :16]))
     ref = np.zeros((len(q), len(x)), dtype=np.float64)
     for m in range(4):
         ref += q_rot[:, 4 * m : 4 * m + 4] @ codebooks[m, codes[:, m]].T
@@ -150,17 +161,20 @@ def test_budget_needs_tuning(data):
 def test_save_load_round_trip_identical(data, tmp_path):
     x, q = data
     index = build(x, pq_bytes=4, d_pq=16, d_rerank=D, rerank_k=20)
-    index.tune(q, [{0}] * len(q), grid=[{"nprobe": 2}, {"nprobe": 8}], show_progress=False)
+    index.tune(q, [{0}] * len(q), grid=[{"nprobe": 2}, {"nprobe": 8}, {"scan": "pq", "nprobe": 4}],
+               show_progress=False)
     before = index.search_batch(q, k=7)
-    index.save(tmp_path / "idx")
-    loaded = AdANNSIndex.load(tmp_path / "idx", expected_num_rows=len(x), expected_dim=D)
+    index.save_pretrained(tmp_path / "idx")
+    loaded = AdANNSIndex.from_pretrained(tmp_path / "idx", expected_num_rows=len(x), expected_dim=D)
     after = loaded.search_batch(q, k=7)
     np.testing.assert_array_equal(before.total_indices, after.total_indices)
     np.testing.assert_array_equal(before.total_scores, after.total_scores)
     assert loaded.config == index.config
     assert loaded.pareto_front == index.pareto_front
+    assert loaded.plan == index.plan and loaded.plan["reason"]
     card = (tmp_path / "idx" / "README.md").read_text()
-    assert "d_cluster = 6" in card and "4 bytes per vector" in card and "| pq | - |" in card
+    assert "d_cluster = 6" in card and "4 bytes per vector" in card and "| pq | 6 | - |" in card
+    assert index.plan["reason"] in card and "## Memory" in card
     for d_search in (5, 12):  # any prefix, also one outside the stored norm ladder
         np.testing.assert_array_equal(
             index.search_batch(q, k=5, d_search=d_search).total_indices,
@@ -170,37 +184,38 @@ def test_save_load_round_trip_identical(data, tmp_path):
 
 def test_load_refuses_mismatches(data, tmp_path):
     x, _ = data
-    build(x).save(tmp_path / "idx")
+    build(x).save_pretrained(tmp_path / "idx")
     with pytest.raises(ValueError, match="900 rows but the dataset has 899"):
-        AdANNSIndex.load(tmp_path / "idx", expected_num_rows=899)
+        AdANNSIndex.from_pretrained(tmp_path / "idx", expected_num_rows=899)
     with pytest.raises(ValueError, match="24-dim embeddings, the column has 32"):
-        AdANNSIndex.load(tmp_path / "idx", expected_dim=32)
+        AdANNSIndex.from_pretrained(tmp_path / "idx", expected_dim=32)
     config = (tmp_path / "idx" / "config.json").read_text()
-    (tmp_path / "idx" / "config.json").write_text(config.replace('"schema_version": 1', '"schema_version": 99'))
+    (tmp_path / "idx" / "config.json").write_text(config.replace('"schema_version": 2', '"schema_version": 99'))
     with pytest.raises(ValueError, match="schema_version 99"):
-        AdANNSIndex.load(tmp_path / "idx")
+        AdANNSIndex.from_pretrained(tmp_path / "idx")
     (tmp_path / "idx" / "config.json").write_text(config.replace('"nlist": 16', '"nlist": 8').replace('"nprobe": 3', '"nprobe": 2'))
-    with pytest.raises(ValueError, match="inconsistent"):
-        AdANNSIndex.load(tmp_path / "idx")
-    (tmp_path / "idx" / "centroids.faiss").unlink()
-    with pytest.raises(FileNotFoundError, match="centroids.faiss"):
-        AdANNSIndex.load(tmp_path / "idx")
+    with pytest.raises(ArtifactError, match="lists.safetensors: 'centroids_6' is float32\\[16, 6\\], expected float32\\[8, 6\\]"):
+        AdANNSIndex.from_pretrained(tmp_path / "idx")
+    (tmp_path / "idx" / "config.json").write_text(config)
+    (tmp_path / "idx" / "lists.safetensors").unlink()
+    with pytest.raises(ArtifactError, match="lists.safetensors is missing"):
+        AdANNSIndex.from_pretrained(tmp_path / "idx")
 
 
 def test_failed_save_leaves_previous_index_intact(data, tmp_path, monkeypatch):
     x, q = data
     index = build(x)
-    index.save(tmp_path / "idx")
-    before = (tmp_path / "idx" / "config.json").read_text()
+    index.save_pretrained(tmp_path / "idx")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()}
 
-    def broken_card(_index, _folder):
+    def broken_card(self, repo_id=None):
         raise RuntimeError("disk full")
 
     other = build(x, nprobe=5)
+    monkeypatch.setattr(AdANNSIndex, "_render_card", broken_card)
     with pytest.raises(RuntimeError, match="disk full"):
-        other.save(tmp_path / "idx", card=broken_card)
-    assert (tmp_path / "idx" / "config.json").read_text() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no temp folder left behind
+        other.save_pretrained(tmp_path / "idx")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()} == before  # no staging left either
 
 
 @pytest.mark.parametrize(
@@ -233,7 +248,7 @@ def test_bad_vectors_and_queries(data):
         index.search_batch(q[:, :20])
     with pytest.raises(ValueError, match="queries contains NaN"):
         index.search_batch(np.full((1, D), np.nan, dtype=np.float32))
-    with pytest.raises(TypeError, match="unknown search arguments"):
+    with pytest.raises(TypeError, match="unknown search arguments \\['d_serch'\\]; allowed: d_cluster, d_search"):
         index.search(q[0], d_serch=4)
     with pytest.raises(ValueError, match="d_search must be an int in"):
         index.search(q[0], d_search=25)

@@ -12,9 +12,12 @@ from ..common.lazy import lazy_exports
 
 _EXPORTS = {
     "AdANNSConfig": "config",
+    "SearchSettings": "config",
+    "default_structure": "config",
     "AdANNSIndex": "index",
-    "pareto_front": "index",
-    "retrieval_metrics": "index",
+    "pareto_front": "tuning",
+    "retrieval_metrics": "tuning",
+    "choose_plan": "tuning",
     "embed": "embed",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,26 +1,25 @@
-"""The README card of a saved AdANNS index, filled from the index's own config (never by hand)."""
+"""The README card of a saved AdANNS index, filled from the index's own config and tuning record."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from huggingface_hub import DatasetCardData
+from huggingface_hub import DatasetCard, DatasetCardData
 
-from ..common.cards import render_dataset_card, save_card
+from ..common.cards import render_dataset_card
+from .config import AdANNSConfig
+from .tuning import describe_plan
 
-if TYPE_CHECKING:
-    from .index import AdANNSIndex
-
-__all__ = ["card_values", "write_index_card"]
+__all__ = ["card_values", "render_index_card"]
 
 
-def card_values(index: AdANNSIndex) -> dict[str, Any]:
+def card_values(config: AdANNSConfig, tuning: dict[str, Any], memory: dict[str, int],
+                repo_id: str | None = None) -> dict[str, Any]:
     """Template values for ``model_cards/adanns_index.md``, all taken from the index itself."""
-    cfg = index.config
+    cfg = config
     values: dict[str, Any] = dict(cfg.to_dict())
     values["index_name"] = cfg.extra.get("index_name", "adanns")
-    values["repo_id"] = cfg.extra.get("repo_id")
+    values["repo_id"] = repo_id or cfg.extra.get("repo_id")
     values["path_in_repo"] = cfg.extra.get("path_in_repo")
     values["metric_description"] = (
         "inner product on L2-normalised prefixes (cosine)" if cfg.metric == "ip" else "squared L2 on prefixes"
@@ -28,7 +27,7 @@ def card_values(index: AdANNSIndex) -> dict[str, Any]:
     values["scan_description"] = (
         f"asymmetric OPQ+PQ distances ({cfg.pq_bytes} bytes, d_pq = {cfg.d_pq})"
         if cfg.scan == "pq"
-        else f"exact on d_search = {cfg.d_search} dims"
+        else f"exact on d_search = {cfg.d_search} dims" + (" (every row)" if cfg.scan == "exact" else "")
     )
     values["rerank_description"] = (
         f"top {cfg.rerank_k} candidates on d_rerank = {cfg.d_rerank} dims" if cfg.d_rerank else "none"
@@ -36,15 +35,20 @@ def card_values(index: AdANNSIndex) -> dict[str, Any]:
     values["pq_description"] = (
         f"{cfg.pq_bytes} bytes per vector, trained on d_pq = {cfg.d_pq} dims" if cfg.pq_bytes else "none"
     )
-    values["pareto_front"] = index.pareto_front
+    values["d_clusters"] = ", ".join(str(d) for d in cfg.d_clusters)
+    values["memory"] = [{"part": part, "mib": size / 2**20, "per_vector": size / max(cfg.num_rows or 1, 1)}
+                        for part, size in memory.items() if size]
+    values["pareto_front"] = tuning.get("pareto_front", [])
+    plan = tuning.get("plan")
+    values["plan"] = plan
+    values["plan_description"] = describe_plan(plan) if plan else None
     return values
 
 
-def write_index_card(index: AdANNSIndex, folder: Path) -> Path:
-    """Render the card of ``index`` into ``folder/README.md``."""
-    cfg = index.config
+def render_index_card(config: AdANNSConfig, tuning: dict[str, Any], memory: dict[str, int],
+                      repo_id: str | None = None) -> DatasetCard:
+    """The index's README card (rendered once per save by the artifact protocol)."""
     card_data = DatasetCardData(tags=["hf-ada", "adanns", "faiss", "matryoshka", "vector-index"])
-    if cfg.embedding_model:
-        card_data.embedding_model = cfg.embedding_model
-    card = render_dataset_card("adanns_index", card_data, **card_values(index))
-    return save_card(card, folder)
+    if config.embedding_model:
+        card_data.embedding_model = config.embedding_model
+    return render_dataset_card("adanns_index", card_data, **card_values(config, tuning, memory, repo_id))

@@ -166,7 +166,7 @@ def push_cli(argv: list[str] | None = None) -> str:
     parser.add_argument("--commit-message")
     parser.add_argument("--token", default=os.environ.get("HF_TOKEN"))
     args = parser.parse_args(argv)
-    AdANNSIndex.load(args.folder)  # refuse to upload something that would not load
+    AdANNSIndex.from_pretrained(args.folder)  # refuse to upload something that would not load
     url = push_folder(
         args.folder, args.repo_id, repo_type="dataset",
         path_in_repo=args.path_in_repo or default_path_in_repo(Path(args.folder).name), token=args.token,

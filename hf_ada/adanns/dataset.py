@@ -1,19 +1,26 @@
 """``datasets.Dataset`` methods for AdANNS indexes (attached by :mod:`hf_ada.adanns.integration` on ``import hf_ada``).
 
-* ``add_adanns_index(column, ...)`` / ``add_adanns_index_from_external_arrays(arrays, index_name, ...)``
-* ``save_adanns_index(index_name, path)`` / ``load_adanns_index(index_name, repo_id_or_path, ...)``
-* ``push_adanns_index_to_hub(index_name, repo_id, ...)``
+* ``add_adanns_index(column, index_name=None, config=None, **config_kwargs)`` /
+  ``add_adanns_index_from_external_arrays(arrays, index_name, ...)``: build and attach;
+* ``save_adanns_index(index_name, path)`` / ``load_adanns_index(index_name, repo_id_or_path, ...)``;
+* ``push_adanns_index_to_hub(index_name, repo_id, ...)``.
 
-The index is a :class:`~hf_ada.adanns.AdANNSIndex`, a :class:`datasets.search.BaseIndex`, stored in the
-dataset's index registry like a faiss index: ``search``, ``search_batch``, ``get_nearest_examples``,
-``get_nearest_examples_batch``, ``list_indexes``, ``get_index`` and ``drop_index`` work on it unchanged.
+Saving, loading and pushing go through the index's artifact protocol (``save_pretrained`` /
+``from_pretrained`` / ``push_to_hub``). The index is a :class:`~hf_ada.adanns.AdANNSIndex`, a
+:class:`datasets.search.BaseIndex`, stored in the dataset's index registry like a faiss index: ``search``,
+``search_batch``, ``get_nearest_examples``, ``get_nearest_examples_batch``, ``list_indexes``, ``get_index``
+and ``drop_index`` work on it unchanged.
+
+A load checks that the dataset holds exactly the indexed vectors: row count, dim, and a SHA-256 over every
+row of the column (its Arrow value buffers; ~1 s per 1.5 GB, see :func:`column_content_hash`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +28,41 @@ import datasets
 import numpy as np
 import pyarrow.compute as pc
 
+from ..common.artifact import check_name
 from .config import AdANNSConfig
-from ..common.hub import push_folder
-from .hub import default_path_in_repo, resolve_index_folder
-from .index import AdANNSIndex, ArrayVectorSource, VectorSource
+from .hub import default_path_in_repo, index_subfolder
+from . import index as _index  # a module reference: this file may load while index.py is importing datasets
+from .vectors import ArrayVectorSource, VectorSource
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DatasetColumnSource", "DATASET_METHODS", "embedding_provenance", "record_embedding_provenance"]
+__all__ = ["DatasetColumnSource", "DATASET_METHODS", "embedding_provenance", "record_embedding_provenance",
+           "column_content_hash"]
 
 _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
-_PROVENANCE: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+_PROVENANCE_TAG = "hf-ada embedding provenance: "
 
 
-def record_embedding_provenance(fingerprint: str, column: str, model: str | None, revision: str | None) -> None:
-    """Remember which model produced ``column`` of the dataset with ``fingerprint`` (used by :func:`embed`)."""
-    _PROVENANCE[(fingerprint, column)] = (model, revision)
+def record_embedding_provenance(dataset: datasets.Dataset, column: str, model: str | None, revision: str | None) -> None:
+    """Record in ``dataset.info.description`` (which travels with ``save_to_disk`` / ``push_to_hub`` and
+    through ``map``) which model produced ``column``."""
+    lines = [line for line in (dataset.info.description or "").splitlines()
+             if not (line.startswith(_PROVENANCE_TAG) and json.loads(line[len(_PROVENANCE_TAG):]).get("column") == column)]
+    lines.append(_PROVENANCE_TAG + json.dumps({"column": column, "model": model, "revision": revision}))
+    dataset.info.description = "\n".join(lines)
 
 
 def embedding_provenance(dataset: datasets.Dataset, column: str) -> tuple[str | None, str | None]:
-    """(model name, revision) that :func:`hf_ada.adanns.embed` recorded for this column, if any."""
-    return _PROVENANCE.get((dataset._fingerprint, column), (None, None))
+    """(model name, revision) recorded by :func:`hf_ada.adanns.embed` for ``column`` of ``dataset``, if any."""
+    for line in (dataset.info.description or "").splitlines():
+        if line.startswith(_PROVENANCE_TAG):
+            try:
+                entry = json.loads(line[len(_PROVENANCE_TAG):])
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and entry.get("column") == column:
+                return entry.get("model"), entry.get("revision")
+    return None, None
 
 
 def column_dim(dataset: datasets.Dataset, column: str) -> int:
@@ -70,13 +91,17 @@ def column_dim(dataset: datasets.Dataset, column: str) -> int:
     return int(low)
 
 
-def content_hash(source: VectorSource, sample: int = 1024) -> str:
-    """SHA-256 over the float32 bytes of up to ``sample`` evenly spaced rows and the row count."""
-    import hashlib
-
-    rows = np.unique(np.linspace(0, source.num_rows - 1, num=min(sample, source.num_rows)).astype(np.int64))
-    digest = hashlib.sha256(f"{source.num_rows}x{source.dim}".encode())
-    digest.update(np.ascontiguousarray(source.take(rows), dtype=np.float32).tobytes())
+def column_content_hash(dataset: datasets.Dataset, column: str) -> str:
+    """SHA-256 over every row of a vector column: its Arrow value buffers, chunk by chunk (zero-copy), in
+    row order, plus the shape and dtype. A changed, swapped or reordered row anywhere changes it."""
+    dim = column_dim(dataset, column)
+    if dataset._indices is not None:  # a select/shuffle view: hash the rows in the order the dataset shows
+        return DatasetColumnSource(dataset, column).content_hash()
+    chunked = dataset.data.column(column)
+    digest = hashlib.sha256(f"{len(dataset)}x{dim}:{chunked.type}".encode())
+    for chunk in chunked.chunks:
+        values = chunk.flatten()  # the value slice of exactly these rows (offsets applied)
+        digest.update(memoryview(values.to_numpy(zero_copy_only=True)).cast("B"))
     return digest.hexdigest()
 
 
@@ -99,36 +124,42 @@ class DatasetColumnSource(VectorSource):
     def take(self, rows: np.ndarray) -> np.ndarray:
         return self._as_matrix(self._formatted[rows.tolist()][self.column])
 
+    def content_hash(self) -> str:
+        digest = hashlib.sha256(f"{self.num_rows}x{self.dim}:rows".encode())
+        for start in range(0, self.num_rows, 16384):
+            digest.update(self.read(start, min(self.num_rows, start + 16384)).tobytes())
+        return digest.hexdigest()
+
 
 def _attach(
     dataset: datasets.Dataset,
     source: VectorSource,
     index_name: str,
+    config: AdANNSConfig | None,
+    config_kwargs: dict[str, Any],
     *,
     column: str | None,
+    content_hash: str,
     batch_size: int,
     device: int | str | None,
     show_progress: bool,
-    **config_kwargs: Any,
-) -> AdANNSIndex:
+) -> _index.AdANNSIndex:
     """Build an index over ``source`` (rows aligned with ``dataset``) and register it as ``index_name``."""
+    check_name(index_name, "index_name")
     if source.num_rows != len(dataset):
         raise ValueError(f"external_arrays has {source.num_rows} rows, the dataset has {len(dataset)}")
+    if config is not None and config_kwargs:
+        raise ValueError(f"pass either config or keyword settings {sorted(config_kwargs)}, not both")
     d_cluster, nlist = config_kwargs.get("d_cluster"), config_kwargs.get("nlist")
     if isinstance(d_cluster, int) and d_cluster > source.dim:
         raise ValueError(f"d_cluster must be <= the embedding dim ({source.dim}), got {d_cluster}")
     if isinstance(nlist, int) and nlist > source.num_rows:
         raise ValueError(f"nlist must be <= the number of rows ({source.num_rows}), got {nlist}")
-    config = AdANNSConfig(
-        dim=source.dim,
-        num_rows=source.num_rows,
-        column=column,
-        dataset_fingerprint=dataset._fingerprint,
-        content_hash=content_hash(source),
-        extra={"index_name": index_name},
-        **config_kwargs,
-    )
-    index = AdANNSIndex.build(source, config, batch_size=batch_size, show_progress=show_progress, device=device)
+    if config is None:
+        config = AdANNSConfig(dim=source.dim, num_rows=source.num_rows, **config_kwargs)
+    config.column, config.dataset_fingerprint, config.content_hash = column, dataset._fingerprint, content_hash
+    config.extra = {**config.extra, "index_name": index_name}
+    index = _index.AdANNSIndex.build(source, config, batch_size=batch_size, show_progress=show_progress, device=device)
     dataset._indexes[index_name] = index
     logger.info("Added AdANNS index %r (%d rows, dim %d)", index_name, source.num_rows, source.dim)
     return index
@@ -138,43 +169,33 @@ def add_adanns_index(
     self: datasets.Dataset,
     column: str,
     index_name: str | None = None,
+    config: AdANNSConfig | None = None,
     *,
-    d_cluster: int,
-    d_search: int,
-    nlist: int,
-    nprobe: int = 1,
-    pq_bytes: int | None = None,
-    d_pq: int | None = None,
-    d_rerank: int | None = None,
-    rerank_k: int = 100,
-    metric: str = "ip",
-    train_size: int | None = None,
     batch_size: int = 10_000,
     device: int | str | None = None,
-    seed: int = 0,
-    embedding_model: str | None = None,
-    embedding_model_revision: str | None = None,
     show_progress: bool = True,
+    **config_kwargs: Any,
 ) -> datasets.Dataset:
     """Build an AdANNS index over the Matryoshka embeddings in ``column`` and attach it as ``index_name``
     (default: ``column``).
 
-    ``d_cluster``/``nlist``: prefix and count of the k-means lists; ``d_search``/``nprobe``: default scan
-    prefix and probed lists; ``pq_bytes``/``d_pq``: OPQ+PQ codes; ``d_rerank``/``rerank_k``: exact
-    re-ranking; ``metric``: ``"ip"`` (cosine on re-normalised prefixes) or ``"l2"`` (see
-    :class:`~hf_ada.adanns.AdANNSConfig`). Streams the memory-mapped column in batches of ``batch_size``
-    with a progress bar. ``embedding_model``/``_revision`` default to what :func:`hf_ada.adanns.embed`
-    recorded for the column. Returns the dataset, like ``add_faiss_index``.
+    Settings come from ``config`` (an :class:`~hf_ada.adanns.AdANNSConfig`) or from keyword arguments
+    forwarded to it: ``d_cluster``, ``d_search``, ``nlist``, ``nprobe``, ``pq_bytes``, ``d_pq``,
+    ``d_rerank``, ``rerank_k``, ``metric``, ``extra_d_clusters``, ``train_size``, ``seed``,
+    ``embedding_model``, ... -- any left out are chosen from the data size and the embedding dim
+    (:func:`~hf_ada.adanns.config.default_structure`). ``index.tune(...)`` then picks the fastest plan.
+    Streams the memory-mapped column in batches of ``batch_size`` with a progress bar.
+    ``embedding_model``/``_revision`` default to what :func:`hf_ada.adanns.embed` recorded for the column
+    in the dataset's info. Returns the dataset, like ``add_faiss_index``.
     """
     source = DatasetColumnSource(self, column)
     known_model, known_revision = embedding_provenance(self, column)
-    _attach(
-        self, source, index_name or column, column=column, batch_size=batch_size, device=device,
-        show_progress=show_progress, d_cluster=d_cluster, d_search=d_search, nlist=nlist, nprobe=nprobe,
-        pq_bytes=pq_bytes, d_pq=d_pq, d_rerank=d_rerank, rerank_k=rerank_k, metric=metric, train_size=train_size,
-        seed=seed, embedding_model=embedding_model or known_model,
-        embedding_model_revision=embedding_model_revision or known_revision,
-    )
+    if config is None:
+        config_kwargs.setdefault("embedding_model", known_model)
+        config_kwargs.setdefault("embedding_model_revision", known_revision)
+    _attach(self, source, index_name or column, config, config_kwargs, column=column,
+            content_hash=column_content_hash(self, column), batch_size=batch_size, device=device,
+            show_progress=show_progress)
     return self
 
 
@@ -182,32 +203,36 @@ def add_adanns_index_from_external_arrays(
     self: datasets.Dataset,
     external_arrays: np.ndarray,
     index_name: str,
+    config: AdANNSConfig | None = None,
     *,
     batch_size: int = 10_000,
     device: int | str | None = None,
     show_progress: bool = True,
     **config_kwargs: Any,
 ) -> datasets.Dataset:
-    """Like :func:`add_adanns_index` (same keyword arguments: ``d_cluster``, ``d_search``, ``nlist``,
-    ``nprobe``, ``pq_bytes``, ...), over an array whose rows are aligned with the dataset's rows."""
+    """Like :func:`add_adanns_index` (same ``config`` / keyword settings), over an array whose rows are
+    aligned with the dataset's rows."""
     source = ArrayVectorSource(external_arrays, name="external_arrays")
-    _attach(
-        self, source, index_name, column=None, batch_size=batch_size, device=device, show_progress=show_progress,
-        **config_kwargs,
-    )
+    _attach(self, source, index_name, config, config_kwargs, column=None, content_hash=source.content_hash(),
+            batch_size=batch_size, device=device, show_progress=show_progress)
     return self
 
 
-def _adanns_index(dataset: datasets.Dataset, index_name: str) -> AdANNSIndex:
+def _adanns_index(dataset: datasets.Dataset, index_name: str) -> _index.AdANNSIndex:
+    check_name(index_name, "index_name")
     index = dataset.get_index(index_name)
-    if not isinstance(index, AdANNSIndex):
+    if not isinstance(index, _index.AdANNSIndex):
         raise ValueError(f"index {index_name!r} is not an AdANNS index but a {type(index).__name__}")
     return index
 
 
-def save_adanns_index(self: datasets.Dataset, index_name: str, path: str | os.PathLike) -> Path:
-    """Save the AdANNS index ``index_name`` as a folder at ``path`` (atomically); return the path."""
-    return _adanns_index(self, index_name).save(path)
+def save_adanns_index(self: datasets.Dataset, index_name: str, path: str | os.PathLike, *,
+                      overwrite: bool = True) -> Path:
+    """Save the AdANNS index ``index_name`` into the folder ``path`` (``save_pretrained``: only the index's
+    own files are written or replaced, crash-safely); return the path. The dataset's own cache files are
+    protected: saving into them is refused."""
+    protected = tuple(Path(f["filename"]).parent for f in self.cache_files)
+    return _adanns_index(self, index_name).save_pretrained(path, overwrite=overwrite, protected=protected)
 
 
 def load_adanns_index(
@@ -223,35 +248,34 @@ def load_adanns_index(
     check_fingerprint: bool = True,
 ) -> datasets.Dataset:
     """Attach a saved AdANNS index from a local folder or a Hub dataset repo (its ``subfolder``, default
-    ``adanns/<index_name>``). The index is checked before use: schema version, embedding dim of the
-    column, row count and (unless ``check_fingerprint=False``) that the data is the same: a content hash of
-    the indexed column when the column is present (machine-independent), else the dataset fingerprint."""
-    folder = resolve_index_folder(
-        index_name, repo_id_or_path, subfolder=subfolder, revision=revision, token=token,
-        cache_dir=cache_dir, local_files_only=local_files_only,
+    ``adanns/<index_name>``). Every file is verified (size + SHA-256, structure) before use, then the index
+    is checked against this dataset: row count, embedding dim, and (unless ``check_fingerprint=False``) that
+    the data is the same -- a hash of every row of the indexed column when the column is present
+    (machine-independent), else the dataset fingerprint."""
+    check_name(index_name, "index_name")
+    index = _index.AdANNSIndex.from_pretrained(
+        repo_id_or_path, subfolder=index_subfolder(index_name, repo_id_or_path, subfolder), revision=revision,
+        token=token, cache_dir=cache_dir, local_files_only=local_files_only, expected_num_rows=len(self),
     )
-    config = AdANNSConfig.load(folder / "config.json") if (folder / "config.json").is_file() else None
-    column = config.column if config else None
-    expected_dim, same_content = None, False
+    config, where = index.config, repo_id_or_path
+    column = config.column
     if column and column in self.column_names:
-        source = DatasetColumnSource(self, column)
-        expected_dim = source.dim
-        if check_fingerprint and config.content_hash and config.dim == source.dim and config.num_rows == len(self):
-            if content_hash(source) != config.content_hash:
-                raise ValueError(
-                    f"index at {folder} was built on other vectors: the content hash of column {column!r} differs "
-                    "(same row count and dim, different values); rebuild the index, or pass check_fingerprint=False "
-                    "if you know the rows match"
-                )
-            same_content = True  # the vectors match: a different local fingerprint does not matter
-    index = AdANNSIndex.load(
-        folder,
-        expected_num_rows=len(self),
-        expected_dim=expected_dim,
-        expected_fingerprint=self._fingerprint if check_fingerprint and not same_content else None,
-    )
+        dim = column_dim(self, column)
+        if dim != config.dim:
+            raise ValueError(f"index at {where} was built on {config.dim}-dim embeddings, the column has {dim}")
+        if check_fingerprint and config.content_hash and column_content_hash(self, column) != config.content_hash:
+            raise ValueError(
+                f"index at {where} was built on other vectors: the content hash of column {column!r} differs "
+                "(same row count and dim, different values or order); rebuild the index, or pass "
+                "check_fingerprint=False if you know the rows match"
+            )
+    elif check_fingerprint and config.dataset_fingerprint not in (None, self._fingerprint):
+        raise ValueError(
+            f"index at {where} was built on dataset fingerprint {config.dataset_fingerprint!r}, this dataset "
+            f"has {self._fingerprint!r}; pass check_fingerprint=False if the rows are known to be the same"
+        )
     self._indexes[index_name] = index
-    logger.info("Loaded AdANNS index %r from %s", index_name, folder)
+    logger.info("Loaded AdANNS index %r from %s", index_name, where)
     return self
 
 
@@ -267,20 +291,16 @@ def push_adanns_index_to_hub(
     commit_message: str | None = None,
     create_pr: bool = False,
 ) -> str:
-    """Upload the AdANNS index ``index_name`` (config, faiss files, lists, Pareto front, card) into
-    ``path_in_repo`` (default ``adanns/<index_name>``) of the dataset repo ``repo_id``; return the commit
-    URL. Honours ``HF_ENDPOINT`` and tokens. On failure raises :class:`hf_ada.common.hub.HubError`; the index
-    attached to the dataset is untouched and can be pushed again."""
+    """Upload the AdANNS index ``index_name`` into ``path_in_repo`` (default ``adanns/<index_name>``) of
+    the dataset repo ``repo_id`` (``push_to_hub``); return the commit URL. Honours ``HF_ENDPOINT`` and
+    tokens. On failure raises :class:`hf_ada.common.hub.HubError`; the attached index is untouched."""
     index = _adanns_index(self, index_name)
     path_in_repo = path_in_repo or default_path_in_repo(index_name)
-    index.config.extra.update({"index_name": index_name, "repo_id": repo_id, "path_in_repo": path_in_repo})
-    with tempfile.TemporaryDirectory(prefix="hf-ada-adanns-") as tmp:
-        folder = index.save(Path(tmp) / index_name)
-        return push_folder(
-            folder, repo_id, repo_type="dataset", path_in_repo=path_in_repo, token=token, revision=revision,
-            private=private, commit_message=commit_message or f"Upload AdANNS index {index_name} with hf-ada",
-            create_pr=create_pr,
-        )
+    index.config.extra.update({"index_name": index_name, "path_in_repo": path_in_repo})
+    return index.push_to_hub(
+        repo_id, path_in_repo=path_in_repo, token=token, revision=revision, private=private,
+        commit_message=commit_message or f"Upload AdANNS index {index_name} with hf-ada", create_pr=create_pr,
+    )
 
 
 #: The methods :func:`hf_ada.adanns.integration.register` attaches to :class:`datasets.Dataset`.

