@@ -28,6 +28,10 @@ Usage::
     python benchmarks/bench_adan_convergence.py --lrs adamw=6e-4,1e-3 adan=2e-3,4e-3
 
 Writes ``benchmarks/results/adan_convergence.md``, ``.png`` and ``.json`` (``--out`` to change the folder).
+
+The switching protocol of issue 13 (tuned AdamW vs the ``--optim_args from_adamw=true`` translation vs Adan's
+own small sweep, 3 seeds, plus a MiniLM fine-tuning task and a batch-size sweep at equal token budget) lives in
+``bench_adan_from_adamw.py``, which reuses this script's data, tokenizer and model sizes.
 """
 
 from __future__ import annotations
