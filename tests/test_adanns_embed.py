@@ -129,13 +129,61 @@ def test_cli_build_then_search(tiny_model_dir, tmp_path, capsys):
     from hf_ada.adanns.cli import build_index_cli, search_cli
 
     data = tmp_path / "docs.jsonl"
-    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    data.write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(TEXTS)))
     out = build_index_cli(["--dataset", str(data), "--text-column", "text", "--model", str(tiny_model_dir),
                            "--d-cluster", "8", "--d-search", "32", "--nlist", "2", "--nprobe", "2",
                            "--output", str(tmp_path / "index")])
     assert (out / "config.json").is_file()
-    results = search_cli(["--dataset", str(data), "--text-column", "text", "--model", str(tiny_model_dir),
-                          "--index", str(out), "--query", TEXTS[7], "--k", "1", "--show-column", "text",
-                          "--no-check-fingerprint"])
-    assert results[0]["hits"][0]["text"] == TEXTS[7]
-    assert TEXTS[7] in capsys.readouterr().out
+    capsys.readouterr()
+    # the dataset has no vector column: only the query is embedded, the texts are checked against the index
+    results = search_cli(["--dataset", str(data), "--index", str(out), "--model", str(tiny_model_dir),
+                          "--query", TEXTS[7], "--k", "3", "--show-column", "text"])
+    assert results[0]["hits"][0]["text"] == TEXTS[7] and results[0]["hits"][0]["rank"] == 1
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == f"query: {TEXTS[7]}" and table[1].split() == ["rank", "score", "row", "text"]
+    assert table[3].split()[0] == "1" and table[3].split()[2] == "7" and TEXTS[7] in table[3]
+    search_cli(["--dataset", str(data), "--index", str(out), "--model", str(tiny_model_dir), "--query", TEXTS[3],
+                "--k", "2", "--json", "--show-column", "id"])
+    line = json.loads(capsys.readouterr().out.strip())
+    assert line["query"] == TEXTS[3] and line["hits"][0]["id"] == 3 and len(line["hits"]) == 2
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"text": t + "!"}) + "\n" for t in TEXTS))
+    with pytest.raises(SystemExit, match="differs from the texts the index was built on"):
+        search_cli(["--dataset", str(other), "--index", str(out), "--model", str(tiny_model_dir), "--query", "x"])
+
+
+def test_cli_build_checks_the_output_before_the_work(tmp_path):
+    from hf_ada.adanns.cli import build_index_cli
+
+    data = tmp_path / "ds"
+    Dataset.from_dict({"text": TEXTS}).save_to_disk(str(data))
+    before = sorted(p.name for p in data.iterdir())
+    with pytest.raises(SystemExit, match="is the input"):
+        build_index_cli(["--dataset", str(data), "--text-column", "text", "--output", str(data)])
+    with pytest.raises(SystemExit, match="is the input"):
+        build_index_cli(["--dataset", str(data), "--text-column", "text", "--output", str(data / "idx")])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit, match="is a file"):
+        build_index_cli(["--dataset", str(data), "--text-column", "text", "--output", str(tmp_path / "file")])
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not an AdANNS index"):
+        build_index_cli(["--dataset", str(data), "--text-column", "text", "--output", str(tmp_path / "model")])
+    with pytest.raises(SystemExit, match="--name '../x' is not allowed"):
+        build_index_cli(["--dataset", str(data), "--text-column", "text", "--output", str(tmp_path / "o"),
+                         "--name", "../x"])
+    assert sorted(p.name for p in data.iterdir()) == before
+
+
+def test_every_index_cli_flag_has_help(capsys):
+    from hf_ada.adanns import cli
+
+    for entry in (cli.build_index_cli, cli.search_cli, cli.push_cli):
+        with pytest.raises(SystemExit) as exit_info:
+            entry(["--help"])
+        assert exit_info.value.code == 0
+    captured = capsys.readouterr().out
+    assert "--d-cluster" in captured and "default: ~dim/6" in captured and "--json" in captured
+    for parser in (cli.build_parser(), cli.search_parser(), cli.push_parser()):
+        missing = [a.option_strings or a.dest for a in parser._actions if not a.help and a.dest != "help"]
+        assert not missing, f"{parser.prog}: flags without help text {missing}"

@@ -37,7 +37,7 @@ from .vectors import ArrayVectorSource, VectorSource
 logger = logging.getLogger(__name__)
 
 __all__ = ["DatasetColumnSource", "DATASET_METHODS", "embedding_provenance", "record_embedding_provenance",
-           "column_content_hash"]
+           "column_content_hash", "text_content_hash"]
 
 _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
 _PROVENANCE_TAG = "hf-ada embedding provenance: "
@@ -102,6 +102,24 @@ def column_content_hash(dataset: datasets.Dataset, column: str) -> str:
     for chunk in chunked.chunks:
         values = chunk.flatten()  # the value slice of exactly these rows (offsets applied)
         digest.update(memoryview(values.to_numpy(zero_copy_only=True)).cast("B"))
+    return digest.hexdigest()
+
+
+def text_content_hash(dataset: datasets.Dataset, column: str) -> str:
+    """SHA-256 over every value of a text column (lengths + UTF-8 bytes from the Arrow buffers, zero-copy):
+    lets ``hf-ada index search`` check that a dataset holds the texts an index was embedded from."""
+    import pyarrow as pa
+
+    if column not in dataset.column_names:
+        raise ValueError(f"column {column!r} is not in the dataset; available columns: {dataset.column_names}")
+    table = dataset.flatten_indices() if dataset._indices is not None else dataset
+    digest = hashlib.sha256(f"{len(dataset)}:text".encode())
+    for chunk in table.data.column(column).chunks:
+        chunk = chunk.cast(pa.large_string()) if not pa.types.is_large_string(chunk.type) else chunk
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset : chunk.offset + len(chunk) + 1]
+        digest.update(np.diff(offsets).tobytes())
+        digest.update(memoryview(chunk.buffers()[2])[offsets[0] : offsets[-1]] if len(chunk) else b"")
+        digest.update(np.asarray(chunk.is_null()).tobytes() if chunk.null_count else b"")
     return digest.hexdigest()
 
 

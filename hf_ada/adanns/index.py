@@ -29,7 +29,6 @@ query (one per dimension per scored vector), like the paper.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,15 @@ from .config import SEARCH_KEYS, AdANNSConfig, SearchSettings
 from .cost import plan_cost
 from .serialization import read_storage, write_storage
 from .storage import IndexStorage
-from .tuning import choose_plan, default_grid, describe_plan, pareto_front, relevant_sets, retrieval_metrics
+from .tuning import (
+    choose_plan,
+    default_grid,
+    describe_plan,
+    measure_plans,
+    pareto_front,
+    relevant_sets,
+    retrieval_metrics,
+)
 from .vectors import ArrayVectorSource, VectorSource, check_finite, prefix
 
 logger = logging.getLogger(__name__)
@@ -307,19 +314,9 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
             raise ValueError(f"relevant_ids must have one entry per query ({len(queries)}), got {len(relevant_ids)}")
         if not isinstance(repeats, int) or repeats < 1:
             raise ValueError(f"repeats must be a positive int, got {repeats!r}")
-        relevant = relevant_sets(relevant_ids)
         self.tuning["plan"] = None  # measure explicit settings only
-        points = []
-        for overrides in tqdm(list(grid or self.default_grid()), desc="AdANNS tune", disable=not show_progress):
-            s = self.settings(**overrides)
-            rows, elapsed = None, float("inf")
-            for _ in range(repeats):
-                start = time.perf_counter()
-                _, rows = self.search_batch(queries, k, **s.as_dict())
-                elapsed = min(elapsed, time.perf_counter() - start)
-            points.append({**s.as_dict(), **retrieval_metrics(rows, relevant, k),
-                           "flops": plan_cost(self.config, s, self.num_rows)["total"],
-                           "qps": len(queries) / max(elapsed, 1e-9), "ms": 1000.0 * elapsed / len(queries)})
+        points = measure_plans(self, queries, relevant_sets(relevant_ids), list(grid or self.default_grid()), k=k,
+                               repeats=repeats, show_progress=show_progress)
         plan = choose_plan(points, self.config.dim, target_recall=target_recall, time_budget_ms=time_budget_ms,
                            budget_flops=budget_flops, num_queries=len(queries))
         self.tuning = {"k": k, "num_queries": len(queries), "points": points,

@@ -22,7 +22,8 @@ import numpy as np
 
 from .config import SEARCH_KEYS, AdANNSConfig
 
-__all__ = ["retrieval_metrics", "pareto_front", "default_grid", "choose_plan", "describe_plan", "DEFAULT_RELATIVE_RECALL"]
+__all__ = ["retrieval_metrics", "pareto_front", "default_grid", "measure_plans", "choose_plan", "describe_plan",
+           "DEFAULT_RELATIVE_RECALL"]
 
 #: without an explicit target, a plan must reach this share of exact flat search's recall
 DEFAULT_RELATIVE_RECALL = 0.99
@@ -151,6 +152,39 @@ def choose_plan(
         reason += "; exact flat search is the fastest plan at this quality on this corpus"
     return {**_settings_of(best), "reason": reason, "recall": best["recall"], "mrr": best["mrr"],
             "flops": best["flops"], "qps": best["qps"], "ms": best["ms"]}
+
+
+def measure_plans(
+    index: Any,
+    queries: np.ndarray,
+    relevant: Sequence[set[int]],
+    grid: Sequence[dict[str, Any]],
+    *,
+    k: int = 10,
+    repeats: int = 2,
+    show_progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Run every plan of ``grid`` on ``queries``: its settings, recall@k, MRR@k, FLOPs/query, queries/s and
+    ms/query (best of ``repeats`` timed runs of the whole batch). Measures only; chooses nothing."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from .cost import plan_cost
+
+    points = []
+    for overrides in tqdm(list(grid), desc="AdANNS plans", disable=not show_progress):
+        s = index.settings(**overrides)
+        index.search_batch(queries[:1], k, **s.as_dict())  # build the plan's faiss structure outside the timing
+        rows, elapsed = None, float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            _, rows = index.search_batch(queries, k, **s.as_dict())
+            elapsed = min(elapsed, time.perf_counter() - start)
+        points.append({**s.as_dict(), **retrieval_metrics(rows, relevant, k),
+                       "flops": plan_cost(index.config, s, index.num_rows)["total"],
+                       "qps": len(queries) / max(elapsed, 1e-9), "ms": 1000.0 * elapsed / len(queries)})
+    return points
 
 
 def relevant_sets(relevant_ids: Sequence[Iterable[int]]) -> list[set[int]]:

@@ -15,6 +15,9 @@ def describe(point: Mapping[str, Any]) -> str:
     parts = []
     if point.get("d_cluster") is not None:
         parts.append(f"dc={point['d_cluster']}")
+    if point.get("scan") == "exact":
+        return " ".join(["exact", f"ds={point.get('d_search')}"] + (
+            [f"rr={point['d_rerank']}x{point['rerank_k']}"] if point.get("d_rerank") else []))
     parts.append("pq" + (f"{point['pq_bytes']}B" if point.get("pq_bytes") else "") if point.get("scan") == "pq"
                  else f"ds={point.get('d_search')}")
     if point.get("nprobe") is not None:
@@ -45,6 +48,9 @@ def plot_fronts(
         for name, points in series.items():
             pts = sorted(points, key=lambda p: p[key])
             if not pts:
+                continue
+            if name.endswith("(all plans)"):  # a cloud of measured configurations, not a curve
+                ax.plot([p[key] for p in pts], [p[metric] for p in pts], ".", label=name, markersize=3, alpha=0.35)
                 continue
             style = "*" if len(pts) == 1 else ("o-" if key == "flops" else "o")  # measured q/s is not monotone
             ax.plot([p[key] for p in pts], [p[metric] for p in pts], style, label=name, markersize=5 if len(pts) > 1 else 12)
