@@ -35,12 +35,16 @@ class MatryoshkaArguments:
         default=None, metadata={"help": "SentenceTransformer folder or id (default: the packaged all-MiniLM-L6-v2)."}
     )
     train_file: str = field(default=None, metadata={"help": "parquet/csv/json(l) file or save_to_disk folder of pairs."})
-    anchor_column: str = field(default="anchor")
-    positive_column: str = field(default="positive")
+    anchor_column: str = field(default="anchor", metadata={"help": "column of the anchor texts (queries)."})
+    positive_column: str = field(default="positive", metadata={"help": "column of the positive texts (documents)."})
     matryoshka_dims: str = field(default="384,256,128,64,32", metadata={"help": "comma-separated prefix dims."})
-    max_train_samples: int | None = field(default=None)
-    max_seq_length: int | None = field(default=128)
-    head_only: bool = field(default=False, metadata={"help": "freeze the transformer, train a linear head only."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use at most this many pairs."})
+    max_seq_length: int | None = field(
+        default=None, metadata={"help": "token limit per text (default: the model's own, which hf_ada.adanns.embed uses)."}
+    )
+    head_only: bool = field(default=False, metadata={
+        "help": "freeze the transformer and train only a linear head: the pairs are encoded once, then the head "
+                "trains on the cached embeddings (hf_ada.adanns.matryoshka.train_linear_head)."})
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -52,8 +56,6 @@ def main(argv: list[str] | None = None) -> str:
         losses,
     )
     from transformers import HfArgumentParser
-
-    from hf_ada.adanns.matryoshka import attach_head
 
     parser = HfArgumentParser((MatryoshkaArguments, SentenceTransformerTrainingArguments))
     args, training_args = parser.parse_args_into_dataclasses(args=argv)
@@ -71,16 +73,6 @@ def main(argv: list[str] | None = None) -> str:
     dims = sorted({int(d) for d in args.matryoshka_dims.split(",")}, reverse=True)
     if not dims or dims[0] > dim or dims[-1] < 1:
         raise SystemExit(f"--matryoshka_dims must lie in [1, {dim}] (the model's dim), got {args.matryoshka_dims}")
-    if args.head_only:
-        for param in model.parameters():
-            param.requires_grad_(False)
-        head = torch.nn.Linear(dim, dim, bias=False)
-        with torch.no_grad():
-            head.weight.copy_(torch.eye(dim))
-        attach_head(model, head)
-        for param in model[-1].parameters():
-            param.requires_grad_(True)
-
     data = load_dataset_spec(args.train_file)
     missing = [c for c in (args.anchor_column, args.positive_column) if c not in data.column_names]
     if missing:
@@ -90,11 +82,39 @@ def main(argv: list[str] | None = None) -> str:
     if args.max_train_samples:
         data = data.shuffle(seed=training_args.seed).select(range(min(args.max_train_samples, len(data))))
 
+    if args.head_only:
+        return _train_head_only(model, data, dims, training_args)
     loss = losses.MatryoshkaLoss(model, losses.MultipleNegativesRankingLoss(model), matryoshka_dims=dims)
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=data, loss=loss)
     trainer.train()
     model.save(training_args.output_dir)
     logger.info("Saved the Matryoshka model (dims %s) to %s", dims, training_args.output_dir)
+    return training_args.output_dir
+
+
+def _train_head_only(model, data, dims: list[int], training_args) -> str:
+    """Encode every pair once with the frozen encoder, train the linear head on the cached embeddings with the
+    Trainer's optimizer choice / learning rate / batch size / epochs (or max_steps), attach it and save."""
+    import math
+
+    from hf_ada.adanns.matryoshka import attach_head, train_linear_head
+    from hf_ada.optim import Adan
+
+    encode = {"batch_size": training_args.per_device_train_batch_size, "convert_to_numpy": True,
+              "show_progress_bar": not training_args.disable_tqdm}
+    anchors = model.encode(data["anchor"], **encode)
+    positives = model.encode(data["positive"], **encode)
+    batch_size = min(training_args.per_device_train_batch_size, len(anchors))
+    epochs = int(math.ceil(training_args.num_train_epochs))
+    if training_args.max_steps and training_args.max_steps > 0:
+        epochs = max(1, math.ceil(training_args.max_steps / max(1, int(0.9 * len(anchors)) // batch_size)))
+    optim = str(getattr(training_args.optim, "value", training_args.optim))
+    head = train_linear_head(anchors, positives, dims, epochs=epochs, batch_size=batch_size,
+                             lr=training_args.learning_rate, optimizer=Adan if optim == "adan" else "adamw",
+                             seed=training_args.seed, show_progress=not training_args.disable_tqdm)
+    attach_head(model, head)
+    model.save(training_args.output_dir)
+    logger.info("Saved the model with a Matryoshka head (dims %s) to %s", dims, training_args.output_dir)
     return training_args.output_dir
 
 
