@@ -220,3 +220,16 @@ def test_corrupt_json_and_bad_structure_are_refused_naming_the_file(saved):
     _rebind(saved, "lists.safetensors")
     with pytest.raises(ArtifactError, match="lists.safetensors is not a readable safetensors file"):
         AdANNSIndex.from_pretrained(saved)
+
+
+def test_memory_mapped_load_gives_identical_results(data, index, tmp_path):
+    x, q = data
+    folder = index.save_pretrained(tmp_path / "mm")
+    mapped = AdANNSIndex.from_pretrained(folder, mmap=True)
+    assert str(folder / "vectors.faiss") in Path("/proc/self/maps").read_text()  # really mapped, not read
+    for plan in ({"scan": "exact", "d_search": D, "d_rerank": None}, {"nprobe": 3, "d_search": 12, "d_rerank": D},
+                 {"scan": "pq", "nprobe": 4, "d_rerank": D}):
+        np.testing.assert_array_equal(mapped.search_batch(q, k=5, **plan).total_indices,
+                                      index.search_batch(q, k=5, **plan).total_indices)
+    _, rows = mapped.search_batch(q, k=1, scan="exact", d_search=D, d_rerank=None)
+    np.testing.assert_array_equal(rows[:, 0], np.argmax(unit(q) @ unit(x).T, axis=1))  # against brute force

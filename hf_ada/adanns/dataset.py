@@ -264,16 +264,17 @@ def load_adanns_index(
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
     check_fingerprint: bool = True,
+    mmap: bool = False,
 ) -> datasets.Dataset:
     """Attach a saved AdANNS index from a local folder or a Hub dataset repo (its ``subfolder``, default
-    ``adanns/<index_name>``). Every file is verified (size + SHA-256, structure) before use, then the index
+    ``adanns/<index_name>``); ``mmap=True`` memory-maps the stored vectors (indexes larger than RAM). Every file is verified (size + SHA-256, structure) before use, then the index
     is checked against this dataset: row count, embedding dim, and (unless ``check_fingerprint=False``) that
     the data is the same -- a hash of every row of the indexed column when the column is present
     (machine-independent), else the dataset fingerprint."""
     check_name(index_name, "index_name")
     index = _index.AdANNSIndex.from_pretrained(
         repo_id_or_path, subfolder=index_subfolder(index_name, repo_id_or_path, subfolder), revision=revision,
-        token=token, cache_dir=cache_dir, local_files_only=local_files_only, expected_num_rows=len(self),
+        token=token, cache_dir=cache_dir, local_files_only=local_files_only, expected_num_rows=len(self), mmap=mmap,
     )
     config, where = index.config, repo_id_or_path
     column = config.column

@@ -351,7 +351,10 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
         expected_num_rows: int | None = None,
         expected_dim: int | None = None,
         expected_fingerprint: str | None = None,
+        mmap: bool = False,
     ) -> AdANNSIndex:
+        """Build from a verified folder (``from_pretrained`` keyword arguments: ``expected_num_rows``,
+        ``expected_dim``, ``expected_fingerprint`` are checked; ``mmap=True`` memory-maps the vectors)."""
         payload.pop("memory_bytes", None)
         try:
             config = AdANNSConfig.from_dict(payload)
@@ -371,6 +374,6 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
                 f"index at {folder} was built on dataset fingerprint {config.dataset_fingerprint!r}, this dataset "
                 f"has {expected_fingerprint!r}; pass check_fingerprint=False if the rows are known to be the same"
             )
-        storage, tuning = read_storage(folder, config)
+        storage, tuning = read_storage(folder, config, mmap=mmap)
         return cls(config, storage, tuning)
 

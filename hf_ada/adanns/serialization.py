@@ -94,8 +94,10 @@ def _check_lists(ids: np.ndarray, offsets: np.ndarray, n: int, name: str) -> Non
         raise ArtifactError(f"{ARRAYS_NAME}: ids_{name} are not a permutation of the {n} rows")
 
 
-def read_storage(folder: Path, config: AdANNSConfig) -> tuple[IndexStorage, dict[str, Any]]:
-    """The storage and tuning record of a verified folder, after the structural checks."""
+def read_storage(folder: Path, config: AdANNSConfig, *, mmap: bool = False) -> tuple[IndexStorage, dict[str, Any]]:
+    """The storage and tuning record of a verified folder, after the structural checks. ``mmap=True`` maps
+    the vectors from ``vectors.faiss`` instead of reading them into memory (faiss ``IO_FLAG_MMAP_IFC``):
+    indexes larger than RAM load, and the page cache holds what searches touch."""
     n, cfg = int(config.num_rows), config
     storage = IndexStorage(config)
     try:
@@ -117,7 +119,7 @@ def read_storage(folder: Path, config: AdANNSConfig) -> tuple[IndexStorage, dict
             raise ArtifactError(f"{VECTORS_NAME} is missing (the config says the vectors are stored)")
         check_flat_header(path, dim=cfg.dim, num_rows=n, metric=cfg.metric)
         try:
-            storage.vectors = faiss.read_index(str(path))
+            storage.vectors = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
         except RuntimeError as err:
             raise ArtifactError(f"{VECTORS_NAME} is not a readable faiss index ({str(err).splitlines()[0]})") from err
         view = storage.vector_view()

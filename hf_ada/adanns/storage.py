@@ -59,6 +59,7 @@ class IndexStorage:
         self._coarse: dict[int, faiss.IndexFlat] = {}
         self._ivf: dict[tuple[int, int], faiss.IndexIVFFlat] = {}
         self._ivfpq: dict[int, faiss.IndexIVFPQ] = {}
+        self._pq: faiss.IndexPQ | None = None
         self._flat: dict[int, faiss.IndexFlat] = {}
 
     # ------------------------------------------------------------------ accessors
@@ -136,7 +137,6 @@ class IndexStorage:
             index.by_residual = False
             index.is_trained = True
             faiss.copy_array_to_vector(np.ascontiguousarray(self.pq_codebooks.ravel()), index.pq.centroids)
-            index.pq.sync_transposed_centroids() if hasattr(index.pq, "sync_transposed_centroids") else None
             ids, offsets = self.ids[d_cluster], self.offsets[d_cluster]
             for lst in range(cfg.nlist):
                 rows = np.ascontiguousarray(ids[offsets[lst] : offsets[lst + 1]], dtype=np.int64)
@@ -146,6 +146,21 @@ class IndexStorage:
             index.ntotal = self.num_rows
             self._ivfpq[d_cluster] = index
         return self._ivfpq[d_cluster]
+
+    def pq(self) -> faiss.IndexPQ:
+        """``IndexPQ`` over the stored codes (row order): faiss's exhaustive PQ scan, used when every list is
+        probed."""
+        if self.codes is None:
+            raise ValueError("scan='pq' needs PQ codes: build the index with pq_bytes")
+        if self._pq is None:
+            cfg = self.config
+            index = faiss.IndexPQ(cfg.d_pq, cfg.pq_bytes, 8, faiss_metric(cfg.metric))
+            faiss.copy_array_to_vector(np.ascontiguousarray(self.pq_codebooks.ravel()), index.pq.centroids)
+            faiss.copy_array_to_vector(np.ascontiguousarray(self.codes.ravel()), index.codes)
+            index.ntotal = self.num_rows
+            index.is_trained = True
+            self._pq = index
+        return self._pq
 
     def memory(self) -> dict[str, int]:
         """Bytes held now: stored arrays and every derived faiss structure built so far."""
@@ -159,6 +174,8 @@ class IndexStorage:
             out[f"flat d={d}"] = n * d * 4
         for dc in self._ivfpq:
             out[f"ivf_pq d_cluster={dc}"] = n * (self.config.pq_bytes + 8)
+        if self._pq is not None:
+            out["pq (exhaustive)"] = n * self.config.pq_bytes
         return out
 
     # ------------------------------------------------------------------ build
@@ -195,7 +212,7 @@ class IndexStorage:
             pq.cp.min_points_per_centroid = 1
             pq.train(np.ascontiguousarray(xp @ self.opq_rotation.T))
             self.pq_codebooks = faiss.vector_to_array(pq.centroids).reshape(cfg.pq_bytes, 256, -1).astype(np.float32)
-            self._pq = pq
+            self._encoder = pq
 
     def add_all(self, source: VectorSource, *, batch_size: int, bar: Any) -> None:
         """Assign every row to its lists, store the vectors and PQ codes; one pass over the source."""
@@ -213,7 +230,7 @@ class IndexStorage:
                 _, lists = self.coarse(dc).search(prefix(batch, dc, cfg.metric), 1)
                 assign[dc][start:end] = lists[:, 0]
             if cfg.pq_bytes is not None:
-                self.codes[start:end] = self._pq.compute_codes(
+                self.codes[start:end] = self._encoder.compute_codes(
                     np.ascontiguousarray(prefix(batch, cfg.d_pq, cfg.metric) @ self.opq_rotation.T))
             if self.vectors is not None:
                 self.vectors.add(prefix(batch, cfg.dim, cfg.metric))
@@ -221,7 +238,7 @@ class IndexStorage:
         for dc, lists in assign.items():
             self.ids[dc] = np.argsort(lists, kind="stable").astype(np.int64)
             self.offsets[dc] = np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=cfg.nlist))]).astype(np.int64)
-        self.__dict__.pop("_pq", None)
+        self.__dict__.pop("_encoder", None)
 
     # ------------------------------------------------------------------ search
     def probe(self, queries: np.ndarray, d_cluster: int, nprobe: int) -> np.ndarray:
@@ -236,6 +253,9 @@ class IndexStorage:
         cfg = self.config
         if s.scan == "exact":
             scores, rows = self.flat(s.d_search).search(prefix(queries, s.d_search, cfg.metric), k)
+        elif s.scan == "pq" and s.nprobe >= cfg.nlist:  # every list: faiss's exhaustive PQ scan
+            xq = np.ascontiguousarray(prefix(queries, cfg.d_pq, cfg.metric) @ self.opq_rotation.T)
+            scores, rows = self.pq().search(xq, k)
         else:
             lists = self.probe(queries, s.d_cluster, s.nprobe)
             if s.scan == "pq":
