@@ -170,3 +170,7 @@ def test_default_structure_from_data_size(dataset):
     config = dataset.get_index("auto").config
     assert (config.nlist, config.d_cluster, config.d_search, config.nprobe) == (10, 16, 16, 1)  # 400 rows // 39
     assert config.d_rerank is None  # d_search is already the full dim
+    index = dataset.get_index("auto")  # no search settings given: a plan was chosen on 256 sampled rows
+    flat = [p for p in index.tuning["points"] if p["scan"] == "exact" and p["d_search"] == D]
+    assert len(flat) == 1 and index.plan is not None and index.plan["qps"] >= flat[0]["qps"]
+    assert index.plan["recall"] >= 0.99 * flat[0]["recall"] and "exact flat search" in index.plan["reason"]

@@ -20,7 +20,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = ["build_index_cli", "search_cli", "push_cli", "build_parser", "search_parser", "push_parser", "load_dataset_spec",
-           "check_output_folder", "tune_on_rows"]
+           "check_output_folder"]
 
 
 def load_dataset_spec(spec: str, split: str = "train") -> Any:
@@ -161,7 +161,9 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> Path:
     if model_name:
         index.config.extra.update({"text_column": args.text_column, "text_content_hash": text_hash})
     if args.tune:
-        tune_on_rows(index, ds, args.column, args.tune, seed=args.seed)
+        from .dataset import DatasetColumnSource
+
+        index.tune_on_rows(DatasetColumnSource(ds, args.column), args.tune, seed=args.seed, grid=index.default_grid())
     out = ds.save_adanns_index(name, output)
     plan = index.plan or index.config.settings().as_dict()
     from .tuning import describe_plan
@@ -170,17 +172,6 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> Path:
                       "reason": (index.plan or {}).get("reason", "not tuned (pass --tune N)"),
                       "flops_per_query": index.cost()["total"]}))
     return out
-
-
-def tune_on_rows(index: Any, ds: Any, column: str, size: int, *, seed: int = 0, k: int = 10) -> None:
-    """Choose the index's plan with ``size`` sampled rows as queries and their exact top ``k`` as the truth."""
-    from .dataset import DatasetColumnSource
-
-    source = DatasetColumnSource(ds, column)
-    rows = np.sort(np.random.default_rng(seed).choice(source.num_rows, size=min(size, source.num_rows), replace=False))
-    queries = source.take(rows)
-    _, truth = index.search_batch(queries, k, scan="exact", d_search=index.config.dim, d_rerank=None)
-    index.tune(queries, [set(t.tolist()) for t in truth], k=k, show_progress=False)
 
 
 def search_cli(argv: list[str] | None = None) -> list[dict[str, Any]]:

@@ -40,6 +40,7 @@ __all__ = ["DatasetColumnSource", "DATASET_METHODS", "embedding_provenance", "re
            "column_content_hash", "text_content_hash"]
 
 _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
+_SEARCH_SETTINGS = {"d_search", "nprobe", "d_rerank", "rerank_k", "scan"}
 _PROVENANCE_TAG = "hf-ada embedding provenance: "
 
 
@@ -161,6 +162,7 @@ def _attach(
     batch_size: int,
     device: int | str | None,
     show_progress: bool,
+    auto_tune: int,
 ) -> _index.AdANNSIndex:
     """Build an index over ``source`` (rows aligned with ``dataset``) and register it as ``index_name``."""
     check_name(index_name, "index_name")
@@ -178,6 +180,8 @@ def _attach(
     config.column, config.dataset_fingerprint, config.content_hash = column, dataset._fingerprint, content_hash
     config.extra = {**config.extra, "index_name": index_name}
     index = _index.AdANNSIndex.build(source, config, batch_size=batch_size, show_progress=show_progress, device=device)
+    if auto_tune and not _SEARCH_SETTINGS & set(config_kwargs):
+        index.tune_on_rows(source, auto_tune, seed=config.seed)  # never slower than exact flat search
     dataset._indexes[index_name] = index
     logger.info("Added AdANNS index %r (%d rows, dim %d)", index_name, source.num_rows, source.dim)
     return index
@@ -192,6 +196,7 @@ def add_adanns_index(
     batch_size: int = 10_000,
     device: int | str | None = None,
     show_progress: bool = True,
+    auto_tune: int = 256,
     **config_kwargs: Any,
 ) -> datasets.Dataset:
     """Build an AdANNS index over the Matryoshka embeddings in ``column`` and attach it as ``index_name``
@@ -202,6 +207,10 @@ def add_adanns_index(
     ``d_rerank``, ``rerank_k``, ``metric``, ``extra_d_clusters``, ``train_size``, ``seed``,
     ``embedding_model``, ... -- any left out are chosen from the data size and the embedding dim
     (:func:`~hf_ada.adanns.config.default_structure`). ``index.tune(...)`` then picks the fastest plan.
+    When no search setting is given (neither ``config`` nor ``d_search`` / ``nprobe`` / ``d_rerank`` /
+    ``rerank_k`` / ``scan``), ``auto_tune`` rows of the column are used as queries against exact search and
+    the fastest plan within 1% of exact recall is kept (exact flat search is a candidate, so the result is
+    never slower than ``add_faiss_index``'s flat index); ``auto_tune=0`` skips this.
     Streams the memory-mapped column in batches of ``batch_size`` with a progress bar.
     ``embedding_model``/``_revision`` default to what :func:`hf_ada.adanns.embed` recorded for the column
     in the dataset's info. Returns the dataset, like ``add_faiss_index``.
@@ -213,7 +222,7 @@ def add_adanns_index(
         config_kwargs.setdefault("embedding_model_revision", known_revision)
     _attach(self, source, index_name or column, config, config_kwargs, column=column,
             content_hash=column_content_hash(self, column), batch_size=batch_size, device=device,
-            show_progress=show_progress)
+            show_progress=show_progress, auto_tune=0 if config is not None else auto_tune)
     return self
 
 
@@ -226,13 +235,15 @@ def add_adanns_index_from_external_arrays(
     batch_size: int = 10_000,
     device: int | str | None = None,
     show_progress: bool = True,
+    auto_tune: int = 256,
     **config_kwargs: Any,
 ) -> datasets.Dataset:
-    """Like :func:`add_adanns_index` (same ``config`` / keyword settings), over an array whose rows are
-    aligned with the dataset's rows."""
+    """Like :func:`add_adanns_index` (same ``config`` / keyword settings / ``auto_tune``), over an array
+    whose rows are aligned with the dataset's rows."""
     source = ArrayVectorSource(external_arrays, name="external_arrays")
     _attach(self, source, index_name, config, config_kwargs, column=None, content_hash=source.content_hash(),
-            batch_size=batch_size, device=device, show_progress=show_progress)
+            batch_size=batch_size, device=device, show_progress=show_progress,
+            auto_tune=0 if config is not None else auto_tune)
     return self
 
 

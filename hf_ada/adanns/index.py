@@ -325,6 +325,35 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
         logger.info("AdANNS plan: %s -> %s", describe_plan(plan), plan["reason"])
         return points
 
+    def quick_grid(self) -> list[dict[str, Any]]:
+        """A small grid for tuning without labels: exact flat search and the config's IVF plan at 1x, 2x and
+        4x its ``nprobe``, scanning ``d_search`` dims (re-ranked at full dim) or all dims."""
+        cfg = self.config
+        grid: list[dict[str, Any]] = [{"scan": "exact", "d_search": cfg.dim, "d_rerank": None}] if cfg.store_vectors else []
+        for nprobe in sorted({min(cfg.nlist, cfg.nprobe * f) for f in (1, 2, 4)}):
+            if cfg.store_vectors:
+                grid.append({"scan": "flat", "nprobe": nprobe, "d_search": cfg.dim, "d_rerank": None})
+                if cfg.d_search < cfg.dim:
+                    grid.append({"scan": "flat", "nprobe": nprobe, "d_search": cfg.d_search, "d_rerank": cfg.dim,
+                                 "rerank_k": cfg.rerank_k})
+            if cfg.pq_bytes is not None:
+                grid.append({"scan": "pq", "nprobe": nprobe, "d_rerank": cfg.dim if cfg.store_vectors else None})
+        return grid
+
+    def tune_on_rows(self, source: VectorSource | np.ndarray, size: int = 256, *, k: int = 10, seed: int = 0,
+                     grid: Sequence[dict[str, Any]] | None = None, **choice: Any) -> list[dict[str, Any]]:
+        """:meth:`tune` without labels: ``size`` rows sampled from ``source`` are the queries and exact
+        search's top ``k`` the truth (``grid`` defaults to :meth:`quick_grid`; ``choice``: ``target_recall``
+        / ``time_budget_ms`` / ``budget_flops``)."""
+        if isinstance(source, np.ndarray):
+            source = ArrayVectorSource(source)
+        rows = np.sort(np.random.default_rng(seed).choice(source.num_rows, size=min(size, source.num_rows),
+                                                          replace=False))
+        queries = source.take(rows)
+        _, truth = self.search_batch(queries, k, scan="exact", d_search=self.config.dim, d_rerank=None)
+        return self.tune(queries, [set(t.tolist()) for t in truth], k=k, grid=grid or self.quick_grid(),
+                         show_progress=False, **choice)
+
     def best_within_budget(self, budget_flops: float) -> dict[str, Any]:
         """Settings of the most accurate tuned plan whose cost is at most ``budget_flops``."""
         points = self.tuning.get("points") or self.pareto_front
