@@ -52,13 +52,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-opq", action="store_true", help="skip the OPQ baselines and AdANNS-OPQ")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--name", default="adanns", help="stem of the result files")
-    parser.add_argument("--build-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--build-worker", help=argparse.SUPPRESS)
     parser.add_argument("--build-kind", default="adanns", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def build_worker(n: int, kind: str) -> None:
-    """Child process: AdANNS build (or faiss IVF build) over n synthetic 384-d vectors; prints JSON."""
+def write_synthetic(path: Path, n: int) -> None:
+    """n synthetic 384-d Matryoshka-like vectors (energy decaying along the dims) as a .npy file."""
+    import numpy as np
+
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, 384))
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((1000, 384)).astype(np.float32) * np.linspace(2.0, 0.2, 384, dtype=np.float32)
+    for start in range(0, n, 50_000):
+        m = min(50_000, n - start)
+        out[start : start + m] = centers[rng.integers(0, 1000, m)] + rng.standard_normal((m, 384), dtype=np.float32)
+    out.flush()
+
+
+def build_worker(path: str, kind: str) -> None:
+    """Child process: AdANNS build (or faiss's IVF build) over the memory-mapped .npy at ``path``; prints JSON."""
     import faiss
     import numpy as np
 
@@ -66,34 +79,25 @@ def build_worker(n: int, kind: str) -> None:
     from hf_ada.adanns.vectors import ArrayVectorSource
 
     faiss.omp_set_num_threads(os.cpu_count() or 1)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "vectors.npy"
-        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, 384))
-        rng = np.random.default_rng(0)
-        centers = rng.standard_normal((1000, 384)).astype(np.float32) * np.linspace(2.0, 0.2, 384, dtype=np.float32)
-        for start in range(0, n, 50_000):
-            m = min(50_000, n - start)
-            out[start : start + m] = centers[rng.integers(0, 1000, m)] + rng.standard_normal((m, 384), dtype=np.float32)
-        out.flush()
-        del out
-        vectors = np.load(path, mmap_mode="r")
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        start = time.perf_counter()
-        if kind == "adanns":
-            config = AdANNSConfig(dim=384, d_cluster=64, d_search=96, nlist=1024, nprobe=16, d_rerank=384,
-                                  train_size=100_000)
-            index = AdANNSIndex.build(ArrayVectorSource(vectors), config, batch_size=50_000, show_progress=False)
-            label = "AdANNS nlist=1024 d_cluster=64 train_size=100k"
-        else:
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(384), 384, 1024, faiss.METRIC_INNER_PRODUCT)
-            sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, 100_000), replace=False))
-            index.train(np.ascontiguousarray(vectors[sample]))
-            for s0 in range(0, n, 50_000):
-                index.add(np.ascontiguousarray(vectors[s0 : s0 + 50_000]))
-            label = "faiss IndexIVFFlat nlist=1024 d=384, train on 100k"
-        seconds = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        del index
+    vectors = np.load(path, mmap_mode="r")
+    n = len(vectors)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    if kind == "adanns":
+        config = AdANNSConfig(dim=384, d_cluster=64, d_search=96, nlist=1024, nprobe=16, d_rerank=384,
+                              train_size=100_000)
+        index = AdANNSIndex.build(ArrayVectorSource(vectors), config, batch_size=50_000, show_progress=False)
+        label = "AdANNS nlist=1024 d_cluster=64 train_size=100k"
+    else:
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(384), 384, 1024, faiss.METRIC_INNER_PRODUCT)
+        sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, 100_000), replace=False))
+        index.train(np.ascontiguousarray(vectors[sample]))
+        for s0 in range(0, n, 50_000):
+            index.add(np.ascontiguousarray(vectors[s0 : s0 + 50_000]))
+        label = "faiss IndexIVFFlat nlist=1024 d=384, train on 100k"
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    del index
     print(json.dumps({"n": n, "seconds": seconds, "peak_rss_mib": peak / 1024, "rss_before_build_mib": rss_before / 1024,
                       "float32_data_mib": n * 384 * 4 / 2**20, "config": label}))
 
@@ -251,10 +255,13 @@ def main(argv: list[str] | None = None) -> dict:
     build = None
     if args.build_scale:
         build = {}
-        for kind in ("adanns", "faiss"):
-            proc = subprocess.run([sys.executable, __file__, "--build-worker", str(args.build_scale), "--build-kind", kind],
-                                  capture_output=True, text=True, check=True)
-            build[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "vectors.npy"
+            write_synthetic(path, args.build_scale)
+            for kind in ("adanns", "faiss"):
+                proc = subprocess.run([sys.executable, __file__, "--build-worker", str(path), "--build-kind", kind],
+                                      capture_output=True, text=True, check=True)
+                build[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
         print("build:", build)
     total_s = time.perf_counter() - t0
 

@@ -218,8 +218,11 @@ class IndexStorage:
         """Assign every row to its lists, store the vectors and PQ codes; one pass over the source."""
         cfg, n = self.config, source.num_rows
         assign = {dc: np.empty(n, dtype=np.int64) for dc in cfg.d_clusters}
-        if cfg.store_vectors:
+        view = None
+        if cfg.store_vectors:  # sized once (no doubling reallocations), filled batch by batch
             self.vectors = faiss.IndexFlat(cfg.dim, faiss_metric(cfg.metric))
+            self.vectors.codes.resize(n * cfg.dim * 4)
+            view = faiss.rev_swig_ptr(self.vectors.codes.data(), n * cfg.dim * 4).view(np.float32).reshape(n, cfg.dim)
         if cfg.pq_bytes is not None:
             self.codes = np.empty((n, cfg.pq_bytes), dtype=np.uint8)
         for start in range(0, n, batch_size):
@@ -232,9 +235,11 @@ class IndexStorage:
             if cfg.pq_bytes is not None:
                 self.codes[start:end] = self._encoder.compute_codes(
                     np.ascontiguousarray(prefix(batch, cfg.d_pq, cfg.metric) @ self.opq_rotation.T))
-            if self.vectors is not None:
-                self.vectors.add(prefix(batch, cfg.dim, cfg.metric))
+            if view is not None:
+                view[start:end] = prefix(batch, cfg.dim, cfg.metric)
             bar.update(len(batch))
+        if self.vectors is not None:
+            self.vectors.ntotal = n
         for dc, lists in assign.items():
             self.ids[dc] = np.argsort(lists, kind="stable").astype(np.int64)
             self.offsets[dc] = np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=cfg.nlist))]).astype(np.int64)

@@ -55,7 +55,28 @@ class ArrayVectorSource(VectorSource):
         self.num_rows, self.dim = array.shape
 
     def read(self, start: int, end: int) -> np.ndarray:
-        return np.asarray(self.array[start:end], dtype=np.float32)
+        out = np.array(self.array[start:end], dtype=np.float32)
+        self._release(start, end)
+        return out
+
+    def _release(self, start: int, end: int) -> None:
+        """Drop the pages of rows ``start:end`` of a read-only memory-mapped source from this process's
+        resident set once copied (clean file pages: the OS re-reads them if needed), so a streamed build
+        over a memory-mapped file holds the vectors once, not twice."""
+        mm = getattr(self.array, "_mmap", None)
+        if mm is None or getattr(self.array, "mode", None) != "r" or not hasattr(mm, "madvise"):
+            return
+        import mmap
+
+        row = self.dim * self.array.dtype.itemsize
+        base = self.array.offset % mmap.ALLOCATIONGRANULARITY
+        first = (base + start * row) // mmap.PAGESIZE * mmap.PAGESIZE
+        last = (base + end * row) // mmap.PAGESIZE * mmap.PAGESIZE
+        if last > first:
+            try:
+                mm.madvise(mmap.MADV_DONTNEED, first, last - first)
+            except (OSError, ValueError):
+                pass
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.array[rows], dtype=np.float32)
