@@ -190,3 +190,18 @@ def test_every_index_cli_flag_has_help(capsys):
     for parser in (cli.build_parser(), cli.search_parser(), cli.push_parser()):
         missing = [a.option_strings or a.dest for a in parser._actions if not a.help and a.dest != "help"]
         assert not missing, f"{parser.prog}: flags without help text {missing}"
+
+
+def test_provenance_travels_with_the_data(tiny_model_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from hf_ada.adanns.dataset import embedding_provenance
+
+    out = embed(Dataset.from_dict({"text": TEXTS}), SentenceTransformer(str(tiny_model_dir), device="cpu"), "text",
+                model_name="tiny-st", model_revision="r1", show_progress=False)
+    out.save_to_disk(str(tmp_path / "ds"))
+    reloaded = datasets.load_from_disk(str(tmp_path / "ds")).map(lambda row: {"n": len(row["text"])})
+    assert embedding_provenance(reloaded, "embeddings") == ("tiny-st", "r1")  # no process-global state involved
+    assert embedding_provenance(reloaded, "text") == (None, None)
+    reloaded.add_adanns_index("embeddings", d_cluster=8, d_search=16, nlist=2, nprobe=2, show_progress=False)
+    assert reloaded.get_index("embeddings").config.embedding_model == "tiny-st"

@@ -44,11 +44,21 @@ _SEARCH_SETTINGS = {"d_search", "nprobe", "d_rerank", "rerank_k", "scan"}
 _PROVENANCE_TAG = "hf-ada embedding provenance: "
 
 
+def _provenance_entry(line: str) -> dict[str, Any] | None:
+    if not line.startswith(_PROVENANCE_TAG):
+        return None
+    try:
+        entry = json.loads(line[len(_PROVENANCE_TAG):])
+    except json.JSONDecodeError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
 def record_embedding_provenance(dataset: datasets.Dataset, column: str, model: str | None, revision: str | None) -> None:
     """Record in ``dataset.info.description`` (which travels with ``save_to_disk`` / ``push_to_hub`` and
     through ``map``) which model produced ``column``."""
     lines = [line for line in (dataset.info.description or "").splitlines()
-             if not (line.startswith(_PROVENANCE_TAG) and json.loads(line[len(_PROVENANCE_TAG):]).get("column") == column)]
+             if (_provenance_entry(line) or {}).get("column") != column]
     lines.append(_PROVENANCE_TAG + json.dumps({"column": column, "model": model, "revision": revision}))
     dataset.info.description = "\n".join(lines)
 
@@ -56,13 +66,9 @@ def record_embedding_provenance(dataset: datasets.Dataset, column: str, model: s
 def embedding_provenance(dataset: datasets.Dataset, column: str) -> tuple[str | None, str | None]:
     """(model name, revision) recorded by :func:`hf_ada.adanns.embed` for ``column`` of ``dataset``, if any."""
     for line in (dataset.info.description or "").splitlines():
-        if line.startswith(_PROVENANCE_TAG):
-            try:
-                entry = json.loads(line[len(_PROVENANCE_TAG):])
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict) and entry.get("column") == column:
-                return entry.get("model"), entry.get("revision")
+        entry = _provenance_entry(line)
+        if entry is not None and entry.get("column") == column:
+            return entry.get("model"), entry.get("revision")
     return None, None
 
 
