@@ -233,3 +233,13 @@ def test_memory_mapped_load_gives_identical_results(data, index, tmp_path):
                                       index.search_batch(q, k=5, **plan).total_indices)
     _, rows = mapped.search_batch(q, k=1, scan="exact", d_search=D, d_rerank=None)
     np.testing.assert_array_equal(rows[:, 0], np.argmax(unit(q) @ unit(x).T, axis=1))  # against brute force
+
+
+def test_tuning_keeps_only_the_structures_of_the_chosen_plan(data):
+    x, q = data
+    idx = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=6, d_search=12, nlist=8, nprobe=2), show_progress=False)
+    idx.tune_on_rows(x, 50, grid=[{"nprobe": 2, "d_search": 6, "d_rerank": None}, {"nprobe": 8, "d_search": D,
+                                                                                     "d_rerank": None}])
+    plan = idx.plan
+    assert (plan["nprobe"], plan["d_search"]) == (8, D)  # only this one reaches 0.99 of exact recall (1.0)
+    assert [k for k in idx.memory() if k.startswith(("ivf", "flat"))] == [f"ivf_flat d_cluster=6 d={D}"]

@@ -322,6 +322,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
         self.tuning = {"k": k, "num_queries": len(queries), "points": points,
                        "pareto_front": pareto_front(points), "time_front": pareto_front(points, cost="ms"),
                        "plan": plan}
+        self.storage.keep_only(self.settings())  # free the prefix stores only other plans used
         logger.info("AdANNS plan: %s -> %s", describe_plan(plan), plan["reason"])
         return points
 

@@ -162,6 +162,14 @@ class IndexStorage:
             self._pq = index
         return self._pq
 
+    def keep_only(self, s: SearchSettings) -> None:
+        """Drop every derived faiss structure plan ``s`` does not use (after tuning built many)."""
+        self._ivf = {key: v for key, v in self._ivf.items() if s.scan == "flat" and key == (s.d_cluster, s.d_search)}
+        self._flat = {d: v for d, v in self._flat.items() if (s.scan == "exact" and d == s.d_search) or d == s.d_rerank}
+        self._ivfpq = {dc: v for dc, v in self._ivfpq.items() if s.scan == "pq" and dc == s.d_cluster}
+        if not (s.scan == "pq" and s.nprobe >= self.config.nlist):
+            self._pq = None
+
     def memory(self) -> dict[str, int]:
         """Bytes held now: stored arrays and every derived faiss structure built so far."""
         n = self.num_rows

@@ -120,7 +120,7 @@ def choose_plan(
         raise ValueError("no measured plans to choose from")
     flat = [p for p in points if is_exact_flat(p, dim)]
     baseline = max(flat, key=lambda p: p["qps"]) if flat else None
-    where = f"on {num_queries} held-out tuning queries" if num_queries else "on the tuning queries"
+    where = f"on {num_queries} tuning queries" if num_queries else "on the tuning queries"
     if budget_flops is not None or time_budget_ms is not None:
         key, budget = ("flops", budget_flops) if budget_flops is not None else ("ms", time_budget_ms)
         fits = [p for p in points if p[key] <= budget]
