@@ -232,10 +232,11 @@ def adan_from_adamw(
 
     * **lr** = ``lr_multiplier`` x AdamW's lr, default :data:`FROM_ADAMW_LR_MULTIPLIER` (2). The reference
       maintainers advise "a few times", 5-10x (sail-sg/Adan issues 29, 48; their GPT-2 345M recipe uses ~4x
-      Megatron's AdamW lr). hf-ada's own measurements (``benchmarks/results/adan_convergence*.md``) found the
-      best Adan lr at 1-2x the best AdamW lr for GPT-2 from scratch at CPU scale (1.1M and 12M parameters, a
-      few hundred steps: 4-10x lost 0.1-0.4 in eval loss), so the default is the low end of what holds
-      across both; large runs may gain from ``lr_multiplier=4``-``5``.
+      Megatron's AdamW lr). hf-ada's measurements at CPU scale (GPT-2 from scratch, 1.1M / 12M parameters,
+      200-500 steps; ``benchmarks/results/adan_convergence_lrprobe_*.md``, ``adan_convergence_12m.md``,
+      ``adan_from_adamw.md``) put Adan's best lr at 1-2x the tuned AdamW lr, 4-10x losing 0.1-0.4 in eval
+      loss; with the translated weight decay, warm-up and beta3, x2 beat x1 and x4. So 2 is the default;
+      large, long runs may gain from ``lr_multiplier=4``-``5``.
     * **weight decay** = AdamW's / multiplier: the per-step decay ``lr * wd`` is kept. For AdamW's common
       0.1 at 5x this gives the maintainers' 0.02.
     * **warm-up** = :data:`FROM_ADAMW_WARMUP_FACTOR` (2) x AdamW's, at least :data:`FROM_ADAMW_MIN_WARMUP`
