@@ -297,3 +297,26 @@ def test_load_state_dict_with_invalid_saved_settings_is_refused():
 
 def test_shapes_cover_every_test_problem():
     assert len(SHAPES) == 3  # _run_with_bad_step names three parameters
+
+
+def test_notices_reach_stderr_without_logging_configuration():
+    """hf_ada installs a NullHandler: the compile / skip / translation notices must still be seen by a script
+    that never configured logging (and only once where a handler exists)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, hf_ada\n"
+        "from hf_ada import Adan\n"
+        "p = torch.nn.Parameter(torch.ones(3)); opt = Adan([p], fused=True)\n"
+        "p.grad = torch.ones(3); opt.step()\n"
+        "opt2 = Adan([p], fused=True); opt2.step()\n"
+        "p.grad = torch.tensor([1.0, float('nan'), 0.0]); opt.step()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("hf-ada: Adan:")]
+    assert any("compiling the fused kernel" in line and "pays off after" in line for line in lines), proc.stderr
+    assert any("fused kernel ready in" in line for line in lines)
+    assert any("reusing the fused kernel" in line for line in lines)
+    assert sum("step skipped" in line for line in lines) == 1

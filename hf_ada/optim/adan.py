@@ -42,6 +42,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer
 
+from ._notice import notice
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["Adan", "adan", "NONFINITE_POLICIES"]
@@ -380,7 +382,8 @@ class Adan(Optimizer):
                     "(nonfinite_grads='skip' skips such steps instead)"
                 )
             self.skipped_steps += 1
-            logger.warning(
+            notice(
+                logger,
                 "Adan: step skipped, non-finite gradient (inf/nan) in %s; parameters and moments unchanged "
                 "(%d step(s) skipped so far)", culprits, self.skipped_steps,
             )  # fmt: skip
@@ -757,7 +760,8 @@ def _compile_and_call(kernel: Any, key: tuple, numel: int, buffers: list[Tensor]
     whether Inductor's on-disk cache served it), since it stalls the first step for seconds."""
     from torch._dynamo.utils import counters
 
-    logger.warning(
+    notice(
+        logger,
         "Adan: compiling the fused kernel (torch.compile, %s) for %.1fM parameters at the first step: ~%.0f s "
         "with a cold cache, less with the warm Inductor cache in %s; pays off after ~%d steps here "
         "(fused=False skips it)", _key_text(key), numel / 1e6, _COLD_COMPILE_S, _inductor_cache_dir(),
@@ -769,7 +773,8 @@ def _compile_and_call(kernel: Any, key: tuple, numel: int, buffers: list[Tensor]
     elapsed = time.perf_counter() - start
     cached = counters["inductor"]["fxgraph_cache_hit"] > hits
     _COMPILED.add(key)
-    logger.warning(
+    notice(
+        logger,
         "Adan: fused kernel ready in %.1f s (%s); later steps and later Adan instances in this process reuse it",
         elapsed, "warm Inductor cache" if cached else "compiled from scratch, now cached on disk",
     )  # fmt: skip
@@ -845,7 +850,8 @@ def _fused_adan(
             key = (buffers[0].device.type, buffers[0].dtype, buffers[1].dtype, buffers[2].dtype)
             if key in _COMPILED:
                 if step == 1 and not announced:
-                    logger.info("Adan: reusing the fused kernel compiled earlier in this process (%s)", _key_text(key))
+                    notice(logger, "Adan: reusing the fused kernel compiled earlier in this process (%s; no compile)",
+                           _key_text(key))  # fmt: skip
                     announced = True
                 kernel(*buffers, scalars_for(step, buffers[0].device))
             else:

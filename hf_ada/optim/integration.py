@@ -36,6 +36,7 @@ from typing import Any
 
 from ..common.files import atomic_file
 from ..common.lazy import call_when_imported
+from ._notice import notice
 from .adan import Adan
 from .model_card import is_generated_card, render_adan_model_card
 from .optim_args import (
@@ -84,8 +85,9 @@ def _validate_on_post_init(post_init: Callable[..., None]) -> Callable[..., None
                 updates, translation = translated
                 for name, value in updates.items():
                     setattr(self, name, value)
-                logger.warning(
-                    "hf-ada: --optim_args from_adamw=true translated the AdamW settings to Adan's: %s "
+                notice(
+                    logger,
+                    "--optim_args from_adamw=true translated the AdamW settings to Adan's: %s "
                     "(optim_args now %r)", translation.describe(), self.optim_args,
                 )  # fmt: skip
             validate_adan_training_args(self)
