@@ -379,7 +379,11 @@ def plot(results: dict[str, Any], out: Path, name: str) -> None:
             if optimizer == "adan":
                 label += f" (from_adamw x{mult:g})" if mult else " (from_adamw, default)"
             label += f", {len(group)} seed{'s' if len(group) > 1 else ''}"
-            ax.plot(steps, losses, color="tab:blue" if optimizer == "adamw" else "tab:green",
+            if optimizer == "adamw":
+                color = "tab:blue" if main else "lightsteelblue"
+            else:
+                color = {None: "tab:green", 1.0: "yellowgreen", 4.0: "darkolivegreen", 8.0: "teal"}.get(mult, "tab:olive")
+            ax.plot(steps, losses, color=color,
                     lw=2.2 if main else 1.0, ls="-" if main else "--", alpha=1.0 if main else 0.6, label=label)  # fmt: skip
         finals = [r["final_eval_loss"] for r in task_runs if math.isfinite(r["final_eval_loss"])]
         if finals:
