@@ -64,6 +64,11 @@ def images(n, seed):
     return [Image.fromarray(rng.integers(0, 255, size=(20, 20, 3), dtype=np.uint8)) for _ in range(n)]
 
 
+#: the paper's insertion rule (every prediction inserted, no guard): these tests count insertions; the
+#: guard (on by default) has its own tests in test_adanpc_guard.py
+PAPER = {"insert": "all", "agreement": False, "class_balance": False, "collapse_window": None}
+
+
 def scores_by_label(result):
     return {item["label"]: item["score"] for item in result}
 
@@ -75,7 +80,7 @@ def test_text_pipeline_keeps_the_output_format_and_returns_the_vote(tokenizer, t
     model = make_text_model(tokenizer)
     plain = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
     pipe = pipeline("adanpc-text-classification", model=model, tokenizer=tokenizer, device="cpu",
-                    memory=train_dataset, adanpc_config={"k": 3, "temperature": 0.5})
+                    memory=train_dataset, adanpc_config={"k": 3, "temperature": 0.5, **PAPER})
     assert isinstance(pipe, AdaNPCPipeline)
     assert pipe.memory.num_source == len(TRAIN_TEXT) and pipe.memory.num_test == 0
     for kwargs in ({}, {"top_k": None}, {"top_k": 2}):
@@ -88,7 +93,7 @@ def test_text_pipeline_keeps_the_output_format_and_returns_the_vote(tokenizer, t
     assert pipe.memory.num_test == 0  # adapt=False inserted nothing
 
     # the pipeline's scores are the predictor's vote on the same stream, batch by batch
-    reference = AdaNPCPredictor(make_text_model(tokenizer), tokenizer, AdaNPCConfig(k=3, temperature=0.5))
+    reference = AdaNPCPredictor(make_text_model(tokenizer), tokenizer, AdaNPCConfig(k=3, temperature=0.5, **PAPER))
     reference.build_memory(train_dataset, show_progress=False)
     want = reference.predict(STREAM_TEXT, batch_size=4)
     got = pipe(STREAM_TEXT, top_k=None, batch_size=4)
@@ -130,7 +135,7 @@ def test_image_pipeline_on_tiny_vit():
     model, processor = make_image_model()
     train = datasets.Dataset.from_dict({"image": images(6, 0), "label": [0, 1, 2, 0, 1, 2]})
     pipe = pipeline("adanpc-image-classification", model=model, image_processor=processor, device="cpu",
-                    memory=train, adanpc_config={"k": 2})
+                    memory=train, adanpc_config={"k": 2, **PAPER})
     plain = pipeline("image-classification", model=model, image_processor=processor, device="cpu")
     stream = images(4, 1)
     got = pipe(stream, batch_size=2, top_k=3)
@@ -140,18 +145,18 @@ def test_image_pipeline_on_tiny_vit():
     assert all(abs(sum(d["score"] for d in row) - 1) < 1e-5 for row in got)  # a probability vector
     assert pipe.memory.num_test == 4
     # the first two (one batch) were voted against the source memory only
-    reference = AdaNPCPredictor(model, processor, AdaNPCConfig(k=2))
+    reference = AdaNPCPredictor(model, processor, AdaNPCConfig(k=2, **PAPER))
     reference.build_memory(train, show_progress=False)
     np.testing.assert_allclose(
         [scores_by_label(got[0])[LABELS[i]] for i in range(3)], reference.predict(stream[:1], adapt=False)[0],
         rtol=1e-4, atol=1e-5)
-    wrapped = wrap(plain, train, adanpc_config={"k": 2})
+    wrapped = wrap(plain, train, adanpc_config={"k": 2, **PAPER})
     assert wrapped(stream[0])[0]["label"] == got[0][0]["label"]
 
 
 # ----------------------------------------------------------------------------- saving
 def test_save_load_round_trip_gives_identical_outputs(tmp_path, tokenizer, train_dataset):
-    predictor = AdaNPCPredictor(make_text_model(tokenizer), tokenizer, AdaNPCConfig(k=3, capacity=20))
+    predictor = AdaNPCPredictor(make_text_model(tokenizer), tokenizer, AdaNPCConfig(k=3, capacity=20, **PAPER))
     predictor.build_memory(train_dataset, show_progress=False)
     predictor.predict(STREAM_TEXT[:3])  # some test entries too
     predictor.save_pretrained(tmp_path / "p")
@@ -174,30 +179,95 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, tokenizer, train
     np.testing.assert_array_equal(by_name.memory.features, fresh.memory.features)
 
 
+def rebind(folder):
+    """Re-record every file's size and SHA-256 in adanpc_config.json, as a consistent but wrong artifact
+    would (a buggy writer, or someone who edited the files and the manifest): the structural checks behind
+    the hash check must still refuse it."""
+    from hf_ada.common.artifact import ARTIFACT_KEY, sha256_file
+
+    path = folder / "adanpc_config.json"
+    payload = json.loads(path.read_text())
+    for name, entry in payload[ARTIFACT_KEY]["files"].items():
+        entry.update(size=(folder / name).stat().st_size, sha256=sha256_file(folder / name))
+    path.write_text(json.dumps(payload))
+
+
+def rewrite_memory(folder, **changes):
+    """Rewrite memory.safetensors with some tensors/metadata replaced, then rebind."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    path = folder / "memory.safetensors"
+    with safe_open(str(path), framework="numpy") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path))
+    for key, value in changes.items():
+        if key in tensors:
+            tensors[key] = value
+        else:
+            metadata[key] = value
+    save_file(tensors, str(path), metadata=metadata)
+    rebind(folder)
+
+
 def test_loading_checks_what_it_reads(tmp_path, tokenizer, train_dataset):
+    from hf_ada.common.artifact import ArtifactError
+    from transformers import pipeline
+
     predictor = AdaNPCPredictor(make_text_model(tokenizer), tokenizer, AdaNPCConfig(k=3))
     predictor.build_memory(train_dataset, show_progress=False)
     folder = predictor.save_pretrained(tmp_path / "good")
     before = sorted(os.listdir(folder))
 
-    # a memory from a model with another feature dim
+    # a memory file from another save: refused by the manifest, naming the file
     other = AdaNPCPredictor(make_text_model(tokenizer, hidden=16), tokenizer, AdaNPCConfig(k=3))
     other.build_memory(train_dataset, show_progress=False)
     other_folder = other.save_pretrained(tmp_path / "other")
     bad = tmp_path / "bad-dim"
     predictor.save_pretrained(bad)
     (bad / "memory.safetensors").write_bytes((other_folder / "memory.safetensors").read_bytes())
+    with pytest.raises(ArtifactError, match="memory.safetensors .*different saves"):
+        AdaNPCPredictor.from_pretrained(bad)
+    rebind(bad)  # ...and with a consistent manifest, by the structural check
     with pytest.raises(ValueError, match="memory feature dim 16 does not match the model's feature dim 32"):
         AdaNPCPredictor.from_pretrained(bad)
 
-    # a label map that differs from the model's
+    # a label map that differs from the model's: refused by from_pretrained AND by pipeline(model=folder)
     relabel = tmp_path / "bad-labels"
     predictor.save_pretrained(relabel)
     config = json.loads((relabel / "config.json").read_text())
     config["id2label"] = {"0": "a", "1": "b", "2": "c"}
+    config["label2id"] = {"a": 0, "b": 1, "c": 2}
     (relabel / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="label map"):
-        AdaNPCPredictor.from_pretrained(relabel)
+    for load in (AdaNPCPredictor.from_pretrained,
+                 lambda f: pipeline("adanpc-text-classification", model=str(f), device="cpu")):
+        with pytest.raises(ArtifactError, match="config.json"):
+            load(relabel)
+    rebind(relabel)
+    for load in (AdaNPCPredictor.from_pretrained, AdaNPCPipeline.from_pretrained,
+                 lambda f: pipeline("adanpc-text-classification", model=str(f), device="cpu")):
+        with pytest.raises(ArtifactError, match="label map"):
+            load(relabel)
+
+    # stored features with NaN, label ids outside id2label, a corrupt memory file: each names the file
+    cases = {
+        "nan": ({"features": np.full((9, 32), np.nan, dtype=np.float32)}, "NaN or infinite"),
+        "label": ({"labels": np.array([0, 1, 2, 0, 1, 2, 0, 1, 7])}, "label id 7, outside the model's id2label"),
+        "negative": ({"labels": np.array([0, 1, 2, 0, 1, 2, 0, 1, -1])}, "negative label id"),
+        "order": ({"order": np.zeros(9, dtype=np.int64)}, "insertion numbers"),
+    }
+    for name, (changes, message) in cases.items():
+        case = tmp_path / f"bad-{name}"
+        predictor.save_pretrained(case)
+        rewrite_memory(case, **changes)
+        with pytest.raises(ValueError, match=message):
+            AdaNPCPredictor.from_pretrained(case)
+    corrupt = tmp_path / "bad-bytes"
+    predictor.save_pretrained(corrupt)
+    (corrupt / "memory.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    rebind(corrupt)
+    with pytest.raises(ArtifactError, match="memory.safetensors is not a readable safetensors file"):
+        AdaNPCPredictor.from_pretrained(corrupt)
 
     # a config from a future schema
     future = tmp_path / "future"
@@ -209,9 +279,29 @@ def test_loading_checks_what_it_reads(tmp_path, tokenizer, train_dataset):
         AdaNPCPredictor.from_pretrained(future)
 
     # not a predictor
-    with pytest.raises(FileNotFoundError, match="adanpc_config.json"):
+    with pytest.raises(ArtifactError, match="adanpc_config.json is missing"):
         AdaNPCPredictor.from_pretrained(other_folder.parent)
     assert sorted(os.listdir(folder)) == before
+
+
+def test_save_writes_only_its_own_files_and_refuses_inputs(tmp_path, tokenizer, train_dataset):
+    model = make_text_model(tokenizer)
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    from transformers import BertForSequenceClassification
+
+    loaded = BertForSequenceClassification.from_pretrained(model_dir)
+    predictor = AdaNPCPredictor(loaded, tokenizer, AdaNPCConfig(k=3))
+    predictor.build_memory(train_dataset, show_progress=False)
+    model_files = {n: (model_dir / n).read_bytes() for n in os.listdir(model_dir)}
+    with pytest.raises(ValueError, match="input"):
+        predictor.save_pretrained(model_dir)  # the model being adapted
+    assert {n: (model_dir / n).read_bytes() for n in os.listdir(model_dir)} == model_files
+    predictor.save_pretrained(tmp_path / "run")
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+    assert AdaNPCPredictor.from_pretrained(tmp_path / "run").memory.num_source == len(TRAIN_TEXT)
 
 
 def test_failed_save_leaves_the_previous_artifact(tmp_path, tokenizer, train_dataset, monkeypatch):
@@ -288,10 +378,94 @@ def test_audio_pipeline_on_tiny_wav2vec2():
     train = datasets.Dataset.from_dict({"audio": [rng.normal(size=1600).astype(np.float32) for _ in range(4)],
                                         "label": [0, 1, 0, 1]})
     pipe = pipeline("adanpc-audio-classification", model=model, feature_extractor=extractor, memory=train,
-                    adanpc_config={"k": 2}, device="cpu")
+                    adanpc_config={"k": 2, **PAPER}, device="cpu")
     assert pipe.memory.dim == 8  # the input of the classifier (after the projector)
     clips = [rng.normal(size=1600).astype(np.float32) for _ in range(3)]
     got = pipe(clips, batch_size=2)
     assert len(got) == 3 and all({d["label"] for d in row} == {"lo", "hi"} for row in got)
     assert all(abs(sum(d["score"] for d in row) - 1) < 1e-5 for row in got)
     assert pipe.memory.num_test == 3
+
+
+# ----------------------------------------------------------------------------- what a pipeline user expects
+def test_grayscale_memory_goes_through_the_pipeline_preprocessing():
+    from transformers import pipeline
+
+    model, processor = make_image_model()
+    gray = [im.convert("L") for im in images(6, 2)]
+    train = datasets.Dataset.from_dict({"image": gray, "label": [0, 1, 2, 0, 1, 2]})
+    plain = pipeline("image-classification", model=model, image_processor=processor, device="cpu")
+    assert len(plain(gray[:2])) == 2  # the plain pipeline accepts grayscale images...
+    pipe = wrap(plain, train, adanpc_config={"k": 2, **PAPER}, show_progress=False)  # ...and so does the memory
+    # the memory holds exactly the features a prediction of the same images sees (RGB-converted)
+    probe = AdaNPCPredictor(model, processor, AdaNPCConfig(k=2, **PAPER))
+    want, _ = probe.hook.run(processor(images=[im.convert("RGB") for im in gray], return_tensors="pt"))
+    probe.close()
+    np.testing.assert_allclose(pipe.memory.features, want / np.linalg.norm(want, axis=1, keepdims=True),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_arguments_raise_and_t3a_is_one_flag(tokenizer, train_dataset):
+    from transformers import pipeline
+
+    from hf_ada.adanpc import T3AClassifier
+
+    model = make_text_model(tokenizer)
+    plain = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
+    with pytest.raises(TypeError, match=r"unknown keyword arguments \['config'\]"):
+        wrap(plain, train_dataset, config=AdaNPCConfig(k=1))
+    with pytest.raises(TypeError, match=r"unknown keyword arguments \['k'\]"):
+        pipeline("adanpc-text-classification", model=model, tokenizer=tokenizer, memory=train_dataset, k=1)
+    with pytest.raises(TypeError, match="unknown keys"):
+        wrap(plain, train_dataset, adanpc_config={"kk": 1})
+    ok = wrap(plain, train_dataset, adanpc_config={"k": 1}, truncation=True, top_k=2, show_progress=False)
+    assert ok.predictor.config.k == 1 and len(ok(["an apple"])[0]) == 2  # top_k=2 kept as a call default
+    with pytest.raises(TypeError, match=r"unknown keyword arguments \['topk'\]"):
+        ok("an apple", topk=2)
+    # T3A through the same pipeline: its scores are T3A's on the same features (softmax), adapting in order
+    t3a_pipe = wrap(plain, adanpc_config={"method": "t3a"})
+    reference = T3AClassifier.from_model(model, filter_k=100)
+    probe = AdaNPCPredictor(model, tokenizer, AdaNPCConfig.unguarded())
+    for text in STREAM_TEXT[:4]:
+        got = t3a_pipe(text, top_k=None)
+        feats, _ = probe.hook.run(probe.encode([text]))
+        scores = reference(feats)[0]
+        want = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+        np.testing.assert_allclose([scores_by_label(got)[LABELS[i]] for i in range(3)], want, rtol=1e-4, atol=1e-5)
+    probe.close()
+
+
+def test_show_progress_and_tqdm_disable(tokenizer, train_dataset, capsys, monkeypatch):
+    from transformers import pipeline
+
+    model = make_text_model(tokenizer)
+    plain = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    wrap(plain, train_dataset, show_progress=True)
+    assert "AdaNPC memory" in capsys.readouterr().err
+    wrap(plain, train_dataset, show_progress=False)
+    assert "AdaNPC memory" not in capsys.readouterr().err
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    pipeline("adanpc-text-classification", model=model, tokenizer=tokenizer, memory=train_dataset)
+    assert "AdaNPC memory" not in capsys.readouterr().err
+
+
+def test_pipeline_save_uses_the_artifact_protocol(tmp_path, tokenizer, train_dataset):
+    from transformers import pipeline
+
+    model = make_text_model(tokenizer)
+    pipe = pipeline("adanpc-text-classification", model=model, tokenizer=tokenizer, memory=train_dataset,
+                    show_progress=False)
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "notes.md").write_text("keep me")
+    pipe.save_pretrained(target)
+    assert (target / "notes.md").read_text() == "keep me"
+    with pytest.raises(FileExistsError, match="already holds"):
+        pipe.save_pretrained(target, overwrite=False)
+    with pytest.raises(TypeError, match="safe_serialization"):
+        pipe.save_pretrained(target, safe_serialization=True)
+    again = pipeline("adanpc-text-classification", model=str(target), device="cpu")
+    assert len(again.memory) == len(TRAIN_TEXT)
+    with pytest.raises(ValueError, match="brings its own memory"):
+        pipeline("adanpc-text-classification", model=str(target), memory=train_dataset)

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 from ..common.config import JsonConfigMixin
 
-__all__ = ["AdaNPCConfig", "CONFIG_NAME", "SCHEMA_VERSION", "METRICS", "INSERT_POLICIES"]
+__all__ = ["AdaNPCConfig", "CONFIG_NAME", "SCHEMA_VERSION", "METRICS", "INSERT_POLICIES", "METHODS"]
 
 CONFIG_NAME = "adanpc_config.json"
 SCHEMA_VERSION = 1
 METRICS = ("cosine", "inner_product", "l2")
 INSERT_POLICIES = ("all", "confident", "none")
+METHODS = ("adanpc", "t3a")
 
 
 @dataclass
@@ -26,12 +27,26 @@ class AdaNPCConfig(JsonConfigMixin):
         metric: ``"cosine"`` (default: features are L2-normalised, similarity = dot product),
             ``"inner_product"`` (raw dot product) or ``"l2"`` (similarity = minus squared distance).
         capacity: maximum number of memory entries (``None``: unbounded, as in the reference).
-        insert: which test samples join the memory after being predicted: ``"all"``, ``"confident"``
-            (vote probability of the predicted class >= ``confidence_threshold``) or ``"none"`` (plain kNN).
-        confidence_threshold: threshold for ``insert="confident"``, in ``[0, 1]``. hf-ada's confidence is
+        insert: which test samples join the memory after being predicted: ``"confident"`` (default: vote
+            probability of the predicted class >= the threshold, see below), ``"all"`` (the paper's rule,
+            no confidence filter) or ``"none"`` (plain kNN over the source memory).
+        confidence_threshold: threshold for ``insert="confident"``, in ``[0, 1]``; ``None`` (default)
+            calibrates it on the source memory: the ``confidence_quantile`` quantile of the leave-one-out
+            vote confidences of the source entries (see :mod:`hf_ada.adanpc.guard`). hf-ada's confidence is
             the maximum of the vote's probability vector. The reference takes a softmax over the already
             normalised vote, which squeezes the confidence into ``[~0.1, ~0.23]`` for 10 classes, so its
             thresholds 0.25 / 0.75 / 1.1 all mean "never insert"; hf-ada deliberately does not copy that.
+        confidence_quantile: quantile of the source confidences used as the calibrated threshold.
+        agreement: insert only samples where the vote and the model's own head predict the same class.
+        class_balance: a class never holds more test entries than source entries; a new entry of a full
+            class replaces that class's oldest test entry.
+        collapse_window: number of recent predictions the collapse monitor looks at (``None``: off).
+        collapse_ratio: the monitor forgets the test entries when the entropy of the vote's predicted-class
+            histogram over the window falls below this fraction of the head's.
+        reset_every: episodic mode: forget the test entries every this many inputs (``None``: never).
+        method: ``"adanpc"`` (the kNN vote) or ``"t3a"`` (T3A's template adjuster on the same features,
+            the usual baseline; the guard settings do not apply to it).
+        t3a_filter_k: T3A's supports kept per class (``None``: all).
         evict_source: when the memory is full, the oldest *test* entries are evicted first; source
             (training) entries are only evicted, oldest first, if this is ``True``. Otherwise new test
             entries that do not fit are dropped (and a warning is logged once).
@@ -49,10 +64,18 @@ class AdaNPCConfig(JsonConfigMixin):
     temperature: float = 0.1
     metric: str = "cosine"
     capacity: int | None = None
-    insert: str = "all"
-    confidence_threshold: float = 0.0
+    insert: str = "confident"
+    confidence_threshold: float | None = None
+    confidence_quantile: float = 0.1
+    agreement: bool = True
+    class_balance: bool = True
+    collapse_window: int | None = 128
+    collapse_ratio: float = 0.8
+    reset_every: int | None = None
     evict_source: bool = False
     feature_layer: str | None = None
+    method: str = "adanpc"
+    t3a_filter_k: int | None = 100
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -70,13 +93,35 @@ class AdaNPCConfig(JsonConfigMixin):
             raise ValueError(f"AdaNPCConfig.capacity must be None or an integer >= 1, got {self.capacity!r}")
         if self.insert not in INSERT_POLICIES:
             raise ValueError(f"AdaNPCConfig.insert must be one of {INSERT_POLICIES}, got {self.insert!r}")
-        if not 0.0 <= float(self.confidence_threshold) <= 1.0:
+        if self.confidence_threshold is not None and not (
+            _is_number(self.confidence_threshold) and 0.0 <= self.confidence_threshold <= 1.0
+        ):
             raise ValueError(
-                f"AdaNPCConfig.confidence_threshold must lie in [0, 1], got {self.confidence_threshold!r}"
+                f"AdaNPCConfig.confidence_threshold must be None (calibrated) or lie in [0, 1], "
+                f"got {self.confidence_threshold!r}"
             )
+        if not (_is_number(self.confidence_quantile) and 0.0 <= self.confidence_quantile <= 1.0):
+            raise ValueError(f"AdaNPCConfig.confidence_quantile must lie in [0, 1], got {self.confidence_quantile!r}")
+        for name in ("agreement", "class_balance", "evict_source"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"AdaNPCConfig.{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("collapse_window", "reset_every", "t3a_filter_k"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"AdaNPCConfig.{name} must be None or an integer >= 1, got {value!r}")
+        if not (_is_number(self.collapse_ratio) and 0.0 <= self.collapse_ratio <= 1.0):
+            raise ValueError(f"AdaNPCConfig.collapse_ratio must lie in [0, 1], got {self.collapse_ratio!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"AdaNPCConfig.method must be one of {METHODS}, got {self.method!r}")
         if self.feature_layer is not None and not isinstance(self.feature_layer, str):
             raise ValueError(f"AdaNPCConfig.feature_layer must be None or a module name, got {self.feature_layer!r}")
         self.check_schema_version(self.schema_version)
+
+    @classmethod
+    def unguarded(cls, **overrides) -> AdaNPCConfig:
+        """The paper's AdaNPC: every prediction inserted, no guard (for comparisons)."""
+        settings = {"insert": "all", "agreement": False, "class_balance": False, "collapse_window": None}
+        return cls(**{**settings, **overrides})
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``folder/adanpc_config.json`` (atomically)."""
@@ -85,3 +130,7 @@ class AdaNPCConfig(JsonConfigMixin):
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike) -> AdaNPCConfig:
         return cls.load_json(os.path.join(folder, CONFIG_NAME))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value

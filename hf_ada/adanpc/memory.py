@@ -6,7 +6,9 @@ were predicted (``origin == TEST``). Every entry carries a monotonically increas
 reference, whose queue starts with one random vector labelled 0).
 
 Eviction when ``capacity`` is reached: the oldest test entries go first; source entries are only evicted
-(oldest first) when ``evict_source=True``. If nothing can be evicted, the newest incoming test entries that
+(oldest first) when ``evict_source=True``. An evicted entry's slot is overwritten in place (arrays and
+faiss storage), with FIFO queues naming the oldest entry, so an insertion at capacity costs amortised O(1)
+plus O(dim), like one below capacity; ``reset()`` compacts (O(n)). If nothing can be evicted, the newest incoming test entries that
 fit are kept and the rest are dropped (logged once); incoming *source* entries that do not fit are an error.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import deque
 from typing import Any
 
 import faiss
@@ -60,7 +63,7 @@ class AdaNPCMemory:
         self.next_order = 0
         self.info: dict[str, Any] = {}
         self._warned_full = False
-        self._index = self._new_index()
+        self._rebuild_index()
 
     # ------------------------------------------------------------------ storage
     # Entries live in over-allocated buffers (grown by doubling), so inserting a batch costs O(batch),
@@ -71,6 +74,8 @@ class AdaNPCMemory:
         self._origin = np.asarray(origin, dtype=np.uint8).copy()
         self._order = np.asarray(order, dtype=np.int64).copy()
         self._size = int(self._labels.shape[0])
+        self._num_source = int((self._origin == SOURCE).sum())
+        self._num_test = self._size - self._num_source
 
     def _append(self, features: np.ndarray, labels: np.ndarray, origin: np.ndarray, order: np.ndarray) -> None:
         end = self._size + features.shape[0]
@@ -121,20 +126,96 @@ class AdaNPCMemory:
         return faiss.IndexFlatL2(self.dim) if self.metric == "l2" else faiss.IndexFlatIP(self.dim)
 
     def _rebuild_index(self) -> None:
+        """Index and eviction queues from the arrays (O(n): used by load, copy and reset, never per insertion)."""
         self._index = self._new_index()
-        if len(self.features):
+        if len(self):
             self._index.add(self.features)
+        self._rebuild_queues()
+
+    def _rebuild_queues(self) -> None:
+        # FIFO queues of (order, slot), oldest first. A slot that is overwritten later leaves a stale pair
+        # behind; stale pairs are skipped when popped (a pair is live iff the slot still holds that order),
+        # so every insertion and eviction costs amortised O(1).
+        self._queues: dict[Any, deque] = {SOURCE: deque(), TEST: deque()}
+        self._class_queues: dict[int, deque] = {}
+        self._test_per_class: dict[int, int] = {}
+        self._source_per_class: dict[int, int] = {}
+        for slot in np.argsort(self.order, kind="stable").tolist():
+            self._enqueue(slot)
+            counts = self._test_per_class if self._origin[slot] == TEST else self._source_per_class
+            label = int(self._labels[slot])
+            counts[label] = counts.get(label, 0) + 1
+
+    def _enqueue(self, slot: int) -> None:
+        pair = (int(self._order[slot]), slot)
+        origin = int(self._origin[slot])
+        self._queues[origin].append(pair)
+        if origin == TEST:
+            self._class_queues.setdefault(int(self._labels[slot]), deque()).append(pair)
+
+    def _live(self, pair: tuple[int, int]) -> bool:
+        order, slot = pair
+        return slot < self._size and int(self._order[slot]) == order
+
+    def _oldest(self, queue: deque) -> int | None:
+        """Slot of the oldest live entry of ``queue`` (popping stale pairs), or ``None``."""
+        while queue and not self._live(queue[0]):
+            queue.popleft()
+        return queue[0][1] if queue else None
+
+    def _victim(self, label: int | None = None) -> int | None:
+        """The slot to overwrite: the oldest test entry (of ``label`` if given), else (``evict_source``) the
+        oldest source entry."""
+        if label is not None:
+            return self._oldest(self._class_queues.get(label, deque()))
+        slot = self._oldest(self._queues[TEST])
+        if slot is None and self.evict_source:
+            slot = self._oldest(self._queues[SOURCE])
+        return slot
+
+    def _forget(self, slot: int) -> None:
+        """Bookkeeping for the entry in ``slot`` that is about to be overwritten."""
+        label = int(self._labels[slot])
+        if int(self._origin[slot]) == TEST:
+            self._test_per_class[label] -= 1
+            self._num_test -= 1
+        else:
+            self._source_per_class[label] -= 1
+            self._num_source -= 1
+
+    def _overwrite(self, slot: int, feature: np.ndarray, label: int, origin: int, order: int) -> None:
+        """Replace the entry in ``slot`` in place, in the arrays and in faiss's own storage (O(dim))."""
+        self._features[slot] = feature
+        self._labels[slot], self._origin[slot], self._order[slot] = label, origin, order
+        stored = faiss.rev_swig_ptr(self._index.get_xb(), self._index.ntotal * self.dim)
+        stored[slot * self.dim : (slot + 1) * self.dim] = feature
+
+    def _count(self, origin: int, label: int) -> None:
+        if origin == TEST:
+            self._num_test += 1
+            self._test_per_class[label] = self._test_per_class.get(label, 0) + 1
+        else:
+            self._num_source += 1
+            self._source_per_class[label] = self._source_per_class.get(label, 0) + 1
 
     def __len__(self) -> int:
         return self._size
 
     @property
     def num_source(self) -> int:
-        return int((self.origin == SOURCE).sum())
+        return self._num_source
 
     @property
     def num_test(self) -> int:
-        return int((self.origin == TEST).sum())
+        return self._num_test
+
+    def test_count(self, label: int) -> int:
+        """Number of test entries labelled ``label``."""
+        return self._test_per_class.get(int(label), 0)
+
+    def source_counts(self) -> dict[int, int]:
+        """Number of source entries per label (a new dict)."""
+        return dict(self._source_per_class)
 
     def prepare(self, features: Any) -> np.ndarray:
         """Convert ``features`` to a C-contiguous ``(n, dim)`` float32 array (L2-normalised for cosine)."""
@@ -152,8 +233,14 @@ class AdaNPCMemory:
         return array
 
     # ------------------------------------------------------------------ writing
-    def add(self, features: Any, labels: Any, origin: int = TEST) -> int:
-        """Insert entries (applying the capacity rule); return how many were inserted."""
+    def add(self, features: Any, labels: Any, origin: int = TEST, class_quota: dict[int, int] | None = None) -> int:
+        """Insert entries in order (applying the capacity rule); return how many were inserted.
+
+        ``class_quota`` (test entries only) caps the number of test entries per label: a new entry of a
+        label at its quota replaces the oldest test entry of that label. Each insertion and eviction costs
+        amortised O(1) (plus O(dim) to write the vector): an evicted entry's slot is overwritten in place,
+        in faiss's storage too, so the index is never rebuilt.
+        """
         if origin not in (SOURCE, TEST):
             raise ValueError(f"origin must be SOURCE ({SOURCE}) or TEST ({TEST}), got {origin!r}")
         feats = self.prepare(features)
@@ -164,33 +251,51 @@ class AdaNPCMemory:
             raise ValueError(f"labels must be >= 0, got {labs.min()}")
         if feats.shape[0] == 0:
             return 0
-        feats, labs = self._make_room(feats, labs, origin)
+        feats, labs = self._fit(feats, labs, origin)
         n = feats.shape[0]
-        if n == 0:
-            return 0
-        self._append(feats, labs, np.full(n, origin, dtype=np.uint8),
-                     np.arange(self.next_order, self.next_order + n, dtype=np.int64))
-        self.next_order += n
-        self._index.add(feats)
-        return n
+        no_eviction = self.capacity is None or self._size + n <= self.capacity
+        if no_eviction and (origin == SOURCE or class_quota is None):  # the common case, vectorised
+            first = self._size
+            self._append(feats, labs, np.full(n, origin, dtype=np.uint8),
+                         np.arange(self.next_order, self.next_order + n, dtype=np.int64))
+            self.next_order += n
+            self._index.add(feats)
+            for slot, label in zip(range(first, first + n), labs.tolist()):
+                self._count(origin, label)
+                self._enqueue(slot)
+            return n
+        # victims are entries older than this batch: the batch's own entries join the queues at its end
+        inserted, fresh = 0, []
+        for feature, label in zip(feats, labs.tolist()):
+            slot = None
+            if origin == TEST and class_quota is not None and self.test_count(label) >= class_quota.get(label, 0):
+                slot = self._victim(label)
+                if slot is None:  # nothing older of this label to replace: not inserted
+                    continue
+            elif self.capacity is not None and self._size >= self.capacity:
+                slot = self._victim()
+            order = self.next_order
+            self.next_order += 1
+            if slot is None:
+                slot = self._size
+                self._append(feature[None], np.array([label]), np.array([origin], dtype=np.uint8), np.array([order]))
+                self._index.add(feature[None])
+            else:
+                self._forget(slot)
+                self._overwrite(slot, feature, label, origin, order)
+            self._count(origin, label)
+            fresh.append(slot)
+            inserted += 1
+        for slot in fresh:
+            self._enqueue(slot)
+        return inserted
 
-    def _make_room(self, feats: np.ndarray, labs: np.ndarray, origin: int) -> tuple[np.ndarray, np.ndarray]:
+    def _fit(self, feats: np.ndarray, labs: np.ndarray, origin: int) -> tuple[np.ndarray, np.ndarray]:
+        """Drop the entries of a batch that cannot fit (before anything is changed)."""
         if self.capacity is None:
             return feats, labs
-        excess = len(self) + feats.shape[0] - self.capacity
-        if excess <= 0:
-            return feats, labs
-        candidates = np.flatnonzero(self.origin == TEST)
-        if self.evict_source:
-            candidates = np.concatenate([candidates, np.flatnonzero(self.origin == SOURCE)])
-        # test entries first (oldest first), then, when allowed, source entries (oldest first)
-        ranking = np.lexsort((self.order[candidates], self.origin[candidates] == SOURCE))
-        evict = candidates[ranking[:excess]]
-        if evict.size:
-            keep = np.ones(len(self), dtype=bool)
-            keep[evict] = False
-            self._keep(keep)
-        room = self.capacity - len(self)
+        evictable = self._num_test + (self._num_source if self.evict_source else 0)
+        room = self.capacity - self._size + evictable
         if room >= feats.shape[0]:
             return feats, labs
         if origin == SOURCE:
@@ -204,7 +309,7 @@ class AdaNPCMemory:
                 "are dropped", self.capacity,
             )
             self._warned_full = True
-        keep_from = feats.shape[0] - room
+        keep_from = feats.shape[0] - max(room, 0)
         return feats[keep_from:], labs[keep_from:]
 
     def reset(self) -> None:
@@ -263,28 +368,47 @@ class AdaNPCMemory:
         """Read a memory written by :meth:`save`; return it and the raw metadata. Checks the file's schema."""
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="numpy") as handle:
-            metadata = handle.metadata() or {}
+        from ..common.artifact import ArtifactError
+
+        try:
+            with safe_open(str(path), framework="numpy") as handle:
+                metadata = handle.metadata() or {}
+            tensors = load_file(str(path))
+        except Exception as err:  # noqa: BLE001  (safetensors raises several types for corrupt files)
+            raise ArtifactError(f"{path} is not a readable safetensors file ({err})") from err
         for key in ("schema_version", "dim", "metric", "next_order"):
             if key not in metadata:
-                raise ValueError(f"{path} is not an hf-ada AdaNPC memory (metadata key {key!r} missing)")
+                raise ArtifactError(f"{path} is not an hf-ada AdaNPC memory (metadata key {key!r} missing)")
         if metadata["schema_version"] != str(SCHEMA_VERSION):
-            raise ValueError(
+            raise ArtifactError(
                 f"{path} has memory schema_version {metadata['schema_version']}, this hf-ada reads {SCHEMA_VERSION}"
             )
-        tensors = load_file(str(path))
         missing = {"features", "labels", "origin", "order"} - set(tensors)
         if missing:
-            raise ValueError(f"{path} lacks tensors {sorted(missing)}")
+            raise ArtifactError(f"{path} lacks tensors {sorted(missing)}")
+        if metadata["metric"] not in METRICS or not metadata["dim"].isdigit() or int(metadata["dim"]) < 1:
+            raise ArtifactError(f"{path}: metadata dim/metric invalid ({metadata['dim']!r}, {metadata['metric']!r})")
         memory = cls(int(metadata["dim"]), metadata["metric"], capacity=capacity, evict_source=evict_source)
         n = tensors["labels"].shape[0]
         feats = tensors["features"]
         if feats.shape != (n, memory.dim) or tensors["origin"].shape != (n,) or tensors["order"].shape != (n,):
-            raise ValueError(f"{path} is inconsistent: features {feats.shape}, labels ({n},), dim {memory.dim}")
+            raise ArtifactError(f"{path} is inconsistent: features {feats.shape}, labels ({n},), dim {memory.dim}")
+        if not np.isfinite(feats).all():
+            raise ArtifactError(f"{path}: stored features contain NaN or infinite values")
+        if n and int(tensors["labels"].min()) < 0:
+            raise ArtifactError(f"{path}: negative label id {int(tensors['labels'].min())}")
         if not set(np.unique(tensors["origin"]).tolist()) <= {SOURCE, TEST}:
-            raise ValueError(f"{path} has origin flags other than SOURCE/TEST")
-        memory._set(feats, tensors["labels"], tensors["origin"], tensors["order"])
-        memory.next_order = int(metadata["next_order"])
-        memory.info = json.loads(metadata.get("info", "{}"))
+            raise ArtifactError(f"{path} has origin flags other than SOURCE/TEST")
+        try:
+            next_order = int(metadata["next_order"])
+            info = json.loads(metadata.get("info", "{}"))
+        except ValueError as err:
+            raise ArtifactError(f"{path}: unreadable metadata ({err})") from err
+        order = tensors["order"]
+        if n and (len(np.unique(order)) != n or int(order.min()) < 0 or int(order.max()) >= next_order):
+            raise ArtifactError(f"{path}: insertion numbers are not unique values below next_order {next_order}")
+        memory._set(feats, tensors["labels"], tensors["origin"], order)
+        memory.next_order = next_order
+        memory.info = info
         memory._rebuild_index()
         return memory, metadata

@@ -7,7 +7,9 @@ Order semantics:
   votes for itself, and results depend on how a stream is cut into batches.
 * **Stream**: batch size 1, each prediction sees every earlier insertion.
 
-:meth:`AdaNPCPredictor.reset` forgets the test entries and keeps the source memory.
+:meth:`AdaNPCPredictor.reset` forgets the test entries and keeps the source memory. Which predictions are
+inserted, and when the memory goes back to its source entries by itself, is decided by the collapse guard
+(:mod:`hf_ada.adanpc.guard`, on by default).
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..common.files import atomic_directory, read_json
+from ..common.artifact import ArtifactError, HubArtifactMixin
+from ..common.files import read_json
 from .config import CONFIG_NAME, AdaNPCConfig
 from .features import FeatureHook
+from .guard import GuardState, calibrate_threshold, insertion_mask
 from .memory import MEMORY_NAME, SOURCE, TEST, AdaNPCMemory
+from .t3a import T3AClassifier
 from .vote import knn_vote
 
 logger = logging.getLogger(__name__)
@@ -35,13 +39,21 @@ logger = logging.getLogger(__name__)
 __all__ = ["AdaNPCPredictor"]
 
 _INPUT_COLUMN_GUESSES = ("text", "sentence", "image", "img", "audio", "pixel_values", "input_values")
+T3A_NAME = "t3a.safetensors"
+
+
+def progress_enabled(show_progress: bool | None) -> bool:
+    """``show_progress`` if given, else on unless the ``TQDM_DISABLE`` environment variable is set."""
+    if show_progress is not None:
+        return bool(show_progress)
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("", "0", "false", "no")
 
 
 def _id2label(model: torch.nn.Module) -> dict[int, str]:
     return {int(k): str(v) for k, v in model.config.id2label.items()}
 
 
-class AdaNPCPredictor:
+class AdaNPCPredictor(HubArtifactMixin):
     """Test-time adaptation of a classification model with a non-parametric (kNN) classifier (AdaNPC).
 
     Args:
@@ -57,7 +69,14 @@ class AdaNPCPredictor:
         predictor = AdaNPCPredictor(model, tokenizer, AdaNPCConfig(k=10, temperature=0.1))
         predictor.build_memory(train_dataset, input_column="text", label_column="label")
         probs = predictor.predict(["a test sentence", "another one"])   # adapts as it goes
+
+    Saving, loading and sharing follow hf-ada's artifact protocol (:mod:`hf_ada.common.artifact`): a save
+    writes and replaces only the predictor's own files, a load verifies every file and the label map.
     """
+
+    artifact_kind = "AdaNPC predictor"
+    config_name = CONFIG_NAME
+    repo_type = "model"
 
     def __init__(
         self,
@@ -83,6 +102,8 @@ class AdaNPCPredictor:
             raise ValueError(f"model.config.id2label must map 0..{self.num_labels - 1}, got keys {sorted(self.id2label)}")
         self.label2id = {label: idx for idx, label in self.id2label.items()}
         self.memory: AdaNPCMemory | None = None
+        self.guard = GuardState(self.config.collapse_window)
+        self.t3a = T3AClassifier.from_model(model, self.config.t3a_filter_k) if self.config.method == "t3a" else None
         if memory is not None:
             self._attach_memory(memory)
         elif self.hook.static_dim is not None:
@@ -154,7 +175,9 @@ class AdaNPCPredictor:
     def add_source(self, features: Any, labels: Iterable[Any]) -> int:
         """Add labelled source (training-domain) features to the memory."""
         feats = np.asarray(features, dtype=np.float32)
-        return self._memory_for(feats).add(feats, self.label_ids(labels), origin=SOURCE)
+        added = self._memory_for(feats).add(feats, self.label_ids(labels), origin=SOURCE)
+        self.guard.threshold = None  # the source changed: calibrate again
+        return added
 
     def build_memory(
         self,
@@ -162,9 +185,15 @@ class AdaNPCPredictor:
         input_column: str | None = None,
         label_column: str = "label",
         batch_size: int = 32,
-        show_progress: bool = True,
+        show_progress: bool | None = None,
+        encode: Callable[[list[Any]], dict[str, Any]] | None = None,
     ) -> AdaNPCPredictor:
-        """Featurize a labelled :class:`datasets.Dataset` in batches and add it to the memory as source."""
+        """Featurize a labelled :class:`datasets.Dataset` in batches and add it to the memory as source.
+
+        ``encode`` turns a list of raw inputs into model inputs (default: :meth:`encode`; the pipelines pass
+        their own preprocessing, so the memory sees exactly what predictions see). ``show_progress``:
+        ``None`` shows a bar unless ``TQDM_DISABLE`` is set.
+        """
         columns = list(getattr(dataset, "column_names", []))
         if label_column not in columns:
             raise ValueError(f"label_column {label_column!r} not in the dataset's columns {columns}")
@@ -176,10 +205,13 @@ class AdaNPCPredictor:
         elif input_column not in columns:
             raise ValueError(f"input_column {input_column!r} not in the dataset's columns {columns}")
         labels = self.label_ids(dataset[label_column])  # checked before any model work
-        for start in tqdm(range(0, len(dataset), batch_size), desc="AdaNPC memory", disable=not show_progress):
+        encode = encode or self.encode
+        steps = range(0, len(dataset), batch_size)
+        for start in tqdm(steps, desc="AdaNPC memory", disable=not progress_enabled(show_progress)):
             rows = dataset[start : start + batch_size][input_column]
-            features, _ = self.hook.run(self.encode(rows))
+            features, _ = self.hook.run(encode(rows))
             self._memory_for(features).add(features, labels[start : start + len(rows)], origin=SOURCE)
+        self.guard.threshold = None
         info = getattr(dataset, "info", None)
         name = getattr(info, "dataset_name", None) or getattr(info, "builder_name", None)
         self.memory.info.setdefault("sources", []).append(
@@ -194,9 +226,15 @@ class AdaNPCPredictor:
         return self
 
     def reset(self) -> None:
-        """Forget every inserted test entry (the source memory stays)."""
+        """Forget every inserted test entry (the source memory stays) and the guard's window; T3A goes back
+        to its warm-up supports. The calibrated threshold and the counters stay."""
         if self.memory is not None:
             self.memory.reset()
+        if self.t3a is not None:
+            self.t3a.reset()
+        self.guard.clear_window()
+        self.guard.seen = 0
+        self.guard.stepped_in = False
 
     # ------------------------------------------------------------------ inputs
     def encode(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
@@ -229,28 +267,84 @@ class AdaNPCPredictor:
         similarities, labels, _ = memory.search(feats, self.config.k)
         return knn_vote(similarities, labels, self.num_labels, self.config.temperature)
 
-    def insert(self, features: Any, probs: np.ndarray) -> int:
-        """Insert test features with their predicted labels according to ``config.insert``."""
+    def head_logits(self, features: Any) -> np.ndarray | None:
+        """The model head's logits for ``features`` when the feature is the head's input (default
+        ``feature_layer``), else ``None``."""
+        module = self.hook.module
+        if self.hook.use_output or not isinstance(module, torch.nn.Linear):
+            return None
+        with torch.no_grad():
+            weight = module.weight.detach().float().cpu().numpy()
+            bias = None if module.bias is None else module.bias.detach().float().cpu().numpy()
+        logits = np.asarray(features, dtype=np.float32) @ weight.T
+        return logits if bias is None else logits + bias
+
+    def confidence_threshold(self) -> float | None:
+        """The threshold ``insert="confident"`` uses: the configured one, or the one calibrated on the source
+        memory (computed on first use and saved with the predictor); ``None`` for other policies."""
+        if self.config.insert != "confident":
+            return None
+        if self.config.confidence_threshold is not None:
+            return float(self.config.confidence_threshold)
+        if self.guard.threshold is None and self.memory is not None and self.memory.num_source:
+            self.guard.threshold = calibrate_threshold(
+                self.memory, self.config.k, self.config.temperature, self.num_labels, self.config.confidence_quantile
+            )
+            logger.info("AdaNPC: confidence threshold calibrated on %d source entries: %.4f",
+                        self.memory.num_source, self.guard.threshold)
+        return self.guard.threshold if self.guard.threshold is not None else 0.0
+
+    def insert(self, features: Any, probs: np.ndarray, head_predicted: np.ndarray | None = None) -> int:
+        """Insert test features with their predicted labels, as ``config.insert`` and the guard allow."""
         if self.config.insert == "none":
             return 0
         feats = np.asarray(features, dtype=np.float32)
-        predicted = probs.argmax(axis=1)
-        keep = np.ones(len(predicted), dtype=bool)
-        if self.config.insert == "confident":
-            keep = probs.max(axis=1) >= self.config.confidence_threshold
-        return self._memory_for(feats).add(feats[keep], predicted[keep], origin=TEST)
+        keep = insertion_mask(probs, head_predicted, self.confidence_threshold(), self.config.agreement)
+        memory = self._memory_for(feats)
+        quota = memory.source_counts() if self.config.class_balance else None
+        added = memory.add(feats[keep], probs.argmax(axis=1)[keep], origin=TEST, class_quota=quota)
+        self.guard.inserted += added
+        self.guard.rejected += int(len(keep) - added)
+        return added
 
-    def predict_features(self, features: Any, adapt: bool = True) -> np.ndarray:
-        """Vote for a batch of features, then (if ``adapt``) insert them; see the module doc for order."""
-        probs = self.vote(features)
-        if adapt:
-            self.insert(features, probs)
+    def predict_features(self, features: Any, adapt: bool = True, logits: Any | None = None) -> np.ndarray:
+        """Vote for a batch of features, then (if ``adapt``) let the guard insert them; see the module doc.
+
+        ``logits``: the model's own logits for the batch (default: computed from the head when the feature
+        is the head's input); the guard's agreement test and collapse monitor use them.
+        """
+        feats = np.asarray(features, dtype=np.float32)
+        if adapt and self.config.reset_every is not None and self.guard.seen >= self.config.reset_every:
+            self.reset()
+        if self.t3a is not None:
+            return _softmax(self.t3a(feats, adapt=adapt)).astype(np.float32)
+        if logits is None:
+            logits = self.head_logits(feats)
+        elif hasattr(logits, "detach"):
+            logits = logits.detach().float().cpu().numpy()
+        if self.guard.stepped_in and logits is not None:
+            return _softmax(np.asarray(logits, dtype=np.float64)).astype(np.float32)
+        probs = self.vote(feats)
+        if not adapt:
+            return probs
+        head_predicted = None if logits is None else np.asarray(logits).argmax(axis=1)
+        self.insert(feats, probs, head_predicted)
+        self.guard.seen += len(feats)
+        self.guard.observe(probs.argmax(axis=1), head_predicted)
+        if self.guard.collapsed(self.num_labels, self.config.collapse_ratio):
+            logger.warning("AdaNPC: the vote collapsed onto few classes (entropy below %.2f x the head's over the "
+                           "last %d inputs): test entries forgotten, the model's head answers until reset()",
+                           self.config.collapse_ratio, self.config.collapse_window)
+            self.memory.reset()
+            self.guard.clear_window()
+            self.guard.stepped_in = True
+            self.guard.collapses += 1
         return probs
 
     def predict_model_inputs(self, model_inputs: dict[str, Any], adapt: bool = True) -> tuple[np.ndarray, torch.Tensor]:
         """Run the model on prepared inputs; return ``(AdaNPC probabilities, the model's own logits)``."""
         features, logits = self.hook.run(model_inputs)
-        return self.predict_features(features, adapt=adapt), logits
+        return self.predict_features(features, adapt=adapt, logits=logits.float().cpu().numpy()), logits
 
     def predict(self, inputs: Sequence[Any], adapt: bool = True, batch_size: int = 32) -> np.ndarray:
         """Probabilities for raw inputs, processed (and inserted) in batches of ``batch_size``, in order."""
@@ -283,79 +377,98 @@ class AdaNPCPredictor:
             "config": self.config.to_dict(),
         }
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write model, processor, ``adanpc_config.json``, ``memory.safetensors`` and ``README.md`` atomically."""
-        from ..common.cards import save_card
+    def protected_inputs(self) -> tuple[Path, ...]:
+        """Folders a save must not write into: the local model folder being adapted (unless it is itself a
+        saved predictor, which a save may replace)."""
+        name = getattr(self.model, "name_or_path", "") or getattr(self.model.config, "_name_or_path", "") or ""
+        folder = Path(str(name)) if name else None
+        if folder is not None and folder.is_dir() and not (folder / CONFIG_NAME).is_file():
+            return (folder,)
+        return ()
 
+    def save_pretrained(self, save_directory: str | os.PathLike, *, protected: tuple[str | os.PathLike, ...] = (),
+                        **kwargs: Any) -> Path:
+        """Write model, processor, ``adanpc_config.json`` (config + guard state), ``memory.safetensors`` and
+        ``README.md`` with the artifact protocol: only the predictor's own files are written or replaced."""
         if self.memory is None or len(self.memory) == 0:
             logger.warning("saving an AdaNPC predictor with an empty memory")
-        with atomic_directory(save_directory) as tmp:
-            self.model.save_pretrained(tmp)
-            if self.processor is not None:
-                self.processor.save_pretrained(tmp)
-            self.config.save_pretrained(tmp)
-            memory = self.memory if self.memory is not None else self._new_memory(self.hook.static_dim or 1)
-            memory.save(tmp / MEMORY_NAME, extra_metadata={"id2label": self.id2label, "num_labels": self.num_labels})
-            save_card(_render_card(self.card_values()), tmp)
-        return Path(save_directory)
+        return super().save_pretrained(save_directory, protected=(*protected, *self.protected_inputs()), **kwargs)
+
+    def _write_files(self, folder: Path) -> dict[str, Any]:
+        from safetensors.numpy import save_file
+
+        self.model.save_pretrained(folder)
+        if self.processor is not None:
+            self.processor.save_pretrained(folder)
+        memory = self.memory if self.memory is not None else self._new_memory(self.hook.static_dim or 1)
+        memory.save(folder / MEMORY_NAME, extra_metadata={"id2label": self.id2label, "num_labels": self.num_labels})
+        if self.t3a is not None:
+            save_file({"supports": self.t3a.supports, "labels": self.t3a.labels, "entropy": self.t3a.entropy},
+                      str(folder / T3A_NAME))
+        return {**self.config.to_dict(), "guard_state": self.guard.to_dict()}
+
+    def _render_card(self, repo_id: str | None = None):
+        return _render_card(self.card_values(repo_id))
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path_or_repo_id: str | os.PathLike,
-        *,
-        revision: str | None = None,
-        token: str | bool | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        local_files_only: bool = False,
-    ) -> AdaNPCPredictor:
-        """Restore a predictor from a folder or a Hub model repo; everything pulled is checked first."""
-        from ..common.hub import resolve_folder
-
-        folder = resolve_folder(
-            path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
-        )
-        for name in (CONFIG_NAME, MEMORY_NAME, "config.json"):
-            if not (folder / name).is_file():
-                raise FileNotFoundError(f"{path_or_repo_id!r} is not an AdaNPC predictor: {name} is missing in {folder}")
-        config = AdaNPCConfig.from_pretrained(folder)
+    def _from_files(cls, folder: Path, payload: dict[str, Any], *, model: torch.nn.Module | None = None,
+                    processor: Any | None = None) -> AdaNPCPredictor:
+        """Build from a verified folder; ``model`` / ``processor``: already loaded from this same folder (the
+        pipeline passes its own), otherwise loaded here."""
+        state = payload.pop("guard_state", {})
+        try:
+            config = AdaNPCConfig.from_dict(payload)
+        except (TypeError, ValueError) as err:
+            raise ArtifactError(f"{folder / CONFIG_NAME}: {err}") from err
         memory, metadata = AdaNPCMemory.load(folder / MEMORY_NAME, config.capacity, config.evict_source)
-        model = _load_model(folder)
-        saved_labels = {int(k): v for k, v in json.loads(metadata.get("id2label", "{}")).items()}
+        if model is None:
+            model = _load_model(folder)
+            processor = _load_processor(folder)
+        try:
+            saved_labels = {int(k): v for k, v in json.loads(metadata.get("id2label", "{}")).items()}
+        except (ValueError, TypeError, AttributeError) as err:
+            raise ArtifactError(f"{folder / MEMORY_NAME}: unreadable id2label metadata ({err})") from err
         if saved_labels != _id2label(model):
-            raise ValueError(
-                f"the memory's label map {saved_labels} differs from the model's id2label {_id2label(model)}: "
-                "memory and model do not belong together"
+            raise ArtifactError(
+                f"the label map of {folder / MEMORY_NAME} {saved_labels} differs from the model's id2label "
+                f"{_id2label(model)} (config.json): memory and model do not belong together"
             )
-        return cls(model, _load_processor(folder), config, memory)
+        try:
+            predictor = cls(model, processor, config, memory)
+            predictor.guard = GuardState.from_dict(state, config.collapse_window, predictor.num_labels)
+        except ValueError as err:
+            raise ArtifactError(f"{folder}: {err}") from err
+        if predictor.t3a is not None and (folder / T3A_NAME).is_file():
+            predictor.t3a = _load_t3a(folder / T3A_NAME, predictor.t3a)
+        return predictor
 
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        token: str | bool | None = None,
-        revision: str | None = None,
-        private: bool | None = None,
-        commit_message: str | None = None,
-        create_pr: bool = False,
-    ) -> str:
-        """Save into a temporary folder and upload it as a model repo (via :func:`hf_ada.common.hub.push_folder`)."""
-        from ..common.cards import save_card
-        from ..common.hub import push_folder
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id: str | os.PathLike, **kwargs: Any) -> AdaNPCPredictor:
+        """Restore a predictor from a folder or a Hub model repo. Every file is verified against the sizes
+        and SHA-256 recorded at save, then the memory's structure and label map against the model; anything
+        that does not match raises :class:`~hf_ada.common.artifact.ArtifactError` naming the file."""
+        return super().from_pretrained(path_or_repo_id, **kwargs)
 
-        with tempfile.TemporaryDirectory(prefix="adanpc-push-") as tmp:
-            folder = self.save_pretrained(Path(tmp) / "predictor")
-            save_card(_render_card(self.card_values(repo_id)), folder)
-            return push_folder(
-                folder,
-                repo_id,
-                repo_type="model",
-                token=token,
-                revision=revision,
-                private=private,
-                commit_message=commit_message or "Upload AdaNPC predictor with hf-ada",
-                create_pr=create_pr,
-            )
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _load_t3a(path: Path, t3a: T3AClassifier) -> T3AClassifier:
+    from safetensors.numpy import load_file
+
+    try:
+        tensors = load_file(str(path))
+        supports, labels, entropy = tensors["supports"], tensors["labels"], tensors["entropy"]
+    except Exception as err:  # noqa: BLE001  (safetensors raises several types for corrupt files)
+        raise ArtifactError(f"{path} is not a readable T3A state ({err})") from err
+    n = len(labels)
+    if supports.shape != (n, t3a.weight.shape[1]) or entropy.shape != (n,) or not np.isfinite(supports).all() \
+            or (n and (labels.min() < 0 or labels.max() >= t3a.num_classes)):
+        raise ArtifactError(f"{path}: T3A supports do not fit the model's head")
+    t3a.supports, t3a.labels, t3a.entropy = supports, labels.astype(np.int64), entropy
+    return t3a
 
 
 def _render_card(values: dict[str, Any]):

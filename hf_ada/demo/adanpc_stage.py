@@ -8,7 +8,7 @@ scikit-learn's bundled 8x8 digits are shuffled and split into six disjoint domai
 * ERM: the trained model's own head (no adaptation);
 * T3A: the template adjuster (:class:`~hf_ada.adanpc.T3AClassifier`, ``filter_k=100``);
 * kNN: AdaNPC's vote without insertion (``insert="none"``);
-* AdaNPC: the vote with every test sample inserted (``insert="all"``).
+* AdaNPC: the vote with the test samples the collapse guard lets in (``AdaNPCConfig()``, the default).
 
 :func:`run_demo` is used by ``hf-ada demo`` and by ``benchmarks/bench_adanpc.py``.
 """
@@ -45,7 +45,7 @@ def evaluate_stream(model, processor, source: list[Domain], stream: list[Domain]
     Features are computed once per domain through the AdaNPC feature hook (the input of the ViT's head);
     the adaptive methods then see the stream batch by batch, in domain order.
     """
-    config = config or AdaNPCConfig(k=10, temperature=0.1)
+    config = config or AdaNPCConfig()
     adanpc = AdaNPCPredictor(model, processor, config)
     knn = AdaNPCPredictor(model, processor, AdaNPCConfig(**{**config.to_dict(), "insert": "none"}))
     for domain in source:
@@ -65,7 +65,7 @@ def evaluate_stream(model, processor, source: list[Domain], stream: list[Domain]
             predictions["ERM"].append(logits[sl].argmax(1))
             predictions["T3A"].append(t3a(feats[sl]).argmax(1))
             predictions["kNN (AdaNPC, no insertion)"].append(knn.predict_features(feats[sl]).argmax(1))
-            predictions["AdaNPC"].append(adanpc.predict_features(feats[sl]).argmax(1))
+            predictions["AdaNPC"].append(adanpc.predict_features(feats[sl], logits=logits[sl]).argmax(1))
     predicted = {m: np.concatenate(p) for m, p in predictions.items()}
     truth = np.concatenate([d.labels for d in stream])
     flat = {m: p == truth for m, p in predicted.items()}

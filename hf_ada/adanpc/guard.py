@@ -1,0 +1,165 @@
+"""The collapse guard: which predicted test samples AdaNPC may insert, and when it goes back to the source memory.
+
+AdaNPC inserts its own predictions. Under an abrupt, severe shift many of them are wrong, the wrong entries
+pull later votes towards themselves, and the vote locks onto a few classes ("memory collapse"). The guard
+works without labels, from four signals, each switchable in :class:`~hf_ada.adanpc.config.AdaNPCConfig`:
+
+* **calibrated confidence** (``insert="confident"``, ``confidence_threshold=None``): a test sample is
+  inserted only if its vote is at least as confident as the ``confidence_quantile`` quantile of the
+  leave-one-out votes of the source memory (:func:`calibrate_threshold`): "as sure as on the training
+  data". Under a severe shift few votes are that sure, so few are inserted.
+* **agreement** (``agreement=True``): the vote and the model's own head must predict the same class.
+* **class balance** (``class_balance=True``): a class never holds more test entries than source entries;
+  a new entry of a full class replaces that class's oldest test entry.
+* **collapse monitor** (``collapse_window``, ``collapse_ratio``): over the last ``collapse_window``
+  predictions, if the entropy of the vote's predicted-class histogram falls below ``collapse_ratio`` times
+  that of the head's predictions on the same inputs, the guard *steps in*: the test entries are forgotten
+  and, until :meth:`~hf_ada.adanpc.AdaNPCPredictor.reset`, the model's own head answers (its softmax) and
+  nothing is inserted. A shift that collapses the memory once would collapse it again, and the head is
+  the prediction a user would have had without AdaNPC. Comparing with the head rather than with a uniform
+  distribution keeps a genuine label shift (both histograms narrow) from triggering it.
+
+Episodic mode (``reset_every=N``) forgets the test entries every ``N`` inputs regardless.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from .vote import knn_vote
+
+__all__ = ["GuardState", "calibrate_threshold", "histogram_entropy", "insertion_mask"]
+
+CALIBRATION_SAMPLES = 2048
+
+
+def calibrate_threshold(memory: Any, k: int, temperature: float, num_classes: int, quantile: float,
+                        max_samples: int = CALIBRATION_SAMPLES) -> float:
+    """The ``quantile`` of the leave-one-out vote confidence (max probability) over the source entries.
+
+    Each source entry votes with its ``k`` nearest *other source* entries (itself and test entries left
+    out). At most ``max_samples`` entries vote (evenly spaced by insertion order), so the cost stays bounded.
+    Returns 0.0 for a memory with fewer than two source entries.
+    """
+    from .memory import SOURCE, AdaNPCMemory
+
+    slots = np.flatnonzero(memory.origin == SOURCE)
+    if slots.size < 2:
+        return 0.0
+    slots = slots[np.argsort(memory.order[slots], kind="stable")]
+    source = AdaNPCMemory(memory.dim, memory.metric)  # neighbours among the source entries only
+    source.add(memory.features[slots], memory.labels[slots], origin=SOURCE)
+    queries = np.arange(slots.size)
+    if slots.size > max_samples:
+        queries = np.linspace(0, slots.size - 1, max_samples).round().astype(np.int64)
+    kk = min(k + 1, slots.size)
+    sims, labels, positions = source.search(source.features[queries], kk)
+    own = positions == queries[:, None]
+    # drop the entry itself; where it is absent (exact ties), drop the last neighbour instead
+    drop = np.where(own.any(axis=1), own.argmax(axis=1), kk - 1)
+    keep = np.ones_like(own)
+    keep[np.arange(len(queries)), drop] = False
+    width = kk - 1
+    sims = sims[keep].reshape(len(queries), width)
+    labels = labels[keep].reshape(len(queries), width)
+    confidence = knn_vote(sims, labels, num_classes, temperature).max(axis=1)
+    return float(np.quantile(confidence, quantile))
+
+
+def insertion_mask(probs: np.ndarray, head_predicted: np.ndarray | None, threshold: float | None,
+                   agreement: bool) -> np.ndarray:
+    """Which samples of a batch may be inserted: confidence >= ``threshold`` (if given) and, with
+    ``agreement``, vote argmax == head argmax (when the head's predictions are known)."""
+    keep = np.ones(len(probs), dtype=bool)
+    if threshold is not None:
+        keep &= probs.max(axis=1) >= threshold
+    if agreement and head_predicted is not None:
+        keep &= probs.argmax(axis=1) == head_predicted
+    return keep
+
+
+def histogram_entropy(predicted: Any, num_classes: int) -> float:
+    """Entropy (nats) of the histogram of predicted class ids."""
+    counts = np.bincount(np.asarray(list(predicted), dtype=np.int64), minlength=num_classes).astype(np.float64)
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    p = counts[counts > 0] / total
+    return float(-(p * np.log(p)).sum())
+
+
+class GuardState:
+    """What the guard remembers between batches (saved with the predictor).
+
+    Attributes:
+        threshold: the calibrated confidence threshold (``None`` until calibrated).
+        vote_window / head_window: the last ``window`` predicted class ids of the vote and of the head.
+        seen: inputs predicted since the last reset (for ``reset_every``).
+        stepped_in: the monitor detected a collapse; the head answers until ``reset()``.
+        collapses: how many times the monitor reset the memory; inserted / rejected: insertion counts.
+    """
+
+    def __init__(self, window: int | None = None):
+        self.threshold: float | None = None
+        self.window = window
+        self.vote_window: deque[int] = deque(maxlen=window)
+        self.head_window: deque[int] = deque(maxlen=window)
+        self.seen = 0
+        self.stepped_in = False
+        self.collapses = 0
+        self.inserted = 0
+        self.rejected = 0
+
+    def observe(self, vote_predicted: np.ndarray, head_predicted: np.ndarray | None) -> None:
+        if self.window is None or head_predicted is None:
+            return
+        self.vote_window.extend(int(x) for x in vote_predicted)
+        self.head_window.extend(int(x) for x in head_predicted)
+
+    def collapsed(self, num_classes: int, ratio: float) -> bool:
+        """Whether the window is full and the vote's predicted-class entropy < ``ratio`` x the head's."""
+        if self.window is None or len(self.vote_window) < self.window:
+            return False
+        head = histogram_entropy(self.head_window, num_classes)
+        return histogram_entropy(self.vote_window, num_classes) < ratio * head
+
+    def clear_window(self) -> None:
+        self.vote_window.clear()
+        self.head_window.clear()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "vote_window": list(self.vote_window),
+                "head_window": list(self.head_window), "seen": self.seen, "stepped_in": self.stepped_in,
+                "collapses": self.collapses,
+                "inserted": self.inserted, "rejected": self.rejected}
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any], window: int | None, num_classes: int) -> GuardState:
+        """Inverse of :meth:`to_dict`; refuses values a saved predictor cannot hold."""
+        state = cls(window)
+        if not isinstance(payload, dict):
+            raise ValueError(f"guard state must be a JSON object, got {type(payload).__name__}")
+        threshold = payload.get("threshold")
+        if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+            raise ValueError(f"guard state threshold must be null or in [0, 1], got {threshold!r}")
+        state.threshold = None if threshold is None else float(threshold)
+        for name in ("vote_window", "head_window"):
+            values = payload.get(name, [])
+            if not isinstance(values, list) or any(
+                not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < num_classes for v in values
+            ):
+                raise ValueError(f"guard state {name} must be a list of label ids in [0, {num_classes})")
+            getattr(state, name).extend(values)
+        stepped_in = payload.get("stepped_in", False)
+        if not isinstance(stepped_in, bool):
+            raise ValueError(f"guard state stepped_in must be true or false, got {stepped_in!r}")
+        state.stepped_in = stepped_in
+        for name in ("seen", "collapses", "inserted", "rejected"):
+            value = payload.get(name, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"guard state {name} must be an integer >= 0, got {value!r}")
+            setattr(state, name, value)
+        return state
