@@ -14,8 +14,11 @@ Where hf-ada departs from the reference code (yfzhang114/AdaNPC), on purpose:
 * T3A with ``filter_k=None`` keeps every support (the reference's ``-1`` drops one per class).
 
 AdaNPC trusts its own predictions: under an abrupt, severe shift, mislabelled insertions can pull later
-predictions further off and whole classes can vanish. It is meant for gradual drift; ``reset()`` between
-unrelated streams, or use ``insert="confident"``.
+predictions further off and whole classes can vanish. The collapse guard (:mod:`hf_ada.adanpc.guard`, on by
+default) inserts only confident predictions (threshold calibrated on the source memory) that agree with the
+model's head, caps each class's test entries, and hands over to the model's own head when the vote's
+predictions collapse onto few classes. ``AdaNPCConfig.unguarded()`` is the paper's rule;
+``AdaNPCConfig(method="t3a")`` runs the T3A baseline through the same predictor and pipelines.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ _EXPORTS = {
     "wrap": "pipeline",
     "T3AClassifier": "t3a",
     "knn_vote": "vote",
+    "GuardState": "guard",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -375,6 +375,7 @@ class AdaNPCPredictor(HubArtifactMixin):
             "num_test": memory.num_test if memory else 0,
             "sources": memory.info.get("sources", []) if memory else [],
             "config": self.config.to_dict(),
+            "guard": self.guard.to_dict(),
         }
 
     def protected_inputs(self) -> tuple[Path, ...]:
