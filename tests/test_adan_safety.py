@@ -205,11 +205,12 @@ def test_nonfinite_off_is_the_reference_behaviour():
     assert torch.isnan(ours[1]).any()  # documented: with the check off a nan spreads, as in the reference
 
 
-def test_huge_but_finite_gradients_are_not_mistaken_for_nonfinite():
-    """With clipping, the float32 2-norm of 1e30 overflows to inf: the step must still run (the exact check
-    finds every gradient finite), as the reference's would."""
+@pytest.mark.parametrize("max_grad_norm", [0.0, 1.0])
+def test_huge_but_finite_gradients_are_not_mistaken_for_nonfinite(max_grad_norm):
+    """The float32 2-norm of 1e30 overflows to inf: the step must still run (the exact check finds every
+    gradient finite), as the reference's would."""
     p = torch.nn.Parameter(torch.ones(4))
-    opt = Adan([p], lr=0.1, max_grad_norm=1.0)
+    opt = Adan([p], lr=0.1, max_grad_norm=max_grad_norm)
     p.grad = torch.full((4,), 1e30)
     opt.step()
     assert opt.skipped_steps == 0 and opt.state[p]["step"].item() == 1
