@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-opq", action="store_true", help="skip the OPQ baselines and AdANNS-OPQ")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--name", default="adanns", help="stem of the result files")
+    parser.add_argument("--build-only", type=int, default=0, metavar="N",
+                        help="only time the AdANNS vs faiss IVF builds over N synthetic vectors (writes <name>_build.md)")
     parser.add_argument("--build-worker", help=argparse.SUPPRESS)
     parser.add_argument("--build-kind", default="adanns", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -70,6 +72,27 @@ def write_synthetic(path: Path, n: int) -> None:
     out.flush()
 
 
+def _status_kib(field: str) -> int:
+    """A memory figure of this process from /proc/self/status, in KiB (VmRSS: now; VmHWM: peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def run_builds(n: int) -> dict:
+    """AdANNS and faiss IVF builds over the same memory-mapped file of n synthetic vectors, fresh processes."""
+    build = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "vectors.npy"
+        write_synthetic(path, n)
+        for kind in ("adanns", "faiss"):
+            proc = subprocess.run([sys.executable, __file__, "--build-worker", str(path), "--build-kind", kind],
+                                  capture_output=True, text=True, check=True)
+            build[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return build
+
+
 def build_worker(path: str, kind: str) -> None:
     """Child process: AdANNS build (or faiss's IVF build) over the memory-mapped .npy at ``path``; prints JSON."""
     import faiss
@@ -81,7 +104,7 @@ def build_worker(path: str, kind: str) -> None:
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     vectors = np.load(path, mmap_mode="r")
     n = len(vectors)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = _status_kib("VmRSS")
     start = time.perf_counter()
     if kind == "adanns":
         config = AdANNSConfig(dim=384, d_cluster=64, d_search=96, nlist=1024, nprobe=16, d_rerank=384,
@@ -96,7 +119,7 @@ def build_worker(path: str, kind: str) -> None:
             index.add(np.ascontiguousarray(vectors[s0 : s0 + 50_000]))
         label = "faiss IndexIVFFlat nlist=1024 d=384, train on 100k"
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kib("VmHWM")  # this process's own peak (ru_maxrss would include the parent's, inherited)
     del index
     print(json.dumps({"n": n, "seconds": seconds, "peak_rss_mib": peak / 1024, "rss_before_build_mib": rss_before / 1024,
                       "float32_data_mib": n * 384 * 4 / 2**20, "config": label}))
@@ -122,6 +145,16 @@ def main(argv: list[str] | None = None) -> dict:
     if args.build_worker:
         build_worker(args.build_worker, args.build_kind)
         return {}
+    if args.build_only:
+        build = run_builds(args.build_only)
+        args.out.mkdir(parents=True, exist_ok=True)
+        text = "\n".join(_build_lines(build))
+        (args.out / f"{args.name}_build.md").write_text(f"# AdANNS build vs faiss IVF build\n\nCommand: `python "
+                                                         f"benchmarks/bench_adanns.py {' '.join(sys.argv[1:])}`\n\n{text}",
+                                                         encoding="utf-8")
+        (args.out / f"{args.name}_build.json").write_text(json.dumps(build, indent=1), encoding="utf-8")
+        print(text)
+        return build
     import faiss
     import numpy as np
     import torch
@@ -254,14 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     build = None
     if args.build_scale:
-        build = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "vectors.npy"
-            write_synthetic(path, args.build_scale)
-            for kind in ("adanns", "faiss"):
-                proc = subprocess.run([sys.executable, __file__, "--build-worker", str(path), "--build-kind", kind],
-                                      capture_output=True, text=True, check=True)
-                build[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
+        build = run_builds(args.build_scale)
         print("build:", build)
     total_s = time.perf_counter() - t0
 
@@ -290,6 +316,21 @@ def main(argv: list[str] | None = None) -> dict:
     print(report)
     print(f"wrote {args.out / (args.name + '.md')}, {[str(p) for p in plots]}")
     return payload
+
+
+def _build_lines(build: dict) -> list[str]:
+    a, f = build["adanns"], build["faiss"]
+    return ["## Build over synthetic 384-d vectors", "",
+            f"{a['n']:,} vectors ({a['float32_data_mib']:,.0f} MiB as float32, memory-mapped source), each build in a "
+            "fresh process; RSS from /proc/self/status (VmRSS before, VmHWM peak).", "",
+            "| build | seconds | peak RSS MiB | RSS before MiB | peak growth / vectors' bytes | config |",
+            "| --- | ---: | ---: | ---: | ---: | --- |",
+            *[f"| {k} | {b['seconds']:.1f} | {b['peak_rss_mib']:,.0f} | {b['rss_before_build_mib']:,.0f} | "
+              f"{(b['peak_rss_mib'] - b['rss_before_build_mib']) / b['float32_data_mib']:.2f}x | {b['config']} |"
+              for k, b in build.items()],
+            "", f"Time ratio AdANNS / faiss: {a['seconds'] / f['seconds']:.2f}x (target <= 1.2x); AdANNS peak RSS growth "
+            f"{(a['peak_rss_mib'] - a['rss_before_build_mib']) / a['float32_data_mib']:.2f}x the vectors' bytes "
+            "(target: peak <= 1.5x the vectors' bytes plus the model).", ""]
 
 
 def _key(point: dict) -> tuple:
@@ -353,15 +394,7 @@ def _markdown(args, n, n_train, n_tune, n_test, mrl_rows, runs, build, total_s, 
                   table(run["baselines"] + [{"method": "AdANNS", **p} for p in front(run["adanns"], cost="ms")]), "",
                   f"![recall vs FLOPs and vs time]({args.name}_{threads}threads.png)", ""]
     if build:
-        a, f = build["adanns"], build["faiss"]
-        lines += ["## Build over synthetic 384-d vectors", "",
-                  f"{a['n']:,} vectors ({a['float32_data_mib']:,.0f} MiB as float32, memory-mapped source).", "",
-                  "| build | seconds | peak RSS MiB | RSS before MiB | config |", "| --- | ---: | ---: | ---: | --- |",
-                  *[f"| {k} | {b['seconds']:.1f} | {b['peak_rss_mib']:,.0f} | {b['rss_before_build_mib']:,.0f} | "
-                    f"{b['config']} |" for k, b in build.items()],
-                  "", f"Time ratio AdANNS / faiss: {a['seconds'] / f['seconds']:.2f}x (target <= 1.2x); AdANNS peak RSS "
-                  f"growth {(a['peak_rss_mib'] - a['rss_before_build_mib']) / a['float32_data_mib']:.2f}x the vectors' "
-                  "bytes (target <= 1.5x).", ""]
+        lines += _build_lines(build)
     return "\n".join(lines)
 
 
