@@ -307,6 +307,9 @@ def main(argv: list[str] | None = None) -> dict:
         plots.append(plot_fronts(series, args.out / f"{args.name}_{threads}threads.png",
                                  title=f"Debian synopsis->description, {n} docs, {len(test_q)} test queries, "
                                  f"{threads} thread(s)"))
+    import shutil
+
+    shutil.copyfile(plots[0], args.out / f"{args.name}.png")  # the 1-thread chart under the README's name
     report = _markdown(args, n, len(train), len(tune_q), len(test_q), mrl_rows, runs, build, total_s, adanns,
                        adanns_build_s, markdown_table, pareto_front)
     (args.out / f"{args.name}.md").write_text(report, encoding="utf-8")
