@@ -216,8 +216,9 @@ def bench_text(n_train: int, n_test: int, epochs: float, latency_samples: int, r
     tok_kwargs = {"truncation": True, "max_length": 64}
 
     plain = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
-    tokenizer.model_max_length = 64  # the memory sees descriptions cut like the training inputs
-    source = wrap(plain, train_ds, adanpc_config=AdaNPCConfig.unguarded(insert="none"), show_progress=False)
+    # the memory is built through the pipeline's preprocessing, with the call defaults the stream gets too
+    source = wrap(plain, train_ds, adanpc_config=AdaNPCConfig.unguarded(insert="none"), show_progress=False,
+                  **tok_kwargs)
 
     def label_of(o):
         return o[0]["label"] if isinstance(o, list) else o["label"]
@@ -235,7 +236,7 @@ def bench_text(n_train: int, n_test: int, epochs: float, latency_samples: int, r
     hits = {m: p == y for m, p in predicted_ids.items()}
     id2label = model.config.id2label
     predicted = {m: [id2label[int(i)] for i in p] for m, p in predicted_ids.items()}
-    pipes = {DEFAULT: wrap(plain, source.memory.copy())}
+    pipes = {DEFAULT: wrap(plain, source.memory.copy(), **tok_kwargs)}
     through_pipeline = [label_of(o) for o in pipes[DEFAULT](synopses, batch_size=32, **tok_kwargs)]
     pipeline_agreement = float(np.mean(np.array(through_pipeline) == np.array(predicted[DEFAULT])))
     accuracy = {m: float(h.mean()) for m, h in hits.items()}
