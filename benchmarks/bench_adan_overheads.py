@@ -49,7 +49,9 @@ def worker(mode: str, size: str, path: str, policy: str, max_grad_norm: float, s
     gen = torch.Generator().manual_seed(0)
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen) * 1e-2
-    kwargs = {"fused": True} if path == "fused" else {"foreach": path == "foreach"} if path != "auto" else {}
+    # "single" must also say fused=False: fused=None would pick the compiled kernel at >= 10M parameters
+    kwargs = {"single": {"foreach": False, "fused": False}, "foreach": {"foreach": True},
+              "fused": {"fused": True}, "auto": {}}[path]  # fmt: skip
     opt = Adan(params, lr=1e-3, weight_decay=0.02, max_grad_norm=max_grad_norm, nonfinite_grads=policy, **kwargs)
     if mode == "first_step":
         t0 = time.perf_counter()

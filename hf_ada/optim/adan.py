@@ -861,6 +861,7 @@ def _fused_adan(
                 kernel(*buffers, scalars_for(step, buffers[0].device))
             else:
                 _compile_and_call(kernel, key, total_numel, buffers, scalars_for(step, buffers[0].device))
+                announced = True  # this step compiled: the later calls of the same step are no "reuse"
         except Exception as err:  # compile toolchain missing, unsupported backend, ...
             if n_call > 0:
                 raise
