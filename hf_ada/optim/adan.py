@@ -93,7 +93,7 @@ class Adan(Optimizer):
             is on CUDA, where it is faster; on CPU the single-tensor path measured faster.
         fused: use the ``torch.compile``-fused kernel. ``None`` (default) picks it for a parameter group of at
             least :data:`FUSED_AUTO_MIN_NUMEL` (10M) elements on CPU or CUDA, unless ``foreach=True`` or the
-            parameters are sharded DTensors: compiling costs ~8-10 s on CPU once (2-5 s with a warm Inductor
+            parameters are sharded DTensors: compiling costs ~10 s on CPU once (~3 s with a warm Inductor
             cache), which a 25M-parameter GPT-2 earns back in ~120 steps and a 100M one in ~25, while a 1M one
             would need ~6,000 (``benchmarks/results/adan_step.md``). The compilation is logged (a warning
             line before and after, with the size's break-even). Where compiling fails, the first step
@@ -734,9 +734,10 @@ def _compiled_kernel():
 #: (device type, param dtype, grad dtype, state dtype) combinations compiled in this process.
 _COMPILED: set[tuple[str, torch.dtype, torch.dtype, torch.dtype]] = set()
 
-#: Measured on 2 CPU cores (benchmarks/results/adan_step.md): compiling takes ~9 s with a cold Inductor cache,
+#: Measured on 2 CPU cores (benchmarks/results/adan_step.md, adan_overheads.md): compiling takes ~10-11 s with a
+#: cold Inductor cache (~3 s warm),
 #: and the fused kernel saves ~2.8 ns per parameter element and step over the single-tensor path.
-_COLD_COMPILE_S = 9.0
+_COLD_COMPILE_S = 10.0
 _SAVED_S_PER_ELEMENT = 2.8e-9
 
 
@@ -747,7 +748,7 @@ def _key_text(key: tuple[str, torch.dtype, torch.dtype, torch.dtype]) -> str:
 
 def break_even_steps(numel: int, compile_s: float = _COLD_COMPILE_S) -> int:
     """Steps after which the fused path's one-time compilation has paid for itself on CPU (measured rule:
-    ``compile_s / (2.8 ns x numel)``; e.g. ~130 steps at 25M elements, ~3,200 at 1M)."""
+    ``compile_s / (2.8 ns x numel)``; e.g. ~140 steps at 25M elements, ~3,600 at 1M with a cold cache)."""
     return math.ceil(compile_s / (_SAVED_S_PER_ELEMENT * max(numel, 1)))
 
 
