@@ -243,3 +243,16 @@ def test_tuning_keeps_only_the_structures_of_the_chosen_plan(data):
     plan = idx.plan
     assert (plan["nprobe"], plan["d_search"]) == (8, D)  # only this one reaches 0.99 of exact recall (1.0)
     assert [k for k in idx.memory() if k.startswith(("ivf", "flat"))] == [f"ivf_flat d_cluster=6 d={D}"]
+
+
+def test_build_from_a_memory_mapped_file_equals_the_in_memory_build(data, tmp_path):
+    x, q = data
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")  # pages are released after each copied batch
+    config = dict(dim=D, d_cluster=6, d_search=12, nlist=8, nprobe=2, train_size=300)
+    a = AdANNSIndex.build(mapped, AdANNSConfig(**config), batch_size=64, show_progress=False)
+    b = AdANNSIndex.build(x, AdANNSConfig(**config), batch_size=64, show_progress=False)
+    np.testing.assert_array_equal(a.storage.vector_view(), b.storage.vector_view())
+    np.testing.assert_array_equal(a.storage.ids[6], b.storage.ids[6])
+    np.testing.assert_array_equal(mapped, x)  # the source is untouched
+    np.testing.assert_array_equal(a.search_batch(q, k=5).total_indices, b.search_batch(q, k=5).total_indices)

@@ -79,7 +79,9 @@ class ArrayVectorSource(VectorSource):
                 pass
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.array[rows], dtype=np.float32)
+        out = np.array(self.array[rows], dtype=np.float32)
+        self._release(0, self.num_rows)  # a scattered sample touches pages all over the file
+        return out
 
     def content_hash(self) -> str:
         import hashlib
