@@ -82,7 +82,9 @@ def test_bad_optim_args_fail_at_argument_time(tmp_path, optim_args, match):
 
 
 def test_optim_args_keys_documented():
-    assert set(parse_adan_optim_args(",".join(f"{k}=0" for k in ("beta1", "beta2", "beta3", "eps")))) <= set(OPTIM_ARGS)
+    # eps must be > 0 (issue 10), so it gets a valid value here
+    parsed = parse_adan_optim_args("beta1=0,beta2=0,beta3=0,eps=1e-8")
+    assert set(parsed) == {"beta1", "beta2", "beta3", "eps"} <= set(OPTIM_ARGS)
 
 
 def test_optim_args_of_other_optimizers_untouched(tmp_path):
