@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cls-max-len", type=int, default=32)
     parser.add_argument("--cls-eval", type=int, default=256)
     parser.add_argument("--adamw-lrs-lm", type=_floats, default=[1e-3, 2e-3, 4e-3])
-    parser.add_argument("--adamw-lrs-cls", type=_floats, default=[3e-5, 1e-4, 3e-4])
+    parser.add_argument("--adamw-lrs-cls", type=_floats, default=[1e-4, 3e-4, 1e-3])  # 3e-3 diverged
     parser.add_argument("--adan-multipliers", type=_floats, default=[1.0, 4.0],
                         help="lr_multiplier values of Adan's own sweep (the default rule's multiplier always runs)")  # fmt: skip
     parser.add_argument("--batch-sizes", type=lambda t: [int(x) for x in t.split(",")], default=[8, 16, 64, 128])
