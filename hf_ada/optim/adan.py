@@ -84,7 +84,7 @@ class Adan(Optimizer):
 
             With ``max_grad_norm > 0`` the check reads the global norm that clipping computes anyway (free);
             without it, the check is one extra 2-norm pass over the gradients (measured on 1 CPU thread at
-            25M parameters: ~8 ms, i.e. ~+10% of a single-tensor step, ~+40% of a fused step;
+            25M parameters: +7% on a single-tensor step, +22% on a fused step;
             ``benchmarks/results/adan_overheads.md``): use ``"off"`` where that matters. On CUDA the decision is a host sync per step. Under
             sharded parameters every process decides on its own shard: keep the Trainer's ``max_grad_norm``
             on there (its global norm turns a ``nan`` anywhere into ``nan`` gradients on every rank, so all
