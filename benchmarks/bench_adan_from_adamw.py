@@ -30,7 +30,8 @@ Usage::
     python benchmarks/bench_adan_from_adamw.py --tasks batch           # batch-size sweep, ~10 min
     python benchmarks/bench_adan_from_adamw.py --tasks lm --lm-steps 60 --seeds 1 --adamw-lrs-lm 1e-3  # smoke
     # the GPU-scale run (a 12M GPT-2, 3,000 steps; the cls task on all 30k training documents):
-    python benchmarks/bench_adan_from_adamw.py --model-size small --lm-steps 3000 --cls-steps 2000 --threads 8
+    python benchmarks/bench_adan_from_adamw.py --gpu --tasks lm cls batch --model-size medium --lm-steps 5000 \
+        --cls-steps 1500 --batch-steps 5000 --batch-sizes 16,64,256,1024 --max-micro-batch 64 --name adan_from_adamw_gpu
 
 Writes ``benchmarks/results/adan_from_adamw.{md,json}`` and ``adan_from_adamw_<task>.png`` (``--out``,
 ``--name`` to change).
@@ -179,7 +180,7 @@ def train_one(task: str, optimizer: str, lr: float, seed: int, *, args, data, st
         gradient_accumulation_steps=batch_size // per_device, per_device_eval_batch_size=64,
         eval_strategy="steps", eval_steps=eval_every, eval_on_start=True, logging_steps=eval_every,
         save_strategy="no", report_to="none", disable_tqdm=True, seed=seed, data_seed=seed,
-        dataloader_num_workers=0, use_cpu=True, **kwargs,
+        dataloader_num_workers=0, use_cpu=not args.gpu, **kwargs,
     )  # fmt: skip
     trainer = Trainer(model=model, args=targs, train_dataset=train_ds, eval_dataset=eval_ds,
                       compute_metrics=accuracy if task == "cls" else None)  # fmt: skip
@@ -452,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-lr-scaling", choices=["sqrt", "none"], default="sqrt")
     parser.add_argument("--evals-per-run", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--gpu", action="store_true", help="train on the GPU the Trainer finds (default: CPU)")
     parser.add_argument("--out", default=str(RESULTS_DIR))
     parser.add_argument("--name", default="adan_from_adamw")
     parser.add_argument("--from-json", default=None, help="re-render the report from a results JSON")
