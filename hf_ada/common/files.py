@@ -1,8 +1,9 @@
-"""Atomic file-system writes: nothing half-written is ever left at the destination.
+"""Atomic single-file writes: nothing half-written is ever left at the destination.
 
-Every artifact hf-ada saves (AdaNPC predictors, AdANNS indexes, benchmark reports) is first written
-into a temporary sibling folder, then moved into place with :func:`os.replace`. A crash or an exception
-while writing leaves the previous content of the destination untouched.
+:func:`atomic_file` writes into a temporary sibling file and moves it into place with :func:`os.replace`,
+so a crash or an exception while writing leaves the previous content of the destination untouched.
+Whole artifacts (several files in a folder the user owns) are committed by
+:mod:`hf_ada.common.artifact`, which never removes a file it did not write.
 """
 
 from __future__ import annotations
@@ -10,45 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_directory", "atomic_file", "write_json", "read_json"]
-
-
-@contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary folder; on success it replaces ``target`` in one rename.
-
-    The temporary folder lives next to ``target`` (same file system, so the rename is atomic). If the
-    body raises, the temporary folder is removed and ``target`` is left exactly as it was.
-    """
-    target = Path(target).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+__all__ = ["atomic_file", "write_json", "read_json"]
 
 
 @contextlib.contextmanager
