@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = _parser().parse_args(argv)
         command, rest = args.command, args.args
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # hf-ada's own progress at INFO; other libraries (faiss's loader, datasets, ...) only when they warn
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("hf_ada").setLevel(logging.INFO)
     handler, _ = COMMANDS[command]
     return handler(rest)
 

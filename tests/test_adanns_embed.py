@@ -155,6 +155,23 @@ def test_cli_build_then_search(tiny_model_dir, tmp_path, capsys):
         search_cli(["--dataset", str(other), "--index", str(out), "--model", str(tiny_model_dir), "--query", "x"])
 
 
+def test_cli_build_tunes_unless_the_search_settings_are_given(tmp_path, capsys):
+    """Like add_adanns_index: no search flags -> the plan is measured and chosen; explicit flags are kept."""
+    from hf_ada.adanns.cli import build_index_cli
+
+    vectors = np.random.default_rng(0).standard_normal((300, 32)).astype(np.float32)
+    data = tmp_path / "vectors.parquet"
+    Dataset.from_dict({"embeddings": vectors.tolist()}).to_parquet(str(data))
+    build_index_cli(["--dataset", str(data), "--output", str(tmp_path / "tuned")])
+    tuned = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "exact flat search" in tuned["reason"]
+    build_index_cli(["--dataset", str(data), "--nprobe", "2", "--output", str(tmp_path / "fixed")])
+    fixed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert fixed["reason"].startswith("not tuned") and "nprobe=2" in fixed["plan"]
+    build_index_cli(["--dataset", str(data), "--tune", "0", "--output", str(tmp_path / "off")])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["reason"].startswith("not tuned")
+
+
 def test_cli_build_checks_the_output_before_the_work(tmp_path):
     from hf_ada.adanns.cli import build_index_cli
 

@@ -95,8 +95,9 @@ def check_output_folder(path: str | os.PathLike, inputs: list[str]) -> Path:
 def build_index_cli(argv: list[str] | None = None) -> Path:
     """``hf-ada index build``: build an AdANNS index over a dataset column (embedding a text column first if
     needed) and save it as a folder. Settings left out are chosen from the data size and the embedding dim;
-    ``--tune N`` then measures the candidate plans (exact flat search included) on N sampled rows against
-    exact search and keeps the fastest within 1% of exact recall."""
+    then, unless search settings were given, the candidate plans (exact flat search included) are measured on
+    ``--tune N`` (default 256) sampled rows against exact search and the fastest within 1% of exact recall is
+    kept, as ``Dataset.add_adanns_index`` does."""
     args = build_parser().parse_args(argv)
     output = check_output_folder(args.output, [args.dataset])
     name = args.name or args.column
@@ -124,13 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--d-pq", type=int, help="prefix dims the PQ codes cover (default: the full dim)")
     parser.add_argument("--d-rerank", type=int, help="prefix dims of the exact re-rank (default: the full dim when "
                         "d-search is shorter)")
-    parser.add_argument("--rerank-k", type=int, default=100, help="candidates re-ranked exactly (default: 100)")
+    parser.add_argument("--rerank-k", type=int, help="candidates re-ranked exactly (default: 100)")
     parser.add_argument("--metric", choices=["ip", "l2"], default="ip",
                         help="ip: cosine on re-normalised prefixes (default); l2: squared L2")
     parser.add_argument("--train-size", type=int, help="k-means/PQ training sample (default: min(rows, "
                         "max(256 x nlist, 50k)))")
-    parser.add_argument("--tune", type=int, default=0, metavar="N",
-                        help="choose the search plan on N sampled rows used as queries, against exact search (0: no)")
+    parser.add_argument("--tune", type=int, metavar="N",
+                        help="choose the search plan on N sampled rows used as queries, against exact search "
+                        "(default: 256, like add_adanns_index, unless --d-search/--nprobe/--d-rerank/--rerank-k "
+                        "fix the plan; 0: no tuning)")
     parser.add_argument("--batch-size", type=int, default=10_000, help="rows read per batch while building")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the samples and k-means")
     return parser
@@ -153,23 +156,26 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> Path:
         text_hash = text_content_hash(ds, args.text_column)
         ds = embed(ds, model, args.text_column, output_column=args.column, model_name=model_name)
     settings = {key: getattr(args, key) for key in ("d_cluster", "d_search", "nlist", "nprobe", "pq_bytes", "d_pq",
-                                                    "d_rerank", "train_size") if getattr(args, key) is not None}
-    ds.add_adanns_index(args.column, name, rerank_k=args.rerank_k, metric=args.metric, seed=args.seed,
+                                                    "d_rerank", "rerank_k", "train_size") if getattr(args, key) is not None}
+    search_flags = [key for key in ("d_search", "nprobe", "d_rerank", "rerank_k") if getattr(args, key) is not None]
+    tune = args.tune if args.tune is not None else (0 if search_flags else 256)
+    ds.add_adanns_index(args.column, name, metric=args.metric, seed=args.seed, auto_tune=0,
                         batch_size=args.batch_size, **settings,
                         **({"embedding_model": model_name} if model_name else {}))
     index = ds.get_index(name)
     if model_name:
         index.config.extra.update({"text_column": args.text_column, "text_content_hash": text_hash})
-    if args.tune:
+    if tune:
         from .dataset import DatasetColumnSource
 
-        index.tune_on_rows(DatasetColumnSource(ds, args.column), args.tune, seed=args.seed, grid=index.default_grid())
+        index.tune_on_rows(DatasetColumnSource(ds, args.column), tune, seed=args.seed, grid=index.default_grid())
     out = ds.save_adanns_index(name, output)
     plan = index.plan or index.config.settings().as_dict()
     from .tuning import describe_plan
 
     print(json.dumps({"saved": str(out), "rows": index.num_rows, "plan": describe_plan(plan),
-                      "reason": (index.plan or {}).get("reason", "not tuned (pass --tune N)"),
+                      "reason": (index.plan or {}).get("reason", "not tuned (--tune 0)" if args.tune == 0 else
+                                                      "not tuned (search settings given; --tune N chooses a plan)"),
                       "flops_per_query": index.cost()["total"]}))
     return out
 

@@ -21,7 +21,8 @@ from hf_ada.adanns.cli import build_index_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("hf_ada").setLevel(logging.INFO)
     build_index_cli(sys.argv[1:] if argv is None else argv)
 
 
