@@ -174,3 +174,29 @@ def test_default_structure_from_data_size(dataset):
     flat = [p for p in index.tuning["points"] if p["scan"] == "exact" and p["d_search"] == D]
     assert len(flat) == 1 and index.plan is not None and index.plan["qps"] >= flat[0]["qps"]
     assert index.plan["recall"] >= 0.99 * flat[0]["recall"] and "exact flat search" in index.plan["reason"]
+
+
+def test_attached_method_names_match_the_glue():
+    from hf_ada.adanns.dataset import DATASET_METHODS
+    from hf_ada.adanns.integration import METHOD_NAMES
+
+    assert tuple(DATASET_METHODS) == METHOD_NAMES
+    for name, function in DATASET_METHODS.items():
+        assert getattr(Dataset, name) is function  # the first lookup swaps the placeholder for the function
+
+
+@pytest.mark.parametrize("first_import", ["from hf_ada.adanns.dataset import add_adanns_index",
+                                          "import hf_ada.adanns.index", "import hf_ada; import datasets"])
+def test_methods_attach_whatever_imports_datasets_first(first_import):
+    """The registration hook can fire while hf_ada.adanns.dataset is itself importing datasets (README's
+    'without patches' snippet); it must neither crash nor leave the methods missing."""
+    import subprocess
+    import sys
+
+    code = (f"{first_import}\nimport datasets, numpy as np\n"
+            "ds = datasets.Dataset.from_dict({'e': np.eye(40, 8, dtype='float32').tolist()})\n"
+            "ds.add_adanns_index('e', nlist=2, auto_tune=0)\n"
+            "print(ds.search('e', np.eye(8, dtype='float32')[3], k=1).indices[0])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "3"

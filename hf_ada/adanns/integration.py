@@ -1,8 +1,9 @@
 """The one patch hf-ada applies to ``datasets`` for AdANNS: :func:`register` (run by ``import hf_ada``).
 
-As soon as ``datasets`` is imported (at once if it already is), it attaches ``add_adanns_index``, ``add_adanns_index_from_external_arrays``, ``save_adanns_index``,
-``load_adanns_index`` and ``push_adanns_index_to_hub`` (:data:`hf_ada.adanns.dataset.DATASET_METHODS`) to
-:class:`datasets.Dataset`. Without the patch, call the same functions with the dataset as first argument::
+As soon as ``datasets`` is imported (at once if it already is), it attaches ``add_adanns_index``,
+``add_adanns_index_from_external_arrays``, ``save_adanns_index``, ``load_adanns_index`` and
+``push_adanns_index_to_hub`` (:data:`hf_ada.adanns.dataset.DATASET_METHODS`) to :class:`datasets.Dataset`.
+Without the patch, call the same functions with the dataset as first argument::
 
     from hf_ada.adanns.dataset import add_adanns_index
     add_adanns_index(ds, "embeddings", d_cluster=64, d_search=96)
@@ -11,20 +12,44 @@ As soon as ``datasets`` is imported (at once if it already is), it attaches ``ad
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 from ..common.lazy import call_when_imported
 
-__all__ = ["register", "attach_dataset_methods"]
+__all__ = ["register", "attach_dataset_methods", "METHOD_NAMES"]
+
+#: The names of :data:`hf_ada.adanns.dataset.DATASET_METHODS` (checked equal by the tests).
+METHOD_NAMES = ("add_adanns_index", "add_adanns_index_from_external_arrays", "save_adanns_index",
+                "load_adanns_index", "push_adanns_index_to_hub")
+
+
+class _MethodOnFirstUse:
+    """A class attribute that imports :mod:`hf_ada.adanns.dataset` when first looked up, then replaces itself
+    with the real function (so ``help(ds.add_adanns_index)`` shows its signature and docstring).
+
+    The registration hook runs right after ``datasets`` is imported, which may happen *inside* the import of
+    :mod:`hf_ada.adanns.dataset` itself (``from hf_ada.adanns.dataset import add_adanns_index`` as the first
+    import of ``datasets``): that module cannot be read back yet, so the lookup waits for the first use.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        from .dataset import DATASET_METHODS
+
+        function = DATASET_METHODS[self._name]
+        setattr(owner, self._name, function)
+        return function if instance is None else function.__get__(instance, owner)
 
 
 def attach_dataset_methods(_module: ModuleType | None = None) -> None:
     """Attach the AdANNS methods to :class:`datasets.Dataset` now (idempotent)."""
     import datasets
 
-    from .dataset import DATASET_METHODS
-
-    for name, method in DATASET_METHODS.items():
-        setattr(datasets.Dataset, name, method)
+    for name in METHOD_NAMES:
+        if not callable(datasets.Dataset.__dict__.get(name)):  # not attached yet (a real function is callable)
+            setattr(datasets.Dataset, name, _MethodOnFirstUse(name))
 
 
 def register() -> None:
