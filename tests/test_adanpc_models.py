@@ -128,6 +128,29 @@ def test_wrap_existing_pipeline_and_bad_labels(tokenizer, train_dataset):
         pipe("x", function_to_apply="softmax")
 
 
+def test_wrap_keeps_the_options_the_pipeline_was_created_with(tokenizer, train_dataset):
+    """pipeline(..., truncation=True, top_k=2) then wrap(): the memory and the predictions use the same options
+    (without truncation a text longer than the model's 64 positions would crash the memory build)."""
+    from transformers import pipeline
+
+    model = make_text_model(tokenizer)
+    long_train = datasets.Dataset.from_dict({"text": [" ".join([t] * 60) for t in TRAIN_TEXT], "label": TRAIN_LABEL})
+    plain = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu", truncation=True,
+                     max_length=64, top_k=2)
+    pipe = wrap(plain, long_train, adanpc_config=AdaNPCConfig(k=2))
+    text = " ".join(["blue sea"] * 80)
+
+    def shape(out):  # nesting and lengths of a text-classification output
+        return [shape(item) for item in out] if isinstance(out, list) else sorted(out)
+
+    assert shape(pipe(text)) == shape(plain(text)) and shape(plain(text)) != shape(plain(text, top_k=1))
+    plain_top1 = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu", truncation=True,
+                          max_length=64, top_k=1)
+    assert shape(wrap(plain, long_train, top_k=1)(text)) == shape(plain_top1(text))  # an explicit option wins
+    with pytest.raises(Exception):  # and the test above is not vacuous: untruncated, the build fails
+        wrap(pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu"), long_train)
+
+
 # ----------------------------------------------------------------------------- image pipeline
 def test_image_pipeline_on_tiny_vit():
     from transformers import pipeline

@@ -296,8 +296,9 @@ def wrap(
     """AdaNPC around an existing text / image / audio classification pipeline (same model, processor, device).
 
     ``memory`` is a labelled dataset (featurized through the pipeline's own preprocessing) or an
-    :class:`AdaNPCMemory`; ``call_defaults`` are call options of the wrapped pipeline (``top_k``,
-    ``truncation``...). Unknown keyword arguments raise ``TypeError``.
+    :class:`AdaNPCMemory`; the options the existing pipeline was created with (``truncation=True``,
+    ``top_k``...) carry over, and ``call_defaults`` add to or override them. Unknown keyword arguments raise
+    ``TypeError``.
     """
     if isinstance(existing, AdaNPCPipeline):
         raise ValueError("this pipeline already is an AdaNPC pipeline")
@@ -307,6 +308,10 @@ def wrap(
     else:
         allowed = [b.__name__ for b, _ in _WRAPPED]
         raise ValueError(f"wrap() needs one of {allowed}, got {type(existing).__name__}")
+    # pipeline("text-classification", ..., truncation=True): keep what the user set on the existing pipeline
+    inherited = {key: value for params in (existing._preprocess_params, existing._forward_params,
+                                           existing._postprocess_params)
+                 for key, value in params.items() if not key.startswith("_")}  # "_legacy": derived from top_k
     return task_cls(
         model=existing.model,
         tokenizer=existing.tokenizer,
@@ -321,5 +326,5 @@ def wrap(
         label_column=label_column,
         memory_batch_size=memory_batch_size,
         show_progress=show_progress,
-        **call_defaults,
+        **{**inherited, **call_defaults},
     )
