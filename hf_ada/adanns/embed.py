@@ -79,10 +79,11 @@ def embed(
 
     ``model``: a ``SentenceTransformer``, a model name / path, or ``None`` for the packaged
     all-MiniLM-L6-v2; for the last two, ``backend="onnx"`` / ``"openvino"`` loads sentence-transformers'
-    ONNX / OpenVINO backend (needs ``optimum[onnxruntime]`` / ``optimum[openvino]``). Texts are encoded in length-sorted batches of ``batch_size`` (little padding); the
-    progress bar (``show_progress``) advances per batch and shows documents/s. The embeddings are stored
-    as ``List(Value(dtype), length=D)`` in the dataset's Arrow cache (memory mapped), not L2-normalised
-    beyond what the model itself does: AdANNS re-normalises each prefix it uses. A ``truncate_dim`` set on
+    ONNX / OpenVINO backend (``pip install "hf-ada[onnx]"`` / ``"hf-ada[openvino]"``). Texts are encoded in
+    length-sorted batches of ``batch_size`` (little padding); the progress bar (``show_progress``) advances
+    per batch and shows documents/s. The embeddings are stored as ``List(Value(dtype), length=D)`` in the
+    dataset's Arrow cache (memory mapped), not L2-normalised beyond what the model itself does: AdANNS
+    re-normalises each prefix it uses. A ``truncate_dim`` set on
     the model is ignored so that every Matryoshka prefix stays available. The model's name/revision are
     recorded in the returned dataset's info (see :func:`hf_ada.adanns.dataset.embedding_provenance`), which
     ``add_adanns_index`` reads.

@@ -103,7 +103,7 @@ class IndexStorage:
             view = self.vector_view()
             for start in range(0, self.num_rows, 65536):
                 index.add(prefix(view[start : start + 65536], dim, self.config.metric))
-            logger.info("AdANNS: built the %d-dim prefix store (%.1f MiB)", dim, self.num_rows * dim * 4 / 2**20)
+            logger.debug("AdANNS: built the %d-dim prefix store (%.1f MiB)", dim, self.num_rows * dim * 4 / 2**20)
             self._flat[dim] = index
         return self._flat[dim]
 
@@ -121,7 +121,7 @@ class IndexStorage:
                 rows = np.arange(start, start + len(x), dtype=np.int64)
                 lists = np.ascontiguousarray(assign[start : start + len(x)])
                 index.add_core(len(x), _ptr(x), _ptr(rows), _ptr(lists))
-            logger.info("AdANNS: built the IVF store d_cluster=%d, d=%d (%.1f MiB)", d_cluster, dim,
+            logger.debug("AdANNS: built the IVF store d_cluster=%d, d=%d (%.1f MiB)", d_cluster, dim,
                         self.num_rows * dim * 4 / 2**20)
             self._ivf[key] = index
         return self._ivf[key]
