@@ -56,6 +56,7 @@ VALIDATION_CORRUPTIONS = ("impulse_noise", "pixelate")
 TEST_CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "contrast", "rotate")
 WINDOW = 64  # predictions per window for the distinct-classes curve
 ERM, T3A, KNN, PAPER, DEFAULT = "ERM", "T3A", "kNN (no insertion)", "AdaNPC (paper: insert all)", "AdaNPC default (guard)"
+GUARD_VOTE_ONLY = "guard, vote alone"
 #: every AdaNPC variant of the comparison (ERM and T3A come on top); the guard parts are each added alone
 #: to the paper's rule, and "AdaNPC default" is AdaNPCConfig() as a user gets it
 VARIANTS = {
@@ -66,6 +67,7 @@ VARIANTS = {
     "+ class balance": AdaNPCConfig.unguarded(class_balance=True),
     "+ collapse monitor": AdaNPCConfig.unguarded(collapse_window=128),
     "episodic (reset every 128)": AdaNPCConfig.unguarded(reset_every=128),
+    GUARD_VOTE_ONLY: AdaNPCConfig(blend_t3a=False),
     DEFAULT: AdaNPCConfig(),
 }
 METHODS = (ERM, T3A, *VARIANTS)
@@ -352,8 +354,10 @@ def report(digits: dict, text: dict | None, inserts: dict, args: argparse.Namesp
         "Methods: **ERM** = the model's own head (no adaptation); **T3A** = `adanpc_config={\"method\": \"t3a\"}`; "
         "**kNN** = the AdaNPC vote over the source memory, nothing inserted; **paper** = AdaNPC inserting every "
         "prediction (hf-ada's old default); **+ X** = the paper's rule plus one part of the guard; **episodic** = "
-        "paper + reset every 128 inputs; **default (guard)** = `AdaNPCConfig()` as a user gets it: calibrated "
-        "confident insertion + agreement with the head + class balance + collapse monitor.",
+        "paper + reset every 128 inputs; **guard, vote alone** = calibrated confident insertion + agreement with the "
+        "head + class balance + collapse monitor, answering with the vote (`blend_t3a=False`); **default (guard)** "
+        "= `AdaNPCConfig()` as a user gets it: the same guard, answering with the mean of the vote's and T3A's "
+        "probabilities.",
         "",
         "Digits: sklearn's 8x8 digits split 50/10/40 into train / validation / test; a small ResNet trained on the "
         f"clean train split with Adan ({digits['epochs']} epochs; clean validation accuracy "

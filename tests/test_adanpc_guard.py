@@ -88,7 +88,8 @@ def test_default_confident_insertion_does_something_and_follows_the_literal_rule
     centers = np.eye(8, dtype=np.float32)[:3] * 3
     src_labels = np.repeat(np.arange(3), 10)
     src = centers[src_labels] + rng.normal(scale=0.8, size=(30, 8)).astype(np.float32)
-    predictor = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(k=5, class_balance=False, collapse_window=None))
+    predictor = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(k=5, class_balance=False, collapse_window=None,
+                                                               blend_t3a=False))  # the vote itself is returned
     assert predictor.config.insert == "confident" and predictor.config.confidence_threshold is None
     predictor.add_source(src, src_labels)
     threshold = predictor.confidence_threshold()
@@ -174,6 +175,38 @@ def test_collapse_monitor_steps_in_with_the_head_and_reset_restores(tiny_model):
     head_also_0[:, 0] = 5
     same.predict_features(queries, logits=head_also_0)
     assert not same.guard.stepped_in and same.memory.num_test == 16
+
+
+def test_default_answer_is_the_mean_of_the_vote_and_t3a_and_the_vote_alone_decides_insertion(tiny_model):
+    rng = np.random.default_rng(6)
+    centers = np.eye(8, dtype=np.float32)[:3] * 3
+    src_labels = np.repeat(np.arange(3), 10)
+    src = centers[src_labels] + rng.normal(scale=0.8, size=(30, 8)).astype(np.float32)
+    blended = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(k=5))
+    assert blended.config.blend_t3a and not AdaNPCConfig.unguarded().blend_t3a
+    vote_only = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(k=5, blend_t3a=False))
+    t3a = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(method="t3a"))
+    for predictor in (blended, vote_only):
+        predictor.add_source(src, src_labels)
+    for _ in range(4):  # each on its own state, fed the same stream
+        batch = (centers[rng.integers(0, 3, 8)] + rng.normal(scale=1.5, size=(8, 8))).astype(np.float32)
+        got, vote, t3a_probs = (p.predict_features(batch) for p in (blended, vote_only, t3a))
+        np.testing.assert_allclose(got, (vote + t3a_probs) / 2, rtol=1e-6, atol=1e-7)
+        assert not np.allclose(got, vote)  # T3A does take part
+    test = blended.memory.origin == TEST
+    assert test.sum() > 0
+    np.testing.assert_array_equal(blended.memory.labels[test], vote_only.memory.labels[vote_only.memory.origin == TEST])
+
+
+def test_blending_needs_the_head_input_as_the_feature(tiny_model, caplog):
+    with caplog.at_level("WARNING", logger="hf_ada.adanpc.predictor"):
+        predictor = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(k=2, feature_layer="classifier"))
+    assert predictor.t3a is None and "blend_t3a needs the classification head's input" in caplog.text
+    predictor.add_source(np.eye(8, dtype=np.float32)[:3], [0, 1, 2])
+    vote_only = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(k=2, blend_t3a=False))
+    vote_only.add_source(np.eye(8, dtype=np.float32)[:3], [0, 1, 2])
+    q = np.random.default_rng(7).normal(size=(4, 8)).astype(np.float32)
+    np.testing.assert_array_equal(predictor.predict_features(q, adapt=False), vote_only.predict_features(q, adapt=False))
 
 
 def test_episodic_mode_resets_every_n_inputs(tiny_model):

@@ -66,7 +66,7 @@ def images(n, seed):
 
 #: the paper's insertion rule (every prediction inserted, no guard): these tests count insertions; the
 #: guard (on by default) has its own tests in test_adanpc_guard.py
-PAPER = {"insert": "all", "agreement": False, "class_balance": False, "collapse_window": None}
+PAPER = {"insert": "all", "agreement": False, "class_balance": False, "collapse_window": None, "blend_t3a": False}
 
 
 def scores_by_label(result):

@@ -69,6 +69,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                      help="episodic mode: forget the inserted entries every N inputs (default: never)")
     cfg.add_argument("--method", choices=METHODS, default=defaults.method,
                      help="adanpc (kNN vote) or t3a (the T3A baseline) (default: %(default)s)")
+    cfg.add_argument("--no-blend-t3a", action="store_true",
+                     help="answer with the vote alone, not the mean of the vote's and T3A's probabilities")
     cfg.add_argument("--evict-source", action="store_true", help="at capacity, evict source entries too")
     cfg.add_argument("--feature-layer", default=None,
                      help="module whose input is the feature (default: the classification head)")
@@ -161,7 +163,7 @@ def _config(args: argparse.Namespace) -> AdaNPCConfig:
         return AdaNPCConfig(k=args.k, temperature=args.temperature, metric=args.metric, capacity=args.capacity,
                             insert=args.insert, confidence_threshold=args.confidence_threshold,
                             reset_every=args.reset_every, method=args.method, evict_source=args.evict_source,
-                            feature_layer=args.feature_layer, **guard)
+                            feature_layer=args.feature_layer, blend_t3a=not args.no_blend_t3a, **guard)
     except ValueError as err:
         _fail(str(err))
         raise

@@ -103,11 +103,28 @@ class AdaNPCPredictor(HubArtifactMixin):
         self.label2id = {label: idx for idx, label in self.id2label.items()}
         self.memory: AdaNPCMemory | None = None
         self.guard = GuardState(self.config.collapse_window)
-        self.t3a = T3AClassifier.from_model(model, self.config.t3a_filter_k) if self.config.method == "t3a" else None
+        #: T3A: the method itself (``method="t3a"``) or the vote's blending partner (``blend_t3a``)
+        self.t3a = self._t3a_for(model)
         if memory is not None:
             self._attach_memory(memory)
         elif self.hook.static_dim is not None:
             self._attach_memory(self._new_memory(self.hook.static_dim))
+
+    def _t3a_for(self, model: torch.nn.Module) -> T3AClassifier | None:
+        if self.config.method == "t3a":
+            return T3AClassifier.from_model(model, self.config.t3a_filter_k)
+        if not self.config.blend_t3a:
+            return None
+        if self.config.feature_layer is not None:
+            logger.warning("AdaNPC: blend_t3a needs the classification head's input as the feature, not "
+                           "feature_layer=%r: the vote answers alone", self.config.feature_layer)
+            return None
+        try:
+            return T3AClassifier.from_model(model, self.config.t3a_filter_k)
+        except ValueError as err:
+            logger.warning("AdaNPC: blend_t3a is on but T3A cannot run on this model (%s): the vote answers alone",
+                           err)
+            return None
 
     def close(self) -> None:
         """Remove the feature hook from the model (the predictor cannot predict afterwards)."""
@@ -273,11 +290,11 @@ class AdaNPCPredictor(HubArtifactMixin):
         module = self.hook.module
         if self.hook.use_output or not isinstance(module, torch.nn.Linear):
             return None
-        with torch.no_grad():
-            weight = module.weight.detach().float().cpu().numpy()
-            bias = None if module.bias is None else module.bias.detach().float().cpu().numpy()
-        logits = np.asarray(features, dtype=np.float32) @ weight.T
-        return logits if bias is None else logits + bias
+        with torch.no_grad():  # in torch, not numpy: numpy's BLAS threads would then spin against torch's
+            weight = module.weight.detach().float().cpu()
+            bias = None if module.bias is None else module.bias.detach().float().cpu()
+            logits = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)) @ weight.T
+            return (logits if bias is None else logits + bias).numpy()
 
     def confidence_threshold(self) -> float | None:
         """The threshold ``insert="confident"`` uses: the configured one, or the one calibrated on the source
@@ -316,8 +333,16 @@ class AdaNPCPredictor(HubArtifactMixin):
         feats = np.asarray(features, dtype=np.float32)
         if adapt and self.config.reset_every is not None and self.guard.seen >= self.config.reset_every:
             self.reset()
-        if self.t3a is not None:
+        if self.config.method == "t3a":
             return _softmax(self.t3a(feats, adapt=adapt)).astype(np.float32)
+        probs = self._vote_and_adapt(feats, adapt, logits)
+        if self.t3a is None:
+            return probs
+        return ((probs + _softmax(self.t3a(feats, adapt=adapt))) / 2).astype(np.float32)
+
+    def _vote_and_adapt(self, feats: np.ndarray, adapt: bool, logits: Any | None) -> np.ndarray:
+        """The kNN vote for a batch (the head's softmax while the collapse monitor has stepped in); with
+        ``adapt`` the guard inserts the batch and watches for collapse."""
         if logits is None:
             logits = self.head_logits(feats)
         elif hasattr(logits, "detach"):
