@@ -17,7 +17,9 @@ AdaNPC trusts its own predictions: under an abrupt, severe shift, mislabelled in
 predictions further off and whole classes can vanish. The collapse guard (:mod:`hf_ada.adanpc.guard`, on by
 default) inserts only confident predictions (threshold calibrated on the source memory) that agree with the
 model's head, caps each class's test entries, and hands over to the model's own head when the vote's
-predictions collapse onto few classes. ``AdaNPCConfig.unguarded()`` is the paper's rule;
+predictions collapse onto few classes. By default the answer is the mean of the vote's probabilities and
+those of T3A run alongside (``blend_t3a``), a second opinion where the memory is far from the test data.
+``AdaNPCConfig.unguarded()`` is the paper's rule;
 ``AdaNPCConfig(method="t3a")`` runs the T3A baseline through the same predictor and pipelines.
 """
 

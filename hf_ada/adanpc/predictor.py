@@ -9,7 +9,8 @@ Order semantics:
 
 :meth:`AdaNPCPredictor.reset` forgets the test entries and keeps the source memory. Which predictions are
 inserted, and when the memory goes back to its source entries by itself, is decided by the collapse guard
-(:mod:`hf_ada.adanpc.guard`, on by default).
+(:mod:`hf_ada.adanpc.guard`, on by default). With ``blend_t3a`` (default) the returned probabilities are the
+mean of the vote's and T3A's (:mod:`hf_ada.adanpc.t3a`, fed the same batches); insertion follows the vote.
 """
 
 from __future__ import annotations
