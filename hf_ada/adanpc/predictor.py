@@ -33,7 +33,7 @@ from .features import FeatureHook
 from .guard import GuardState, calibrate_threshold, insertion_mask
 from .memory import MEMORY_NAME, SOURCE, TEST, AdaNPCMemory
 from .t3a import T3AClassifier
-from .vote import knn_vote
+from .vote import knn_vote, softmax
 
 logger = logging.getLogger(__name__)
 
@@ -335,11 +335,11 @@ class AdaNPCPredictor(HubArtifactMixin):
         if adapt and self.config.reset_every is not None and self.guard.seen >= self.config.reset_every:
             self.reset()
         if self.config.method == "t3a":
-            return _softmax(self.t3a(feats, adapt=adapt)).astype(np.float32)
+            return softmax(self.t3a(feats, adapt=adapt)).astype(np.float32)
         probs = self._vote_and_adapt(feats, adapt, logits)
         if self.t3a is None:
             return probs
-        return ((probs + _softmax(self.t3a(feats, adapt=adapt))) / 2).astype(np.float32)
+        return ((probs + softmax(self.t3a(feats, adapt=adapt))) / 2).astype(np.float32)
 
     def _vote_and_adapt(self, feats: np.ndarray, adapt: bool, logits: Any | None) -> np.ndarray:
         """The kNN vote for a batch (the head's softmax while the collapse monitor has stepped in); with
@@ -349,7 +349,7 @@ class AdaNPCPredictor(HubArtifactMixin):
         elif hasattr(logits, "detach"):
             logits = logits.detach().float().cpu().numpy()
         if self.guard.stepped_in and logits is not None:
-            return _softmax(np.asarray(logits, dtype=np.float64)).astype(np.float32)
+            return softmax(np.asarray(logits, dtype=np.float64)).astype(np.float32)
         probs = self.vote(feats)
         if not adapt:
             return probs
@@ -475,11 +475,6 @@ class AdaNPCPredictor(HubArtifactMixin):
         and SHA-256 recorded at save, then the memory's structure and label map against the model; anything
         that does not match raises :class:`~hf_ada.common.artifact.ArtifactError` naming the file."""
         return super().from_pretrained(path_or_repo_id, **kwargs)
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _load_t3a(path: Path, t3a: T3AClassifier) -> T3AClassifier:

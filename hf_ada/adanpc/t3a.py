@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .features import find_classification_head
+from .vote import softmax
 
 __all__ = ["T3AClassifier"]
 
@@ -28,14 +29,8 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b))).numpy()
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    x = x - x.max(axis=1, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _entropy(logits: np.ndarray) -> np.ndarray:
-    p = _softmax(logits)
+    p = softmax(logits)
     return -(p * np.log(np.clip(p, 1e-30, None))).sum(axis=1)
 
 

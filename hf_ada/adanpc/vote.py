@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["knn_vote"]
+__all__ = ["knn_vote", "softmax"]
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``(batch, classes)`` scores (max-shifted)."""
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def knn_vote(similarities: np.ndarray, labels: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
@@ -37,10 +43,7 @@ def knn_vote(similarities: np.ndarray, labels: np.ndarray, num_classes: int, tem
         )
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"neighbour labels must lie in [0, {num_classes}); got range [{labels.min()}, {labels.max()}]")
-    logits = similarities / float(temperature)
-    logits -= logits.max(axis=1, keepdims=True)
-    weights = np.exp(logits)
-    weights /= weights.sum(axis=1, keepdims=True)
+    weights = softmax(similarities / float(temperature))
     probs = np.zeros((labels.shape[0], num_classes), dtype=np.float64)
     np.add.at(probs, (np.arange(labels.shape[0])[:, None], labels), weights)
     return probs.astype(np.float32)
