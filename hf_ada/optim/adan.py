@@ -737,7 +737,8 @@ _COMPILED: set[tuple[str, torch.dtype, torch.dtype, torch.dtype]] = set()
 #: Measured on 2 CPU cores (benchmarks/results/adan_step.md, adan_overheads.md): compiling takes ~10-13 s with a
 #: cold Inductor cache (~3-6 s warm), and the fused kernel saved ~2.8 ns per parameter element and step over the
 #: single-tensor path on an AMD EPYC; on an Intel Xeon with a 480 MiB L3 (which holds a 25M model's whole
-#: state, so the single-tensor path's extra passes are cheap) it saved ~0 at 25M and ~2% at 100M, so the estimate below is an upper bound on how soon the compile pays off.
+#: state, so the single-tensor path's extra passes are cheap) it saved ~0 at 25M and ~2% at 100M, so the
+#: estimate below is a best case for how soon the compile pays off.
 _COLD_COMPILE_S = 10.0
 _SAVED_S_PER_ELEMENT = 2.8e-9
 
@@ -772,8 +773,8 @@ def _compile_and_call(kernel: Any, key: tuple, numel: int, buffers: list[Tensor]
         logger,
         "Adan: compiling the fused kernel (torch.compile, %s) for %.1fM parameters at the first step: ~%.0f s "
         "with a cold cache, less with the warm Inductor cache in %s; pays off after ~%d steps at best (the "
-        "per-step saving varies by CPU, from ~0 to 4x; fused=False skips it)", _key_text(key), numel / 1e6, _COLD_COMPILE_S, _inductor_cache_dir(),
-        break_even_steps(numel),
+        "per-step saving varies by CPU, from ~0 to 4x; fused=False skips it)",
+        _key_text(key), numel / 1e6, _COLD_COMPILE_S, _inductor_cache_dir(), break_even_steps(numel),
     )  # fmt: skip
     hits = counters["inductor"]["fxgraph_cache_hit"]
     start = time.perf_counter()
