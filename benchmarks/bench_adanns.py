@@ -262,19 +262,17 @@ def main(argv: list[str] | None = None) -> dict:
         tune_points = measure_plans(adanns, tuning_queries, tune_rel, grid, k=10, repeats=1)
         by_key = {_key(p): p for p in test_points}
         test_nn_recall = {_key(p): p["recall"] for p in measure_plans(adanns, queries, test_nn, grid, k=10, repeats=1)}
-        tune_ivf = {}
+        # the IVF targets on the tuning queries: NN recall (exact search's top 10, no labels) and relevance
+        # recall of their own labels (validation data, like a user's held-out queries with known answers:
+        # index.tune(queries, relevant_ids))
+        tune_points_rel = measure_plans(adanns, tuning_queries, tune_labels, grid, k=10, repeats=1)
+        tune_ivf, tune_ivf_rel = {}, {}
         for rp in ivf_points:
             ivf.nprobe = rp["nprobe"]
             tune_ivf[rp["nprobe"]] = _faiss_points(ivf, tuning_queries, tune_rel, "", 0.0, "", 0, repeats=1)["recall"]
-            rp["nn_recall"] = _faiss_points(ivf, queries, test_nn, "", 0.0, "", 0, repeats=1)["recall"]
-        # the same choice by relevance recall: the tuning queries' own labels (validation data, like a user's
-        # held-out queries with known answers: index.tune(queries, relevant_ids))
-        tune_points_rel = measure_plans(adanns, tuning_queries, tune_labels, grid, k=10, repeats=1)
-        tune_ivf_rel = {}
-        for rp in ivf_points:
-            ivf.nprobe = rp["nprobe"]
             tune_ivf_rel[rp["nprobe"]] = _faiss_points(ivf, tuning_queries, tune_labels, "", 0.0, "", 0,
                                                        repeats=1)["recall"]
+            rp["nn_recall"] = _faiss_points(ivf, queries, test_nn, "", 0.0, "", 0, repeats=1)["recall"]
 
         def ivf_targets(points: list[dict], ivf_recall: dict[int, float]) -> list[dict]:
             out = []
