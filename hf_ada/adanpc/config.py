@@ -50,8 +50,8 @@ class AdaNPCConfig(JsonConfigMixin):
             alongside on the same features and stream (the guard still inserts by the vote alone). A second
             opinion where the memory is far from the test data: on the benchmark's validation streams it
             turned the vote's worst loss against the plain model (-1.4 points, severe pixelation) into a
-            gain (+0.1) and raised the mean gain on corrupted digits (+0.7 -> +1.0 points), at the price of
-            part of the natural-shift gain on text (+3.4 -> +2.8 points). Needs the classification head's
+            gain (+0.1) and raised the mean gain on abrupt digit corruptions (+0.6 -> +1.0 points), at the
+            price of part of the natural-shift gain on text (+3.4 -> +2.8 points). Needs the classification head's
             input as the feature (``feature_layer=None``); otherwise the vote answers alone (logged).
             :meth:`unguarded` (the paper) turns it off.
         t3a_filter_k: T3A's supports kept per class (``None``: all).
