@@ -228,7 +228,7 @@ def test_guard_state_and_episodic_settings_survive_save_and_load(tmp_path, tiny_
     predictor = AdaNPCPredictor(tiny_model, None, config)
     predictor.add_source(rng.normal(size=(20, 8)), rng.integers(0, 3, 20))
     predictor.predict_features(rng.normal(size=(10, 8)).astype(np.float32))
-    predictor.guard.stepped_in = True
+    predictor.guard.step_in()
     folder = predictor.save_pretrained(tmp_path / "p")
     loaded = AdaNPCPredictor.from_pretrained(folder)
     assert loaded.config == config

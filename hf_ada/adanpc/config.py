@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from ..common.config import JsonConfigMixin
@@ -94,11 +93,12 @@ class AdaNPCConfig(JsonConfigMixin):
         """Raise :class:`ValueError` naming the field and the allowed values if a setting is invalid."""
         if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
             raise ValueError(f"AdaNPCConfig.k must be an integer >= 1, got {self.k!r}")
-        if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
+        if not _is_number(self.temperature) or not 0 < self.temperature < float("inf"):
             raise ValueError(f"AdaNPCConfig.temperature must be a number > 0, got {self.temperature!r}")
         if self.metric not in METRICS:
             raise ValueError(f"AdaNPCConfig.metric must be one of {METRICS}, got {self.metric!r}")
-        if self.capacity is not None and (not isinstance(self.capacity, int) or self.capacity < 1):
+        if self.capacity is not None and (not isinstance(self.capacity, int) or isinstance(self.capacity, bool)
+                                          or self.capacity < 1):
             raise ValueError(f"AdaNPCConfig.capacity must be None or an integer >= 1, got {self.capacity!r}")
         if self.insert not in INSERT_POLICIES:
             raise ValueError(f"AdaNPCConfig.insert must be one of {INSERT_POLICIES}, got {self.insert!r}")
@@ -132,14 +132,6 @@ class AdaNPCConfig(JsonConfigMixin):
         settings = {"insert": "all", "agreement": False, "class_balance": False, "collapse_window": None,
                     "blend_t3a": False}
         return cls(**{**settings, **overrides})
-
-    def save_pretrained(self, folder: str | os.PathLike) -> None:
-        """Write ``folder/adanpc_config.json`` (atomically)."""
-        self.save_json(os.path.join(folder, CONFIG_NAME))
-
-    @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike) -> AdaNPCConfig:
-        return cls.load_json(os.path.join(folder, CONFIG_NAME))
 
 
 def _is_number(value) -> bool:

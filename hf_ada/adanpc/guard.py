@@ -113,6 +113,33 @@ class GuardState:
         self.inserted = 0
         self.rejected = 0
 
+    def reset(self) -> None:
+        """Back to the start of a stream: the window, the input count and a stepped-in monitor are cleared
+        (the calibrated threshold and the counters stay)."""
+        self.clear_window()
+        self.seen = 0
+        self.stepped_in = False
+
+    def recalibrate(self) -> None:
+        """Forget the calibrated threshold (the source memory changed); it is computed again at next use."""
+        self.threshold = None
+
+    def set_threshold(self, value: float) -> None:
+        """Store the threshold calibrated on the source memory."""
+        self.threshold = float(value)
+
+    def count(self, added: int, rejected: int, seen: int = 0) -> None:
+        """Record ``added`` inserted and ``rejected`` refused test inputs, and ``seen`` predicted ones."""
+        self.inserted += int(added)
+        self.rejected += int(rejected)
+        self.seen += int(seen)
+
+    def step_in(self) -> None:
+        """The monitor detected a collapse: the head answers until :meth:`reset`."""
+        self.clear_window()
+        self.stepped_in = True
+        self.collapses += 1
+
     def observe(self, vote_predicted: np.ndarray, head_predicted: np.ndarray | None) -> None:
         if self.window is None or head_predicted is None:
             return

@@ -34,6 +34,35 @@ __all__ = ["AdaNPCMemory", "SOURCE", "TEST", "MEMORY_NAME"]
 SOURCE = 0
 TEST = 1
 MEMORY_NAME = "memory.safetensors"
+#: the largest insertion number a memory may hold (int64 with room for any number of later insertions)
+MAX_ORDER = 2**62
+
+
+def _check_capacity(capacity: Any) -> None:
+    if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1):
+        raise ValueError(f"capacity must be None or an integer >= 1, got {capacity!r}")
+
+
+def integer_labels(labels: Any) -> np.ndarray:
+    """``labels`` as a 1-D int64 array; non-integral numbers (1.7), ``None``, booleans and negative ids are
+    refused rather than truncated."""
+    array = labels if isinstance(labels, np.ndarray) else np.asarray(list(labels), dtype=object)
+    array = array.reshape(-1)
+    if array.dtype.kind == "O":  # a list: look at every value (None, bool, str...)
+        for value in array.tolist():
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ValueError(f"labels must be integer class ids >= 0, got {value!r}")
+        array = array.astype(np.float64) if array.size else np.zeros(0, dtype=np.int64)
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
+            raise ValueError(f"labels must be integer class ids >= 0, got {array[bad][0]!r} (not truncated)")
+    elif array.dtype.kind not in "iu":
+        raise ValueError(f"labels must be integer class ids >= 0, got an array of {array.dtype}")
+    out = array.astype(np.int64)
+    if out.size and out.min() < 0:
+        raise ValueError(f"labels must be integer class ids >= 0, got {out.min()}")
+    return out
 
 
 class AdaNPCMemory:
@@ -52,8 +81,7 @@ class AdaNPCMemory:
             raise ValueError(f"AdaNPCMemory dim must be a positive integer, got {dim!r}")
         if metric not in METRICS:
             raise ValueError(f"AdaNPCMemory metric must be one of {METRICS}, got {metric!r}")
-        if capacity is not None and capacity < 1:
-            raise ValueError(f"AdaNPCMemory capacity must be None or >= 1, got {capacity!r}")
+        _check_capacity(capacity)
         self.dim = dim
         self.metric = metric
         self.capacity = capacity
@@ -201,6 +229,21 @@ class AdaNPCMemory:
     def __len__(self) -> int:
         return self._size
 
+    def set_limits(self, capacity: int | None, evict_source: bool) -> None:
+        """Apply a predictor's ``capacity`` / ``evict_source``. A memory holding more entries than
+        ``capacity`` is refused (never trimmed: trimming would silently drop saved entries)."""
+        _check_capacity(capacity)
+        if capacity is not None and len(self) > capacity:
+            raise ValueError(
+                f"the memory holds {len(self)} entries, more than capacity={capacity}; raise capacity (or None) "
+                "or build a smaller memory"
+            )
+        self.capacity, self.evict_source = capacity, bool(evict_source)
+
+    def add_source_info(self, record: dict[str, Any]) -> None:
+        """Record where source entries came from (shown on the model card)."""
+        self.info.setdefault("sources", []).append(dict(record))
+
     @property
     def num_source(self) -> int:
         return self._num_source
@@ -219,7 +262,11 @@ class AdaNPCMemory:
 
     def prepare(self, features: Any) -> np.ndarray:
         """Convert ``features`` to a C-contiguous ``(n, dim)`` float32 array (L2-normalised for cosine)."""
-        array = np.ascontiguousarray(np.asarray(features, dtype=np.float32))
+        try:
+            array = np.ascontiguousarray(np.asarray(features, dtype=np.float32))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"features must be a numeric (n, {self.dim}) array, got {type(features).__name__} "
+                             f"({err})") from err
         if array.ndim != 2 or array.shape[1] != self.dim:
             raise ValueError(
                 f"features must have shape (n, {self.dim}) to match the memory's feature dim {self.dim}; "
@@ -244,11 +291,9 @@ class AdaNPCMemory:
         if origin not in (SOURCE, TEST):
             raise ValueError(f"origin must be SOURCE ({SOURCE}) or TEST ({TEST}), got {origin!r}")
         feats = self.prepare(features)
-        labs = np.asarray(labels, dtype=np.int64).reshape(-1)
+        labs = integer_labels(labels)
         if labs.shape[0] != feats.shape[0]:
             raise ValueError(f"got {feats.shape[0]} features but {labs.shape[0]} labels")
-        if labs.size and labs.min() < 0:
-            raise ValueError(f"labels must be >= 0, got {labs.min()}")
         if feats.shape[0] == 0:
             return 0
         feats, labs = self._fit(feats, labs, origin)
@@ -388,7 +433,7 @@ class AdaNPCMemory:
             raise ArtifactError(f"{path} lacks tensors {sorted(missing)}")
         if metadata["metric"] not in METRICS or not metadata["dim"].isdigit() or int(metadata["dim"]) < 1:
             raise ArtifactError(f"{path}: metadata dim/metric invalid ({metadata['dim']!r}, {metadata['metric']!r})")
-        memory = cls(int(metadata["dim"]), metadata["metric"], capacity=capacity, evict_source=evict_source)
+        memory = cls(int(metadata["dim"]), metadata["metric"])
         n = tensors["labels"].shape[0]
         feats = tensors["features"]
         if feats.shape != (n, memory.dim) or tensors["origin"].shape != (n,) or tensors["order"].shape != (n,):
@@ -402,8 +447,11 @@ class AdaNPCMemory:
         try:
             next_order = int(metadata["next_order"])
             info = json.loads(metadata.get("info", "{}"))
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             raise ArtifactError(f"{path}: unreadable metadata ({err})") from err
+        if not 0 <= next_order <= MAX_ORDER or not isinstance(info, dict):
+            raise ArtifactError(f"{path}: metadata next_order {metadata['next_order']!r} must be an integer in "
+                                f"[0, {MAX_ORDER}] and info a JSON object")
         order = tensors["order"]
         if n and (len(np.unique(order)) != n or int(order.min()) < 0 or int(order.max()) >= next_order):
             raise ArtifactError(f"{path}: insertion numbers are not unique values below next_order {next_order}")
@@ -411,4 +459,8 @@ class AdaNPCMemory:
         memory.next_order = next_order
         memory.info = info
         memory._rebuild_index()
+        try:
+            memory.set_limits(capacity, evict_source)
+        except ValueError as err:
+            raise ArtifactError(f"{path}: {err}") from err
         return memory, metadata

@@ -21,8 +21,6 @@ both go through :meth:`AdaNPCPredictor.from_pretrained` (every file verified, la
 
 from __future__ import annotations
 
-import sys
-
 import logging
 import os
 from pathlib import Path
@@ -41,7 +39,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .config import CONFIG_NAME, AdaNPCConfig
 from .memory import AdaNPCMemory
-from .predictor import AdaNPCPredictor
+from .predictor import AdaNPCPredictor, processor_kind
 
 logger = logging.getLogger(__name__)
 
@@ -178,18 +176,14 @@ class AdaNPCPipeline(Pipeline):
     @classmethod
     def from_predictor(cls, predictor: AdaNPCPredictor, **kwargs: Any) -> AdaNPCPipeline:
         """The pipeline for ``predictor`` (task chosen from its processor / model class)."""
-        from transformers import PreTrainedTokenizerBase
-        from transformers.image_processing_utils import BaseImageProcessor
-
         proc = predictor.processor
-        if isinstance(proc, PreTrainedTokenizerBase):
-            task_cls, proc_kw = AdaNPCTextClassificationPipeline, "tokenizer"
-        elif isinstance(proc, BaseImageProcessor):
-            task_cls, proc_kw = AdaNPCImageClassificationPipeline, "image_processor"
-        elif proc is not None:
-            task_cls, proc_kw = AdaNPCAudioClassificationPipeline, "feature_extractor"
-        else:
-            raise ValueError("the predictor has no processor, so no pipeline can preprocess its inputs")
+        proc_kw = processor_kind(proc)
+        tasks = {"tokenizer": AdaNPCTextClassificationPipeline, "image_processor": AdaNPCImageClassificationPipeline,
+                 "feature_extractor": AdaNPCAudioClassificationPipeline}
+        if proc_kw not in tasks:
+            raise ValueError(f"the predictor's processor ({type(proc).__name__}) is not a tokenizer, image processor "
+                             "or feature extractor, so no AdaNPC pipeline can preprocess its inputs")
+        task_cls = tasks[proc_kw]
         if cls not in (AdaNPCPipeline, task_cls):
             raise ValueError(f"{cls.__name__} cannot serve a predictor whose processor is {type(proc).__name__}")
         return task_cls(model=predictor.model, predictor=predictor, task=task_cls.task_name, **{proc_kw: proc}, **kwargs)

@@ -31,7 +31,7 @@ from ..common.files import read_json
 from .config import CONFIG_NAME, AdaNPCConfig
 from .features import FeatureHook
 from .guard import GuardState, calibrate_threshold, insertion_mask
-from .memory import MEMORY_NAME, SOURCE, TEST, AdaNPCMemory
+from .memory import MEMORY_NAME, SOURCE, TEST, AdaNPCMemory, integer_labels
 from .t3a import T3AClassifier
 from .vote import knn_vote, softmax
 
@@ -41,6 +41,16 @@ __all__ = ["AdaNPCPredictor"]
 
 _INPUT_COLUMN_GUESSES = ("text", "sentence", "image", "img", "audio", "pixel_values", "input_values")
 T3A_NAME = "t3a.safetensors"
+
+
+#: ``build_memory`` sorts inputs by length within chunks of this many batches (bounded extra memory)
+SORT_CHUNK_BATCHES = 64
+
+
+def check_batch_size(batch_size: Any) -> None:
+    """Raise ``ValueError`` naming ``batch_size`` unless it is an integer >= 1."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
 
 
 def progress_enabled(show_progress: bool | None) -> bool:
@@ -157,10 +167,12 @@ class AdaNPCPredictor(HubArtifactMixin):
                 f"memory holds label id {int(memory.labels.max())}, outside the model's id2label "
                 f"(0..{self.num_labels - 1})"
             )
-        memory.capacity, memory.evict_source = self.config.capacity, self.config.evict_source
+        memory.set_limits(self.config.capacity, self.config.evict_source)
         self.memory = memory
 
     def _memory_for(self, features: np.ndarray) -> AdaNPCMemory:
+        if features.ndim != 2:
+            raise ValueError(f"features must be a 2-D (batch, dim) array, got shape {features.shape}")
         if self.memory is None:
             self._attach_memory(self._new_memory(int(features.shape[1])))
         elif features.shape[1] != self.memory.dim:
@@ -170,31 +182,71 @@ class AdaNPCPredictor(HubArtifactMixin):
             )
         return self.memory
 
-    def label_ids(self, labels: Iterable[Any]) -> np.ndarray:
-        """Map labels (ids or names from ``model.config.id2label``) to ids; anything else is an error."""
+    def label_ids(self, labels: Iterable[Any], class_names: Sequence[str] | None = None) -> np.ndarray:
+        """Map labels (ids or names from ``model.config.id2label``) to ids; anything else is an error.
+
+        ``class_names``: the dataset's ``ClassLabel`` names, when ``labels`` are that column's ids: ids are
+        then mapped by name to the model's ids (the two orders may differ). Names the model does not know
+        are refused, unless the model only has placeholder names (``LABEL_0``...), whose ids are taken as is.
+        Non-integral numbers (1.7), ``None`` and booleans are refused, never truncated.
+        """
+        values = labels.tolist() if isinstance(labels, np.ndarray) else list(labels)
+        mapping = self._class_name_mapping(class_names) if class_names is not None else None
+        if not any(isinstance(v, (str, np.str_)) for v in values):  # ids only: vectorised
+            ids = integer_labels(values)
+            if mapping is not None:
+                outside = ids[(ids >= len(class_names))]
+                if outside.size:
+                    raise ValueError(f"label id {int(outside[0])} is outside the dataset's ClassLabel names "
+                                     f"{list(class_names)}")
+                ids = np.asarray([mapping[i] for i in range(len(class_names))], dtype=np.int64)[ids] if ids.size else ids
+            if ids.size and ids.max() >= self.num_labels:
+                raise ValueError(
+                    f"label id {int(ids.max())} is outside the model's id2label (0..{self.num_labels - 1}); "
+                    "did the dataset and the model use different label sets?"
+                )
+            return ids
         out = []
-        for value in labels:
+        for value in values:
             if isinstance(value, (str, np.str_)):
                 if value not in self.label2id:
                     raise ValueError(
                         f"label {value!r} is not in the model's id2label; allowed: {sorted(self.label2id)}"
                     )
                 out.append(self.label2id[value])
-            else:
-                idx = int(value)
-                if idx not in self.id2label:
-                    raise ValueError(
-                        f"label id {idx} is outside the model's id2label (0..{self.num_labels - 1}); "
-                        "did the dataset and the model use different label sets?"
-                    )
-                out.append(idx)
+                continue
+            idx = int(integer_labels([value])[0])
+            if mapping is not None:
+                if idx not in mapping:
+                    raise ValueError(f"label id {idx} is outside the dataset's ClassLabel names {list(class_names)}")
+                idx = mapping[idx]
+            if idx not in self.id2label:
+                raise ValueError(
+                    f"label id {idx} is outside the model's id2label (0..{self.num_labels - 1}); "
+                    "did the dataset and the model use different label sets?"
+                )
+            out.append(idx)
         return np.asarray(out, dtype=np.int64)
+
+    def _class_name_mapping(self, class_names: Sequence[str]) -> dict[int, int]:
+        """Dataset ``ClassLabel`` id -> model id, by name."""
+        names = [str(n) for n in class_names]
+        if all(name in self.label2id for name in names):
+            return {i: self.label2id[name] for i, name in enumerate(names)}
+        if all(self.id2label[i] == f"LABEL_{i}" for i in range(self.num_labels)):
+            return {i: i for i in range(len(names))}  # the model has no names of its own: ids as they are
+        unknown = [n for n in names if n not in self.label2id]
+        raise ValueError(
+            f"the dataset's ClassLabel names {names} do not match the model's id2label {self.id2label} "
+            f"(unknown: {unknown}); rename the dataset's classes (ClassLabel names) or the model's id2label so "
+            "that they agree, so that each entry is stored under its own class"
+        )
 
     def add_source(self, features: Any, labels: Iterable[Any]) -> int:
         """Add labelled source (training-domain) features to the memory."""
         feats = np.asarray(features, dtype=np.float32)
         added = self._memory_for(feats).add(feats, self.label_ids(labels), origin=SOURCE)
-        self.guard.threshold = None  # the source changed: calibrate again
+        self.guard.recalibrate()  # the source changed: calibrate again
         return added
 
     def build_memory(
@@ -222,17 +274,21 @@ class AdaNPCPredictor(HubArtifactMixin):
             input_column = guesses[0]
         elif input_column not in columns:
             raise ValueError(f"input_column {input_column!r} not in the dataset's columns {columns}")
-        labels = self.label_ids(dataset[label_column])  # checked before any model work
+        check_batch_size(batch_size)
+        names = getattr(getattr(dataset, "features", {}).get(label_column), "names", None)  # a ClassLabel
+        labels = self.label_ids(dataset[label_column], class_names=names)  # checked before any model work
         encode = encode or self.encode
-        steps = range(0, len(dataset), batch_size)
-        for start in tqdm(steps, desc="AdaNPC memory", disable=not progress_enabled(show_progress)):
-            rows = dataset[start : start + batch_size][input_column]
-            features, _ = self.hook.run(encode(rows))
-            self._memory_for(features).add(features, labels[start : start + len(rows)], origin=SOURCE)
-        self.guard.threshold = None
+        chunk = batch_size * SORT_CHUNK_BATCHES
+        with tqdm(total=len(dataset), desc="AdaNPC memory", unit="ex",
+                  disable=not progress_enabled(show_progress)) as bar:
+            for start in range(0, len(dataset), chunk):
+                rows = dataset[start : start + chunk][input_column]
+                features = self.featurize(rows, encode, batch_size, on_batch=bar.update)
+                self._memory_for(features).add(features, labels[start : start + len(rows)], origin=SOURCE)
+        self.guard.recalibrate()
         info = getattr(dataset, "info", None)
         name = getattr(info, "dataset_name", None) or getattr(info, "builder_name", None)
-        self.memory.info.setdefault("sources", []).append(
+        self.memory.add_source_info(
             {
                 "dataset": name or "datasets.Dataset (in memory)",
                 "fingerprint": getattr(dataset, "_fingerprint", None),
@@ -243,6 +299,36 @@ class AdaNPCPredictor(HubArtifactMixin):
         )
         return self
 
+    def featurize(self, rows: Sequence[Any], encode: Callable[[list[Any]], dict[str, Any]] | None = None,
+                  batch_size: int = 32, on_batch: Callable[[int], Any] | None = None) -> np.ndarray:
+        """Features ``(len(rows), dim)`` of raw inputs, in the order of ``rows``.
+
+        Texts are run longest first, so that texts of similar length share a batch and padding stays small
+        (as :func:`hf_ada.adanns.embed.embed` does); the features are returned in the input order. ``encode``
+        turns a list of raw inputs into model inputs (default :meth:`encode`); ``on_batch(n)`` is called after
+        each batch of ``n`` inputs (a progress bar's ``update``).
+        """
+        check_batch_size(batch_size)
+        rows = list(rows)
+        encode = encode or self.encode
+        if rows and all(isinstance(r, str) for r in rows):
+            order = np.argsort([-len(r) for r in rows], kind="stable")
+        else:
+            order = np.arange(len(rows))
+        parts = []
+        for start in range(0, len(rows), batch_size):
+            batch = [rows[i] for i in order[start : start + batch_size]]
+            features, _ = self.hook.run(encode(batch))
+            parts.append(features)
+            if on_batch is not None:
+                on_batch(len(batch))
+        if not parts:
+            return np.zeros((0, self.hook.static_dim or (self.memory.dim if self.memory else 0)), dtype=np.float32)
+        stacked = np.concatenate(parts)
+        out = np.empty_like(stacked)
+        out[order] = stacked
+        return out
+
     def reset(self) -> None:
         """Forget every inserted test entry (the source memory stays) and the guard's window; T3A goes back
         to its warm-up supports. The calibrated threshold and the counters stay."""
@@ -250,26 +336,21 @@ class AdaNPCPredictor(HubArtifactMixin):
             self.memory.reset()
         if self.t3a is not None:
             self.t3a.reset()
-        self.guard.clear_window()
-        self.guard.seen = 0
-        self.guard.stepped_in = False
+        self.guard.reset()
 
     # ------------------------------------------------------------------ inputs
     def encode(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
         """Turn raw inputs (texts, PIL images, audio arrays) into model inputs with the processor."""
-        from transformers import PreTrainedTokenizerBase
-        from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
-        from transformers.image_processing_utils import BaseImageProcessor
-
         proc = self.processor
         inputs = list(inputs)
-        if proc is None:
+        kind = processor_kind(proc)
+        if kind is None:
             raise ValueError("this predictor has no processor: pass processor= or use predict_model_inputs()")
-        if isinstance(proc, PreTrainedTokenizerBase):
+        if kind == "tokenizer":
             encoded = proc(inputs, padding=True, truncation=True, return_tensors="pt")
-        elif isinstance(proc, BaseImageProcessor) or hasattr(proc, "image_mean"):
+        elif kind == "image_processor":
             encoded = proc(images=inputs, return_tensors="pt")
-        elif isinstance(proc, SequenceFeatureExtractor):
+        elif kind == "feature_extractor":
             arrays = [x["array"] if isinstance(x, dict) else x for x in inputs]
             encoded = proc(arrays, sampling_rate=proc.sampling_rate, padding=True, return_tensors="pt")
         else:
@@ -305,9 +386,9 @@ class AdaNPCPredictor(HubArtifactMixin):
         if self.config.confidence_threshold is not None:
             return float(self.config.confidence_threshold)
         if self.guard.threshold is None and self.memory is not None and self.memory.num_source:
-            self.guard.threshold = calibrate_threshold(
+            self.guard.set_threshold(calibrate_threshold(
                 self.memory, self.config.k, self.config.temperature, self.num_labels, self.config.confidence_quantile
-            )
+            ))
             logger.info("AdaNPC: confidence threshold calibrated on %d source entries: %.4f",
                         self.memory.num_source, self.guard.threshold)
         return self.guard.threshold if self.guard.threshold is not None else 0.0
@@ -321,8 +402,7 @@ class AdaNPCPredictor(HubArtifactMixin):
         memory = self._memory_for(feats)
         quota = memory.source_counts() if self.config.class_balance else None
         added = memory.add(feats[keep], probs.argmax(axis=1)[keep], origin=TEST, class_quota=quota)
-        self.guard.inserted += added
-        self.guard.rejected += int(len(keep) - added)
+        self.guard.count(added, int(len(keep) - added))
         return added
 
     def predict_features(self, features: Any, adapt: bool = True, logits: Any | None = None) -> np.ndarray:
@@ -355,16 +435,14 @@ class AdaNPCPredictor(HubArtifactMixin):
             return probs
         head_predicted = None if logits is None else np.asarray(logits).argmax(axis=1)
         self.insert(feats, probs, head_predicted)
-        self.guard.seen += len(feats)
+        self.guard.count(0, 0, seen=len(feats))
         self.guard.observe(probs.argmax(axis=1), head_predicted)
         if self.guard.collapsed(self.num_labels, self.config.collapse_ratio):
             logger.warning("AdaNPC: the vote collapsed onto few classes (entropy below %.2f x the head's over the "
                            "last %d inputs): test entries forgotten, the model's head answers until reset()",
                            self.config.collapse_ratio, self.config.collapse_window)
             self.memory.reset()
-            self.guard.clear_window()
-            self.guard.stepped_in = True
-            self.guard.collapses += 1
+            self.guard.step_in()
         return probs
 
     def predict_model_inputs(self, model_inputs: dict[str, Any], adapt: bool = True) -> tuple[np.ndarray, torch.Tensor]:
@@ -374,6 +452,7 @@ class AdaNPCPredictor(HubArtifactMixin):
 
     def predict(self, inputs: Sequence[Any], adapt: bool = True, batch_size: int = 32) -> np.ndarray:
         """Probabilities for raw inputs, processed (and inserted) in batches of ``batch_size``, in order."""
+        check_batch_size(batch_size)
         inputs = list(inputs)
         out = [
             self.predict_model_inputs(self.encode(inputs[i : i + batch_size]), adapt=adapt)[0]
@@ -430,8 +509,7 @@ class AdaNPCPredictor(HubArtifactMixin):
         memory = self.memory if self.memory is not None else self._new_memory(self.hook.static_dim or 1)
         memory.save(folder / MEMORY_NAME, extra_metadata={"id2label": self.id2label, "num_labels": self.num_labels})
         if self.t3a is not None:
-            save_file({"supports": self.t3a.supports, "labels": self.t3a.labels, "entropy": self.t3a.entropy},
-                      str(folder / T3A_NAME))
+            save_file(self.t3a.state(), str(folder / T3A_NAME))
         return {**self.config.to_dict(), "guard_state": self.guard.to_dict()}
 
     def _render_card(self, repo_id: str | None = None):
@@ -485,11 +563,10 @@ def _load_t3a(path: Path, t3a: T3AClassifier) -> T3AClassifier:
         supports, labels, entropy = tensors["supports"], tensors["labels"], tensors["entropy"]
     except Exception as err:  # noqa: BLE001  (safetensors raises several types for corrupt files)
         raise ArtifactError(f"{path} is not a readable T3A state ({err})") from err
-    n = len(labels)
-    if supports.shape != (n, t3a.weight.shape[1]) or entropy.shape != (n,) or not np.isfinite(supports).all() \
-            or (n and (labels.min() < 0 or labels.max() >= t3a.num_classes)):
-        raise ArtifactError(f"{path}: T3A supports do not fit the model's head")
-    t3a.supports, t3a.labels, t3a.entropy = supports, labels.astype(np.int64), entropy
+    try:
+        t3a.load_state(supports, labels, entropy)
+    except ValueError as err:
+        raise ArtifactError(f"{path}: {err}") from err
     return t3a
 
 
@@ -518,14 +595,37 @@ def _load_model(folder: Path) -> torch.nn.Module:
 
 
 def _load_processor(folder: Path) -> Any | None:
-    from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoTokenizer
+    """The processor saved in ``folder`` (tokenizer, image processor or feature extractor), or ``None``."""
+    import transformers
 
+    kind = None
     if (folder / "tokenizer_config.json").is_file() or (folder / "tokenizer.json").is_file():
-        return AutoTokenizer.from_pretrained(folder)
-    preprocessor = folder / "preprocessor_config.json"
-    if preprocessor.is_file():
-        payload = read_json(preprocessor)
-        if "image_processor_type" in payload:
-            return AutoImageProcessor.from_pretrained(folder)
-        return AutoFeatureExtractor.from_pretrained(folder)
-    return None
+        kind = "tokenizer"
+    elif (folder / "preprocessor_config.json").is_file():
+        payload = read_json(folder / "preprocessor_config.json")
+        kind = "image_processor" if "image_processor_type" in payload else "feature_extractor"
+    return None if kind is None else getattr(transformers, PROCESSOR_KINDS[kind]).from_pretrained(folder)
+
+
+#: processor kind -> the transformers Auto class that loads it (the kind is also the pipeline's keyword)
+PROCESSOR_KINDS = {"tokenizer": "AutoTokenizer", "image_processor": "AutoImageProcessor",
+                   "feature_extractor": "AutoFeatureExtractor"}
+
+
+def processor_kind(processor: Any) -> str | None:
+    """``"tokenizer"``, ``"image_processor"``, ``"feature_extractor"`` (a key of :data:`PROCESSOR_KINDS`, named
+    like the pipeline argument that takes it), ``"processor"`` for anything else, ``None`` for no processor.
+    The one place hf-ada's AdaNPC tells processor types apart."""
+    from transformers import PreTrainedTokenizerBase
+    from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
+    from transformers.image_processing_utils import BaseImageProcessor
+
+    if processor is None:
+        return None
+    if isinstance(processor, PreTrainedTokenizerBase):
+        return "tokenizer"
+    if isinstance(processor, BaseImageProcessor) or hasattr(processor, "image_mean"):
+        return "image_processor"
+    if isinstance(processor, SequenceFeatureExtractor):
+        return "feature_extractor"
+    return "processor"

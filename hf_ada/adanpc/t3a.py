@@ -70,6 +70,22 @@ class T3AClassifier:
         self.labels = logits.argmax(axis=1)
         self.entropy = _entropy(logits)
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The adapted supports, their labels and entropies (what a save stores)."""
+        return {"supports": self.supports, "labels": self.labels, "entropy": self.entropy}
+
+    def load_state(self, supports: np.ndarray, labels: np.ndarray, entropy: np.ndarray) -> None:
+        """Restore :meth:`state`; refuses arrays that do not fit this head."""
+        supports, labels, entropy = np.asarray(supports), np.asarray(labels), np.asarray(entropy)
+        n = len(labels)
+        if supports.shape != (n, self.weight.shape[1]) or entropy.shape != (n,) or labels.ndim != 1 \
+                or not np.isfinite(supports).all() or not np.isfinite(entropy).all() \
+                or (n and (labels.min() < 0 or labels.max() >= self.num_classes)):
+            raise ValueError("T3A supports do not fit the model's head")
+        self.supports = supports.astype(np.float64)
+        self.labels = labels.astype(np.int64)
+        self.entropy = entropy.astype(np.float64)
+
     def _select(self) -> None:
         if self.filter_k is None:
             return
