@@ -8,7 +8,8 @@ import faiss
 import numpy as np
 import pytest
 
-from hf_ada.adanns import AdANNSConfig, AdANNSIndex
+from hf_ada.adanns import AdANNSConfig, AdANNSIndex, choose_plan
+from hf_ada.adanns.config import SEARCH_KEYS
 from hf_ada.common.artifact import ArtifactError
 
 faiss.omp_set_num_threads(1)
@@ -141,7 +142,8 @@ def test_tune_front_and_budget_choice(data):
     for p in points:  # nothing measured dominates a front point
         assert not any(p["flops"] <= f["flops"] and p["recall"] > f["recall"] for f in front)
     budget = (front[0]["flops"] + front[-1]["flops"]) / 2
-    chosen = index.best_within_budget(budget)
+    plan = choose_plan(points, D, budget_flops=budget)
+    chosen = {key: plan[key] for key in SEARCH_KEYS}
     best = max((p for p in points if p["flops"] <= budget), key=lambda p: p["recall"])
     assert index.cost(**chosen)["total"] <= budget
     assert (chosen["nprobe"], chosen["d_search"]) == (best["nprobe"], best["d_search"])

@@ -125,7 +125,7 @@ def test_tune_chooses_the_fastest_plan_meeting_the_target_and_says_why(data, ind
 
 
 def _point(recall: float, qps: float, flops: float, scan: str = "flat", d_search: int = 8) -> dict:
-    return {"d_cluster": 4, "d_search": d_search, "nprobe": 1, "d_rerank": None, "rerank_k": 10, "scan": scan,
+    return {"d_cluster": 4, "d_search": d_search, "nprobe": 1, "d_rerank": None, "rerank_k": 10, "scan": scan, "ef_search": 64,
             "recall": recall, "mrr": recall, "flops": flops, "qps": qps, "ms": 1000.0 / qps}
 
 

@@ -1,9 +1,8 @@
 """Configuration of an AdANNS index: which Matryoshka prefix each stage of the search uses.
 
 An :class:`AdANNSConfig` round-trips through JSON (``config.json`` inside a saved index folder). It holds
-the build-time structure (``d_cluster``, ``nlist``, the OPQ/PQ code shape), the default search settings
-(``d_search``, ``nprobe``, re-ranking), and the provenance that a load is checked against (embedding dim,
-number of rows, dataset fingerprint, embedding model name and revision).
+the build-time structure (``d_cluster``, ``nlist``, graphs, the OPQ/PQ code shape), the default search
+settings (:class:`SearchSettings`), and the provenance a load is checked against.
 """
 
 from __future__ import annotations
@@ -11,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+import numpy as np
 
 from ..common.config import JsonConfigMixin
 
@@ -20,8 +21,9 @@ SCHEMA_VERSION = 2
 METRICS = ("ip", "l2")
 #: ``flat``: exact scores on ``d_search`` dims for the members of the probed lists (faiss IndexIVFFlat);
 #: ``pq``: OPQ+PQ asymmetric distances for the members of the probed lists (faiss IndexIVFPQ);
-#: ``exact``: exact scores on ``d_search`` dims for every row, no lists (faiss IndexFlat).
-SCANS = ("flat", "pq", "exact")
+#: ``exact``: exact scores on ``d_search`` dims for every row, no lists (faiss IndexFlat);
+#: ``hnsw``: a walk of the HNSW graph built over the ``d_search``-dim prefix (faiss IndexHNSW), ``ef_search`` wide.
+SCANS = ("flat", "pq", "exact", "hnsw")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class SearchSettings:
     d_rerank: int | None
     rerank_k: int
     scan: str
+    ef_search: int
 
     def as_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in SEARCH_KEYS}
@@ -53,7 +56,7 @@ def default_structure(dim: int, num_rows: int) -> dict[str, int]:
     ``nprobe`` = nlist / 16. ``index.tune(...)`` then picks the fastest plan meeting a recall target.
     """
     nlist = 2 ** round(math.log2(max(1.0, 4.0 * math.sqrt(max(num_rows, 1)))))
-    nlist = int(max(1, min(nlist, num_rows // 39)))
+    nlist = int(max(1, min(nlist, num_rows // 39)))  # never 0: a dataset of < 39 rows gets one list
     d_cluster = min(dim, max(16, (dim // 6) // 8 * 8))
     d_search = min(dim, 2 * d_cluster)
     return {"nlist": nlist, "d_cluster": d_cluster, "d_search": d_search, "nprobe": max(1, nlist // 16),
@@ -79,6 +82,10 @@ class AdANNSConfig(JsonConfigMixin):
         d_pq: prefix length the OPQ rotation and the PQ codebooks are trained on (defaults to ``dim``).
         d_rerank: prefix length of the exact re-ranking of the best scanned candidates (``None``: none).
         rerank_k: how many scanned candidates are re-ranked exactly.
+        graph_dims: prefixes that carry an HNSW graph (``scan="hnsw"`` plans walk the graph of their
+            ``d_search`` prefix); ``index.add_graph(d)`` / ``tune`` add more.
+        hnsw_m: neighbours per node of the HNSW graphs (faiss ``M``).
+        ef_search: default width of the HNSW walk (``efSearch``), overridable per search.
         metric: ``"ip"`` (inner product on L2-normalised prefixes: cosine) or ``"l2"`` (squared L2).
         scan: ``"flat"`` (exact scores on ``d_search`` dims) or ``"pq"`` (asymmetric PQ distances);
             defaults to ``"pq"`` when ``pq_bytes`` is set.
@@ -109,6 +116,9 @@ class AdANNSConfig(JsonConfigMixin):
     d_pq: int | None = None
     d_rerank: int | None = None
     rerank_k: int = 100
+    graph_dims: list[int] = field(default_factory=list)
+    hnsw_m: int = 32
+    ef_search: int = 64
     metric: str = "ip"
     scan: str | None = None
     train_size: int | None = None
@@ -125,11 +135,21 @@ class AdANNSConfig(JsonConfigMixin):
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("dim", "d_cluster", "d_search", "nlist", "nprobe", "pq_bytes", "d_pq", "d_rerank", "rerank_k",
+                     "hnsw_m", "ef_search", "train_size", "num_rows"):
+            if isinstance(getattr(self, name), np.integer):  # JSON-safe
+                setattr(self, name, int(getattr(self, name)))
+        for name in ("extra_d_clusters", "graph_dims"):
+            values = getattr(self, name)
+            if not isinstance(values, (list, tuple, set)) or not all(_is_int(v) for v in values):
+                raise ValueError(f"{name} must be a list of ints in [1, {self.dim}], got {values!r}")
+            setattr(self, name, [int(v) for v in values])
         if self.pq_bytes is not None and self.d_pq is None:
             self.d_pq = self.dim
         if self.scan is None:
             self.scan = "pq" if self.pq_bytes is not None else "flat"
-        self.extra_d_clusters = sorted({int(d) for d in self.extra_d_clusters} - {self.d_cluster})
+        self.extra_d_clusters = sorted(set(self.extra_d_clusters) - {self.d_cluster})
+        self.graph_dims = sorted(set(self.graph_dims))
         if self.store_vectors is None:
             self.store_vectors = not (self.pq_bytes is not None and self.scan == "pq" and self.d_rerank is None)
         if self.num_rows is not None and self.is_complete is False:
@@ -155,32 +175,35 @@ class AdANNSConfig(JsonConfigMixin):
             self.nlist = auto["nlist"]
         if self.nprobe is None:
             self.nprobe = min(self.nlist, max(1, self.nlist // 16))
-        self.d_cluster = self.d_cluster or auto["d_cluster"]
-        self.d_search = self.d_search or auto["d_search"]
+        if self.d_cluster is None:  # an explicit value (0 included) is the caller's, checked by validate()
+            self.d_cluster = auto["d_cluster"]
+        if self.d_search is None:
+            self.d_search = auto["d_search"]
         self.extra_d_clusters = sorted(set(self.extra_d_clusters) - {self.d_cluster})
 
     def validate(self) -> None:
         """Raise :class:`ValueError` naming the first invalid argument."""
-        if not isinstance(self.dim, int) or self.dim < 1:
+        if not _is_int(self.dim) or self.dim < 1:
             raise ValueError(f"dim must be a positive int, got {self.dim!r}")
         for name in ("d_cluster", "d_search", "d_pq", "d_rerank"):
             value = getattr(self, name)
             if value is None and (name in ("d_pq", "d_rerank") or not self.is_complete):
                 continue
-            if not isinstance(value, int) or not 1 <= value <= self.dim:
+            if not _is_int(value) or not 1 <= value <= self.dim:
                 raise ValueError(
                     f"{name} must be an int in [1, {self.dim}] (the embedding dim), got {value!r}"
                 )
-        for value in self.extra_d_clusters:
-            if not 1 <= value <= self.dim:
-                raise ValueError(f"extra_d_clusters must hold ints in [1, {self.dim}], got {value!r}")
+        for name in ("extra_d_clusters", "graph_dims"):
+            for value in getattr(self, name):
+                if not _is_int(value) or not 1 <= value <= self.dim:
+                    raise ValueError(f"{name} must hold ints in [1, {self.dim}], got {value!r}")
         if not self.is_complete:
             return self._validate_rest()
-        if not isinstance(self.nlist, int) or self.nlist < 1:
+        if not _is_int(self.nlist) or self.nlist < 1:
             raise ValueError(f"nlist must be a positive int, got {self.nlist!r}")
         if self.num_rows is not None and self.nlist > self.num_rows:
             raise ValueError(f"nlist must be <= the number of rows ({self.num_rows}), got {self.nlist}")
-        if not isinstance(self.nprobe, int) or not 1 <= self.nprobe <= self.nlist:
+        if not _is_int(self.nprobe) or not 1 <= self.nprobe <= self.nlist:
             raise ValueError(f"nprobe must be an int in [1, nlist={self.nlist}], got {self.nprobe!r}")
         self._validate_rest()
 
@@ -199,11 +222,12 @@ class AdANNSConfig(JsonConfigMixin):
                     f"d_pq ({self.d_pq}) must be a multiple of pq_bytes ({self.pq_bytes}): each byte codes "
                     "one sub-vector of d_pq / pq_bytes dims"
                 )
-        if not isinstance(self.rerank_k, int) or self.rerank_k < 1:
-            raise ValueError(f"rerank_k must be a positive int, got {self.rerank_k!r}")
+        for name in ("rerank_k", "hnsw_m", "ef_search"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size < 1):
             raise ValueError(f"train_size must be a positive int or None, got {self.train_size!r}")
-        if self.scan in ("flat", "exact") and self.store_vectors is False:
+        if self.scan in ("flat", "exact", "hnsw") and self.store_vectors is False:
             raise ValueError(f"scan={self.scan!r} needs the float32 vectors: store_vectors must not be False")
         if self.d_rerank is not None and self.store_vectors is False:
             raise ValueError("d_rerank needs the float32 vectors: store_vectors must not be False")
@@ -212,3 +236,28 @@ class AdANNSConfig(JsonConfigMixin):
     def settings(self) -> SearchSettings:
         """The default search plan this config describes."""
         return SearchSettings(**{key: getattr(self, key) for key in SEARCH_KEYS})
+
+    def check_settings(self, values: dict[str, Any]) -> SearchSettings:
+        """``values`` (every key of :data:`SEARCH_KEYS`) as a :class:`SearchSettings` valid for an index with
+        this config's structure; :class:`ValueError` naming the first bad setting otherwise."""
+        missing = [key for key in SEARCH_KEYS if key not in values]
+        if missing:
+            raise ValueError(f"search settings lack {missing}")
+        if values["d_cluster"] not in self.d_clusters:
+            raise ValueError(f"d_cluster must be one of the trained prefixes {self.d_clusters}, got {values['d_cluster']!r}")
+        if values["scan"] == "hnsw" and values["d_search"] not in self.graph_dims:
+            raise ValueError(
+                f"scan='hnsw' walks the graph of the d_search prefix; this index has graphs on {self.graph_dims} "
+                f"dims, got d_search={values['d_search']!r} (add one with index.add_graph(d))"
+            )
+        trial = AdANNSConfig(
+            dim=self.dim, nlist=self.nlist, pq_bytes=self.pq_bytes, d_pq=self.d_pq, store_vectors=self.store_vectors,
+            extra_d_clusters=self.extra_d_clusters, graph_dims=self.graph_dims, hnsw_m=self.hnsw_m,
+            **{key: values[key] for key in SEARCH_KEYS},
+        )
+        return trial.settings()
+
+
+def _is_int(value: Any) -> bool:
+    """A real integer (numpy ints included), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))

@@ -29,9 +29,10 @@ import numpy as np
 import pyarrow.compute as pc
 
 from ..common.artifact import check_name
-from .config import AdANNSConfig
+from .config import SEARCH_KEYS, AdANNSConfig
 from .hub import default_path_in_repo, index_subfolder
 from . import index as _index  # a module reference: this file may load while index.py is importing datasets
+from .integration import METHOD_NAMES
 from .vectors import ArrayVectorSource, VectorSource
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,9 @@ __all__ = ["DatasetColumnSource", "DATASET_METHODS", "embedding_provenance", "re
            "column_content_hash", "text_content_hash"]
 
 _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
-_SEARCH_SETTINGS = {"d_search", "nprobe", "d_rerank", "rerank_k", "scan"}
+#: keyword settings that fix the search plan (``d_cluster`` only picks the quantizer that is built): given any,
+#: ``add_adanns_index`` keeps them instead of auto-tuning
+_SEARCH_SETTINGS = set(SEARCH_KEYS) - {"d_cluster"}
 _PROVENANCE_TAG = "hf-ada embedding provenance: "
 
 
@@ -156,6 +159,14 @@ class DatasetColumnSource(VectorSource):
         return digest.hexdigest()
 
 
+def _check_before_work(dataset: datasets.Dataset, auto_tune: Any) -> None:
+    """The checks that need no vectors read, run first."""
+    if not isinstance(auto_tune, (int, np.integer)) or isinstance(auto_tune, bool) or auto_tune < 0:
+        raise ValueError(f"auto_tune must be an int >= 0 (rows sampled as tuning queries; 0: no tuning), got {auto_tune!r}")
+    if len(dataset) == 0:
+        raise ValueError("the dataset has no rows: there is nothing to index")
+
+
 def _attach(
     dataset: datasets.Dataset,
     source: VectorSource,
@@ -172,6 +183,7 @@ def _attach(
 ) -> _index.AdANNSIndex:
     """Build an index over ``source`` (rows aligned with ``dataset``) and register it as ``index_name``."""
     check_name(index_name, "index_name")
+    _check_before_work(dataset, auto_tune)
     if source.num_rows != len(dataset):
         raise ValueError(f"external_arrays has {source.num_rows} rows, the dataset has {len(dataset)}")
     if config is not None and config_kwargs:
@@ -221,6 +233,7 @@ def add_adanns_index(
     ``embedding_model``/``_revision`` default to what :func:`hf_ada.adanns.embed` recorded for the column
     in the dataset's info. Returns the dataset, like ``add_faiss_index``.
     """
+    _check_before_work(self, auto_tune)
     source = DatasetColumnSource(self, column)
     known_model, known_revision = embedding_provenance(self, column)
     if config is None:
@@ -246,6 +259,7 @@ def add_adanns_index_from_external_arrays(
 ) -> datasets.Dataset:
     """Like :func:`add_adanns_index` (same ``config`` / keyword settings / ``auto_tune``), over an array
     whose rows are aligned with the dataset's rows."""
+    _check_before_work(self, auto_tune)
     source = ArrayVectorSource(external_arrays, name="external_arrays")
     _attach(self, source, index_name, config, config_kwargs, column=None, content_hash=source.content_hash(),
             batch_size=batch_size, device=device, show_progress=show_progress,
@@ -339,12 +353,7 @@ def push_adanns_index_to_hub(
     )
 
 
-#: The methods :func:`hf_ada.adanns.integration.register` attaches to :class:`datasets.Dataset`.
-DATASET_METHODS = {
-    "add_adanns_index": add_adanns_index,
-    "add_adanns_index_from_external_arrays": add_adanns_index_from_external_arrays,
-    "save_adanns_index": save_adanns_index,
-    "load_adanns_index": load_adanns_index,
-    "push_adanns_index_to_hub": push_adanns_index_to_hub,
-}
+#: The methods :func:`hf_ada.adanns.integration.register` attaches to :class:`datasets.Dataset`, by the names
+#: it lists.
+DATASET_METHODS = {name: globals()[name] for name in METHOD_NAMES}
 

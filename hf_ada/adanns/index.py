@@ -2,28 +2,14 @@
 
 Reference: Rege et al., "AdANNS: A Framework for Adaptive Semantic Search" (NeurIPS 2023). A Matryoshka
 embedding carries a usable representation in every prefix of its dimensions; AdANNS uses a cheap low-dim
-prefix where the pipeline may be approximate and a richer prefix where it may not:
+prefix where the pipeline may be approximate and a richer one where it may not. One index holds several
+structures over prefixes -- IVF lists learned on a ``d_cluster`` prefix and scanned on ``d_search`` dims,
+OPQ+PQ codes, HNSW graphs over a prefix, exact scans -- each optionally re-ranked exactly on ``d_rerank``
+dims. The rigid faiss structures (flat, full-dim IVF, full-dim HNSW) are plans of the same index, and
+:meth:`AdANNSIndex.tune` picks the fastest plan meeting the asked quality (:mod:`hf_ada.adanns.tuning`).
 
-* **AdANNS-IVF** -- k-means centroids are learned on the first ``d_cluster`` dims and every vector is
-  assigned by them; a query picks ``nprobe`` lists with its first ``d_cluster`` dims and scores their
-  members with its first ``d_search`` dims (any pair is allowed), optionally re-ranking the best
-  ``rerank_k`` exactly on ``d_rerank`` dims.
-* **AdANNS-OPQ** -- an OPQ rotation and PQ codes of ``pq_bytes`` bytes trained on the first ``d_pq`` dims;
-  combined with the IVF lists it is the paper's IVF(d_cluster) + OPQ(d_pq) composite.
-* **exact** scans (every row on ``d_search`` dims; ``d_search = dim`` is exact flat search) and rigid IVF
-  (an extra coarse quantizer with ``d_cluster = dim``) are plans of the same index, so :meth:`tune` can
-  compare them and pick the fastest that meets the asked quality (:mod:`hf_ada.adanns.tuning`).
-
-The parts, one job each: :mod:`~hf_ada.adanns.config` (settings, search keys), :mod:`~hf_ada.adanns.storage`
-(training, stored arrays, faiss scan / re-rank structures), :mod:`~hf_ada.adanns.cost` (FLOPs model),
-:mod:`~hf_ada.adanns.tuning` (grid, fronts, plan choice), :mod:`~hf_ada.adanns.serialization` (files and
-load checks), :mod:`~hf_ada.adanns.card` (the README card). This class ties them together and speaks the
-``datasets`` index and hf-ada artifact protocols.
-
-Decisions where the reference notebooks differ from the paper: with ``metric="ip"`` every truncated prefix
-is re-normalised to unit length (database and queries); the learned OPQ rotation is applied to both the
-database and the queries; ``d_search`` may be larger than ``d_cluster``. FLOPs are multiply-adds per
-query (one per dimension per scored vector), like the paper.
+With ``metric="ip"`` every prefix is re-normalised to unit length (database and queries); the OPQ
+rotation is applied to both sides. FLOPs are multiply-adds per query, like the paper.
 """
 
 from __future__ import annotations
@@ -60,6 +46,35 @@ __all__ = ["AdANNSIndex", "VectorSource", "ArrayVectorSource", "SearchSettings",
            "retrieval_metrics", "pareto_front"]
 
 CONFIG_NAME = "config.json"
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
+def _ladder(dim: int) -> list[int]:
+    """Prefixes 16, 32, 64, ... below ``dim``: the candidates for a short-prefix structure."""
+    out, d = [], 16
+    while d < dim:
+        out.append(d)
+        d *= 2
+    return out
+
+
+def _check_relevant(relevant_ids: Any, num_queries: int, num_rows: int) -> list[set[int]]:
+    """``relevant_ids`` as sets of row ids; refuses a wrong length, an empty set or a row out of range."""
+    try:
+        relevant = relevant_sets(relevant_ids)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"relevant_ids must hold one iterable of row ids per query ({err})") from err
+    if len(relevant) != num_queries:
+        raise ValueError(f"relevant_ids must have one entry per query ({num_queries}), got {len(relevant)}")
+    for i, rel in enumerate(relevant):
+        if not rel:
+            raise ValueError(f"relevant_ids[{i}] is empty: every tuning query needs at least one relevant row")
+        if min(rel) < 0 or max(rel) >= num_rows:
+            raise ValueError(f"relevant_ids[{i}] holds a row outside [0, {num_rows}): {sorted(rel)[:5]}")
+    return relevant
 _MAX_BUFFER = 4_000_000  # query x candidate cells kept at once (bounds search memory)
 
 
@@ -107,6 +122,8 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         n, dim = source.num_rows, source.dim
+        if n == 0:
+            raise ValueError("the vectors hold no rows: there is nothing to index")
         if dim != config.dim:
             raise ValueError(f"config.dim ({config.dim}) does not match the vectors' dim ({dim})")
         if config.nlist is not None and config.nlist > n:
@@ -161,34 +178,36 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
         return self.storage.memory()
 
     # ------------------------------------------------------------------ search
-    def settings(self, **overrides: Any) -> SearchSettings:
-        """The default plan (the tuned one if any, else the config's) with ``overrides`` applied and validated."""
-        cfg = self.config
+    def settings(self, *, untuned: bool = False, **overrides: Any) -> SearchSettings:
+        """The default plan (the tuned one if any and not ``untuned``, else the config's) with ``overrides``
+        applied and validated."""
         unknown = set(overrides) - set(SEARCH_KEYS)
         if unknown:
             raise TypeError(
                 f"unknown search arguments {sorted(unknown)}; allowed: {', '.join(SEARCH_KEYS)}, budget_flops, "
                 "target_recall, time_budget_ms"
             )
-        values = self.plan_settings()
+        values = self.config.settings().as_dict() if untuned else self.plan_settings()
         values.update({k: v for k, v in overrides.items() if v is not None or k == "d_rerank"})
-        if values["d_cluster"] not in cfg.d_clusters:
-            raise ValueError(f"d_cluster must be one of the trained prefixes {cfg.d_clusters}, got {values['d_cluster']!r}")
-        trial = AdANNSConfig(
-            dim=cfg.dim, nlist=cfg.nlist, pq_bytes=cfg.pq_bytes, d_pq=cfg.d_pq, store_vectors=cfg.store_vectors,
-            extra_d_clusters=cfg.extra_d_clusters, **values,
-        )
-        return trial.settings()
+        return self.config.check_settings(values)
 
     def plan_settings(self) -> dict[str, Any]:
         """Search settings of the tuned plan, or of the config when not tuned."""
-        source = self.plan if self.plan else self.config.settings().as_dict()
+        plan = self.plan
+        source = plan if plan else self.config.settings().as_dict()
         return {key: source[key] for key in SEARCH_KEYS}
+
+    def plan_memory(self, **overrides: Any) -> float:
+        """Bytes per vector that a plan (the default one with ``overrides``) needs if it were the only one
+        served (:meth:`IndexStorage.plan_bytes <hf_ada.adanns.storage.IndexStorage.plan_bytes>`)."""
+        return self.storage.plan_bytes(self.settings(**overrides))
 
     def _check_queries(self, queries: Any, name: str = "queries") -> np.ndarray:
         queries = np.asarray(queries, dtype=np.float32)
         if queries.ndim != 2:
             raise ValueError(f"{name} must be a 2-D array (n_queries, {self.config.dim}), got shape {queries.shape}")
+        if len(queries) == 0:
+            raise ValueError(f"{name} must hold at least one query, got shape {queries.shape}")
         if queries.shape[1] != self.config.dim:
             raise ValueError(
                 f"{name} have dim {queries.shape[1]} but the index was built on {self.config.dim}-dim embeddings"
@@ -207,7 +226,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
         return [np.concatenate([self.list_rows(l) for l in lists]) for lists in self.probe(queries, nprobe)]
 
     def _search_rows(self, queries: np.ndarray, k: int, s: SearchSettings) -> tuple[np.ndarray, np.ndarray]:
-        scan_k = max(k, s.rerank_k) if s.d_rerank else k
+        scan_k = min(max(k, s.rerank_k), self.num_rows) if s.d_rerank else k
         scores, rows = self.storage.scan(queries, scan_k, s)
         if s.d_rerank:
             scores = self.storage.rerank(queries, rows, s.d_rerank)
@@ -244,18 +263,20 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
         re-ranking), ``rerank_k``, ``scan`` (``"flat"`` / ``"pq"`` / ``"exact"``); or ask for a quality
         / cost, answered from the plans measured by :meth:`tune`: ``target_recall`` (the fastest plan
         reaching it), ``time_budget_ms`` (per query) or ``budget_flops`` (the most accurate plan within
-        it). Missing results (fewer candidates than ``k``) are padded with index -1.
+        it). Missing results (fewer candidates than ``k``) are padded with index -1; a ``k`` above the number
+        of rows is clamped to it (the result has ``min(k, num_rows)`` columns).
         """
-        if not isinstance(k, (int, np.integer)) or k < 1:
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
+        k = min(int(k), self.num_rows)
         queries = self._check_queries(queries)
         s = self._resolve(overrides, budget_flops=budget_flops, target_recall=target_recall,
                           time_budget_ms=time_budget_ms)
-        width = max(int(k), s.rerank_k if s.d_rerank else 0, 1)
+        width = min(max(k, s.rerank_k if s.d_rerank else 0, 1), self.num_rows)
         chunk = max(1, _MAX_BUFFER // width)
         all_scores, all_rows = [], []
         for start in range(0, len(queries), chunk):
-            scores, rows = self._search_rows(queries[start : start + chunk], int(k), s)
+            scores, rows = self._search_rows(queries[start : start + chunk], k, s)
             if scores.shape[1] < k:
                 pad = k - scores.shape[1]
                 scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
@@ -297,71 +318,153 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
         time_budget_ms: float | None = None,
         budget_flops: float | None = None,
         repeats: int = 2,
+        structures: bool | None = None,
         show_progress: bool = True,
     ) -> list[dict[str, Any]]:
         """Measure every plan of ``grid`` on held-out tuning ``queries`` (``relevant_ids[i]``: the rows
-        relevant to query ``i``) -- recall@k, MRR@k, FLOPs/query and wall-clock queries/s (best of
-        ``repeats`` runs) -- then choose the plan :meth:`search` uses from now on
+        relevant to query ``i``) -- recall@k, MRR@k, FLOPs/query, bytes/vector and wall-clock queries/s (best
+        of ``repeats`` runs) -- then choose the plan :meth:`search` uses from now on
         (:func:`~hf_ada.adanns.tuning.choose_plan`: the fastest reaching ``target_recall``, the most
         accurate within ``time_budget_ms`` or ``budget_flops``, or by default the fastest within 1% of exact
         flat search's recall). The choice and its reason are logged, kept in :attr:`plan` and saved with
         the index (card included). Returns every measured point.
 
+        ``structures`` (default: when no ``grid`` is given) first builds the candidate structures from the
+        stored vectors (:meth:`build_candidates`: the rigid full-dim IVF quantizer and HNSW graph, and a
+        quantizer and a graph on the shortest prefix that keeps exact search's quality on these queries),
+        measures the default grid over all of them, then keeps only the stored structures some plan on the
+        recall/time front uses (the plan's reason says what was built, kept and dropped).
+
         Use queries that are not your test queries: the plan is fitted to them.
         """
         queries = self._check_queries(queries)
-        if len(relevant_ids) != len(queries):
-            raise ValueError(f"relevant_ids must have one entry per query ({len(queries)}), got {len(relevant_ids)}")
-        if not isinstance(repeats, int) or repeats < 1:
+        relevant = _check_relevant(relevant_ids, len(queries), self.num_rows)
+        return self._tune(queries, relevant, k=k, grid=grid, quick=False,
+                          structures=grid is None if structures is None else structures, repeats=repeats,
+                          show_progress=show_progress, target_recall=target_recall, time_budget_ms=time_budget_ms,
+                          budget_flops=budget_flops)
+
+    def _tune(self, queries: np.ndarray, relevant: list[set[int]], *, k: int, grid: Sequence[dict[str, Any]] | None,
+              quick: bool, structures: bool, repeats: int, show_progress: bool, **choice: Any) -> list[dict[str, Any]]:
+        if not _positive_int(k):
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        if not _positive_int(repeats):
             raise ValueError(f"repeats must be a positive int, got {repeats!r}")
-        self.tuning["plan"] = None  # measure explicit settings only
-        points = measure_plans(self, queries, relevant_sets(relevant_ids), list(grid or self.default_grid()), k=k,
-                               repeats=repeats, show_progress=show_progress)
-        plan = choose_plan(points, self.config.dim, target_recall=target_recall, time_budget_ms=time_budget_ms,
-                           budget_flops=budget_flops, num_queries=len(queries))
+        built = self.build_candidates(queries, relevant, k=k) if structures else ""
+        grid = list(grid) if grid is not None else default_grid(self.config, quick=quick)
+        points = measure_plans(self, queries, relevant, grid, k=k, repeats=repeats, show_progress=show_progress)
+        if built:
+            points, built = self._keep_front_structures(points, built)
+        plan = choose_plan(points, self.config.dim, num_queries=len(queries), **choice)
+        if built:
+            plan["reason"] += f"; {built}"
         self.tuning = {"k": k, "num_queries": len(queries), "points": points,
                        "pareto_front": pareto_front(points), "time_front": pareto_front(points, cost="ms"),
                        "plan": plan}
-        self.storage.keep_only(self.settings())  # free the prefix stores only other plans used
+        self.storage.keep_only(self.settings())  # free the derived stores only other plans used
         logger.info("AdANNS plan: %s -> %s", describe_plan(plan), plan["reason"])
         return points
 
-    def quick_grid(self) -> list[dict[str, Any]]:
-        """A small grid for tuning without labels: exact flat search and the config's IVF plan at 1x, 2x and
-        4x its ``nprobe``, scanning ``d_search`` dims (re-ranked at full dim) or all dims."""
+    def add_quantizer(self, d_cluster: int) -> None:
+        """Train a coarse quantizer (``nlist`` k-means centroids) on the ``d_cluster`` prefix of the stored
+        vectors and assign every row; its IVF plans become available (``d_cluster=`` per search)."""
         cfg = self.config
-        grid: list[dict[str, Any]] = [{"scan": "exact", "d_search": cfg.dim, "d_rerank": None}] if cfg.store_vectors else []
-        for nprobe in sorted({min(cfg.nlist, cfg.nprobe * f) for f in (1, 2, 4)}):
-            if cfg.store_vectors:
-                grid.append({"scan": "flat", "nprobe": nprobe, "d_search": cfg.dim, "d_rerank": None})
-                if cfg.d_search < cfg.dim:
-                    grid.append({"scan": "flat", "nprobe": nprobe, "d_search": cfg.d_search, "d_rerank": cfg.dim,
-                                 "rerank_k": cfg.rerank_k})
-            if cfg.pq_bytes is not None:
-                grid.append({"scan": "pq", "nprobe": nprobe, "d_rerank": cfg.dim if cfg.store_vectors else None})
-        return grid
+        if d_cluster in cfg.d_clusters:
+            return
+        if not _positive_int(d_cluster) or d_cluster > cfg.dim:
+            raise ValueError(f"d_cluster must be an int in [1, {cfg.dim}], got {d_cluster!r}")
+        size = min(self.num_rows, cfg.train_size or min(self.num_rows, max(256 * cfg.nlist, 50_000)))
+        rows = np.sort(np.random.default_rng(cfg.seed).choice(self.num_rows, size=size, replace=False))
+        self.storage.add_quantizer(d_cluster, self.storage.vector_view()[rows])
+        cfg.extra_d_clusters = sorted({*cfg.extra_d_clusters, d_cluster})
+
+    def add_graph(self, dim: int, m: int | None = None) -> None:
+        """Build an HNSW graph (faiss ``IndexHNSWFlat``, ``M = m`` or ``config.hnsw_m``) over the ``dim``-prefix
+        of the stored vectors; ``scan="hnsw", d_search=dim`` plans then walk it (``ef_search=`` per search)."""
+        cfg = self.config
+        if not _positive_int(dim) or dim > cfg.dim:
+            raise ValueError(f"dim must be an int in [1, {cfg.dim}], got {dim!r}")
+        if m is not None and (not _positive_int(m) or m < 2):
+            raise ValueError(f"m must be an int >= 2, got {m!r}")
+        if dim in cfg.graph_dims and (m is None or m == cfg.hnsw_m):
+            return
+        self.storage.vector_view()  # a clear error for a PQ-only index
+        if m is not None and m != cfg.hnsw_m:
+            for other in cfg.graph_dims:  # one M for every graph of an index
+                self.storage.add_graph(other, m)
+            cfg.hnsw_m = m
+        self.storage.add_graph(dim, cfg.hnsw_m)
+        cfg.graph_dims = sorted({*cfg.graph_dims, dim})
+
+    def build_candidates(self, queries: np.ndarray, relevant: Sequence[set[int]], *, k: int = 10) -> str:
+        """Build the structures :meth:`tune` compares (needs the stored vectors; returns what it built):
+        the rigid full-dim IVF quantizer and HNSW graph, and on the shortest prefix whose exact scan,
+        re-ranked at full dim, keeps 99% of exact search's recall on ``queries``, a quantizer and a graph."""
+        cfg = self.config
+        if not cfg.store_vectors:
+            return ""
+        before = (list(cfg.d_clusters), list(cfg.graph_dims))
+        flat = retrieval_metrics(self.search_batch(queries, k, scan="exact", d_search=cfg.dim, d_rerank=None)[1],
+                                 relevant, k)["recall"]
+        short = cfg.dim
+        for d in _ladder(cfg.dim):
+            rows = self.search_batch(queries, k, scan="exact", d_search=d, d_rerank=cfg.dim, rerank_k=200)[1]
+            if retrieval_metrics(rows, relevant, k)["recall"] >= 0.99 * flat - 1e-12:
+                short = d
+                break
+        for d in sorted({cfg.dim, short}):
+            if cfg.nlist > 1:
+                self.add_quantizer(d)
+            self.add_graph(d)
+        quantizers = sorted(set(cfg.d_clusters) - set(before[0]))
+        graphs = sorted(set(cfg.graph_dims) - set(before[1]))
+        return (f"built for tuning: quantizers on {quantizers or 'no new'} dims and HNSW graphs (M={cfg.hnsw_m}) on "
+                f"{graphs or 'no new'} dims (full dim: the rigid faiss structures; {short}: the shortest prefix "
+                f"whose exact scan re-ranked at {cfg.dim} dims keeps 0.99 of exact search's recall on these queries)")
+
+    def _keep_front_structures(self, points: list[dict[str, Any]], built: str) -> tuple[list[dict[str, Any]], str]:
+        """Drop the stored quantizers and graphs that no plan on the recall/time front uses."""
+        cfg = self.config
+        front = pareto_front(points, cost="ms")
+        used_q = {p["d_cluster"] for p in front if p["scan"] in ("flat", "pq")}
+        used_g = {p["d_search"] for p in front if p["scan"] == "hnsw"}
+        drop_q = [d for d in cfg.d_clusters if d not in used_q and d != cfg.d_cluster]
+        drop_g = [d for d in cfg.graph_dims if d not in used_g]
+        for d in drop_q:
+            self.storage.drop_structure(d_cluster=d)
+        for d in drop_g:
+            self.storage.drop_structure(graph=d)
+        cfg.extra_d_clusters = [d for d in cfg.extra_d_clusters if d not in drop_q]
+        cfg.graph_dims = [d for d in cfg.graph_dims if d not in drop_g]
+        kept = [p for p in points if not ((p["scan"] in ("flat", "pq") and p["d_cluster"] in drop_q)
+                                          or (p["scan"] == "hnsw" and p["d_search"] in drop_g))]
+        if drop_q or drop_g:
+            built += (f"; dropped (no plan on the recall/time front uses them): quantizers {drop_q}, graphs {drop_g}")
+        return kept, built
+
+    def quick_grid(self) -> list[dict[str, Any]]:
+        """The smaller grid :meth:`tune_on_rows` measures by default (:func:`~hf_ada.adanns.tuning.default_grid`
+        with ``quick=True``)."""
+        return default_grid(self.config, quick=True)
 
     def tune_on_rows(self, source: VectorSource | np.ndarray, size: int = 256, *, k: int = 10, seed: int = 0,
-                     grid: Sequence[dict[str, Any]] | None = None, **choice: Any) -> list[dict[str, Any]]:
+                     grid: Sequence[dict[str, Any]] | None = None, structures: bool | None = None,
+                     **choice: Any) -> list[dict[str, Any]]:
         """:meth:`tune` without labels: ``size`` rows sampled from ``source`` are the queries and exact
-        search's top ``k`` the truth (``grid`` defaults to :meth:`quick_grid`; ``choice``: ``target_recall``
-        / ``time_budget_ms`` / ``budget_flops``)."""
+        search's top ``k`` the truth (``grid``: :meth:`quick_grid` over the candidate structures unless given;
+        ``choice``: ``target_recall`` / ``time_budget_ms`` / ``budget_flops``)."""
         if isinstance(source, np.ndarray):
             source = ArrayVectorSource(source)
+        if not _positive_int(size):
+            raise ValueError(f"size must be a positive int (rows used as tuning queries), got {size!r}")
         rows = np.sort(np.random.default_rng(seed).choice(source.num_rows, size=min(size, source.num_rows),
                                                           replace=False))
-        queries = source.take(rows)
+        queries = self._check_queries(source.take(rows))
         _, truth = self.search_batch(queries, k, scan="exact", d_search=self.config.dim, d_rerank=None)
-        return self.tune(queries, [set(t.tolist()) for t in truth], k=k, grid=grid or self.quick_grid(),
-                         show_progress=False, **choice)
-
-    def best_within_budget(self, budget_flops: float) -> dict[str, Any]:
-        """Settings of the most accurate tuned plan whose cost is at most ``budget_flops``."""
-        points = self.tuning.get("points") or self.pareto_front
-        if not points:
-            raise ValueError("budget_flops needs a tuned recall/compute front: call index.tune(queries, relevant_ids) first")
-        plan = choose_plan(points, self.config.dim, budget_flops=budget_flops)
-        return {key: plan[key] for key in SEARCH_KEYS}
+        relevant = [set(t.tolist()) - {-1} for t in truth]
+        return self._tune(queries, relevant, k=k, grid=grid, quick=True,
+                          structures=grid is None if structures is None else structures, repeats=2,
+                          show_progress=False, **choice)
 
     # ------------------------------------------------------------------ artifact protocol
     def _write_files(self, folder: Path) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from ..common.lazy import call_when_imported
 
 __all__ = ["register", "attach_dataset_methods", "METHOD_NAMES"]
 
-#: The names of :data:`hf_ada.adanns.dataset.DATASET_METHODS` (checked equal by the tests).
+#: The methods attached to :class:`datasets.Dataset`, each a function of the same name in
+#: :mod:`hf_ada.adanns.dataset` (whose ``DATASET_METHODS`` is built from this list).
 METHOD_NAMES = ("add_adanns_index", "add_adanns_index_from_external_arrays", "save_adanns_index",
                 "load_adanns_index", "push_adanns_index_to_hub")
 

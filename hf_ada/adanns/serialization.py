@@ -3,9 +3,11 @@
 Files (every one bound by size + SHA-256 in ``config.json`` by :mod:`hf_ada.common.artifact`):
 
 * ``vectors.faiss``: a faiss ``IndexFlat`` with the float32 vectors (absent for a PQ-only index);
-* ``lists.safetensors``: per coarse quantizer ``centroids_<d>``, ``ids_<d>``, ``offsets_<d>``; with PQ,
-  ``opq_rotation``, ``pq_codebooks`` and ``codes``;
-* ``tuning.json``: the measured recall/compute fronts and the chosen plan.
+* ``lists.safetensors``: per coarse quantizer ``centroids_<d>``, ``ids_<d>``, ``offsets_<d>``; per HNSW
+  graph ``graph_<d>_<array>`` (faiss's graph arrays, checked for consistency and bounds before faiss
+  sees them); with PQ, ``opq_rotation``, ``pq_codebooks`` and ``codes``;
+* ``tuning.json``: the measured recall/compute fronts and the chosen plan (every plan is validated against
+  this index's structure at load).
 
 The only faiss-format file is a flat index, whose header is parsed and checked against the config and the
 file size before ``faiss.read_index`` runs (faiss would otherwise allocate whatever a hostile header
@@ -15,6 +17,7 @@ declares). Everything else is safetensors (bounds-checked by its own reader) or 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 from typing import Any
@@ -26,8 +29,8 @@ from safetensors.numpy import load_file, save_file
 
 from ..common.artifact import ArtifactError
 from ..common.files import write_json
-from .config import SEARCH_KEYS, SCANS, AdANNSConfig
-from .storage import IndexStorage
+from .config import SEARCH_KEYS, AdANNSConfig
+from .storage import GRAPH_ARRAYS, IndexStorage
 
 __all__ = ["VECTORS_NAME", "ARRAYS_NAME", "TUNING_NAME", "write_storage", "read_storage", "check_flat_header"]
 
@@ -48,6 +51,8 @@ def write_storage(storage: IndexStorage, tuning: dict[str, Any], folder: Path) -
         arrays[f"centroids_{dc}"] = storage.centroids[dc]
         arrays[f"ids_{dc}"] = storage.ids[dc]
         arrays[f"offsets_{dc}"] = storage.offsets[dc]
+    for d, graph in storage.graphs.items():
+        arrays.update({f"graph_{d}_{name}": value for name, value in graph.items()})
     if storage.codes is not None:
         arrays.update(opq_rotation=storage.opq_rotation, pq_codebooks=storage.pq_codebooks, codes=storage.codes)
     save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / ARRAYS_NAME))
@@ -94,6 +99,40 @@ def _check_lists(ids: np.ndarray, offsets: np.ndarray, n: int, name: str) -> Non
         raise ArtifactError(f"{ARRAYS_NAME}: ids_{name} are not a permutation of the {n} rows")
 
 
+def _graph(arrays: dict[str, np.ndarray], d: int, n: int, m: int) -> dict[str, np.ndarray]:
+    """The arrays of the HNSW graph on the ``d``-prefix, checked so that no walk can leave them: one level per
+    row, neighbour slots per level as faiss lays them out for ``M = m``, every neighbour a row or -1."""
+    name = f"graph_{d}"
+    out = {}
+    for key, dtype in GRAPH_ARRAYS.items():
+        full = f"{name}_{key}"
+        if full not in arrays:
+            raise ArtifactError(f"{ARRAYS_NAME}: array {full!r} is missing")
+        if arrays[full].dtype != np.dtype(dtype) or arrays[full].ndim != 1:
+            raise ArtifactError(f"{ARRAYS_NAME}: {full!r} must be a 1-D {np.dtype(dtype)} array")
+        out[key] = arrays[full]
+    header, levels, offsets, cum = out["header"], out["levels"], out["offsets"], out["cum_nneighbor_per_level"]
+    problem = None
+    if len(header) != 4 or header[2] != m or header[3] < 1:
+        problem = f"header must be [entry_point, max_level, M={m}, efConstruction], got {header.tolist()}"
+    elif len(levels) != n or len(offsets) != n + 1 or n and (levels.min() < 1 or levels.max() > len(cum) - 1):
+        problem = "levels / offsets do not hold one entry per row"
+    elif len(cum) < 2 or cum[0] != 0 or (np.diff(cum.astype(np.int64)) <= 0).any() or cum[1] != 2 * m:
+        problem = "cum_nneighbor_per_level is not faiss's layout for this M"
+    elif n and (offsets[0] != 0 or (np.diff(offsets.astype(np.int64)) != cum[levels]).any()
+                or int(offsets[-1]) != len(out["neighbors"])):
+        problem = "offsets do not match the levels"
+    elif len(out["neighbors"]) and (out["neighbors"].min() < -1 or out["neighbors"].max() >= n):
+        problem = "a neighbour is not a row of this index"
+    elif n and not (0 <= header[0] < n and header[1] == levels.max() - 1 and levels[header[0]] - 1 == header[1]):
+        problem = "the entry point is not a row on the top level"
+    elif not np.isfinite(out["assign_probas"]).all() or len(out["assign_probas"]) != len(cum) - 1:
+        problem = "assign_probas do not match the level layout"
+    if problem:
+        raise ArtifactError(f"{ARRAYS_NAME}: the HNSW graph on {d} dims is corrupt: {problem}")
+    return out
+
+
 def read_storage(folder: Path, config: AdANNSConfig, *, mmap: bool = False) -> tuple[IndexStorage, dict[str, Any]]:
     """The storage and tuning record of a verified folder, after the structural checks. ``mmap=True`` maps
     the vectors from ``vectors.faiss`` instead of reading them into memory (faiss ``IO_FLAG_MMAP_IFC``):
@@ -109,6 +148,8 @@ def read_storage(folder: Path, config: AdANNSConfig, *, mmap: bool = False) -> t
         storage.ids[dc] = _array(arrays, f"ids_{dc}", (n,), np.int64)
         storage.offsets[dc] = _array(arrays, f"offsets_{dc}", (cfg.nlist + 1,), np.int64)
         _check_lists(storage.ids[dc], storage.offsets[dc], n, str(dc))
+    for d in cfg.graph_dims:
+        storage.graphs[d] = _graph(arrays, d, n, cfg.hnsw_m)
     if cfg.pq_bytes is not None:
         storage.opq_rotation = _array(arrays, "opq_rotation", (cfg.d_pq, cfg.d_pq), np.float32)
         storage.pq_codebooks = _array(arrays, "pq_codebooks", (cfg.pq_bytes, 256, cfg.d_pq // cfg.pq_bytes), np.float32)
@@ -135,13 +176,24 @@ def read_storage(folder: Path, config: AdANNSConfig, *, mmap: bool = False) -> t
 
 
 def _check_tuning(tuning: Any, config: AdANNSConfig) -> None:
-    if not isinstance(tuning, dict) or not isinstance(tuning.get("pareto_front", []), list):
-        raise ArtifactError(f"{TUNING_NAME} must be an object with a 'pareto_front' list")
+    """Every plan in the tuning record must be a valid plan of this index (a hand-edited or re-signed file
+    with e.g. ``nprobe`` beyond ``nlist`` is refused here, not at the first search)."""
+    if not isinstance(tuning, dict) or not isinstance(tuning.get("pareto_front", []), list) \
+            or not isinstance(tuning.get("time_front", []), list):
+        raise ArtifactError(f"{TUNING_NAME} must be an object with 'pareto_front' and 'time_front' lists")
     plans = list(tuning.get("pareto_front", [])) + list(tuning.get("time_front", []))
     if tuning.get("plan") is not None:
         plans.append(tuning["plan"])
     for plan in plans:
-        if not isinstance(plan, dict) or any(key not in plan for key in SEARCH_KEYS) or plan["scan"] not in SCANS:
+        if not isinstance(plan, dict):
+            raise ArtifactError(f"{TUNING_NAME}: a plan is not an object: {plan!r}")
+        plan.setdefault("ef_search", config.ef_search)  # written before graph plans existed
+        if any(key not in plan for key in SEARCH_KEYS):
             raise ArtifactError(f"{TUNING_NAME}: a plan lacks the search keys {SEARCH_KEYS}: {plan!r}")
-        if plan["d_cluster"] not in config.d_clusters and plan["scan"] != "exact":
-            raise ArtifactError(f"{TUNING_NAME}: a plan uses d_cluster={plan['d_cluster']}, not trained in this index")
+        try:
+            config.check_settings({key: plan[key] for key in SEARCH_KEYS})
+        except (TypeError, ValueError) as err:
+            raise ArtifactError(f"{TUNING_NAME}: a plan is not valid for this index ({err})") from err
+        for key in ("recall", "qps"):
+            if key in plan and not (isinstance(plan[key], (int, float)) and math.isfinite(plan[key])):
+                raise ArtifactError(f"{TUNING_NAME}: a plan's {key} is not a finite number: {plan[key]!r}")

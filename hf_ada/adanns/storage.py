@@ -6,6 +6,8 @@ Stored (saved and loaded):
   every prefix is re-normalised again when used), unless the index is PQ-only without re-ranking;
 * per coarse quantizer (``d_cluster``): its centroids and the inverted lists it assigns (``ids`` = the rows
   sorted by list, ``offsets`` = list boundaries);
+* per HNSW graph (``graph_dims``): faiss's graph arrays (levels, neighbour offsets, neighbours), whose
+  nodes are the rows' ``d``-dim prefixes;
 * with ``pq_bytes``: the OPQ rotation, the PQ codebooks and every row's codes.
 
 Derived on first use from the stored arrays (nothing is re-trained; the cost is one copy of the prefix,
@@ -15,14 +17,19 @@ Derived on first use from the stored arrays (nothing is re-trained; the cost is 
   ``add_core`` / ``search_preassigned``): the low-dim list scan;
 * ``IndexIVFPQ`` (``by_residual=False``) over the codes with the same lists: faiss's own PQ lookup tables;
 * ``IndexFlat`` over a ``d``-dim prefix: exact scan at ``d < dim`` and re-ranking
-  (``compute_distance_subset``).
+  (``compute_distance_subset``);
+* ``IndexHNSW`` over that same prefix store (the graph arrays copied in, the vectors shared).
 
-Every search kernel is faiss's, so faiss's OpenMP threads apply (``faiss.omp_set_num_threads``).
+Every search kernel is faiss's, so faiss's OpenMP threads apply (``faiss.omp_set_num_threads``). Searches
+never change a shared faiss object: per-call settings go in faiss ``SearchParameters``, and the derived
+structures are built once under a lock, so one index serves many threads.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import faiss
@@ -33,7 +40,11 @@ from .vectors import VectorSource, check_finite, prefix
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IndexStorage", "faiss_metric"]
+__all__ = ["IndexStorage", "faiss_metric", "GRAPH_ARRAYS"]
+
+#: The arrays of one saved HNSW graph (faiss ``HNSW`` fields) and their dtypes.
+GRAPH_ARRAYS = {"levels": np.int32, "offsets": np.uint64, "neighbors": np.int32, "assign_probas": np.float64,
+                "cum_nneighbor_per_level": np.int32, "header": np.int64}  # header: entry_point, max_level, M, efC
 
 
 #: ``IndexIVF.parallel_mode`` for our ``search_preassigned`` calls. faiss's default (0) parallelises in
@@ -51,6 +62,20 @@ def _ptr(array: np.ndarray) -> Any:
     return faiss.swig_ptr(array)
 
 
+def _search_preassigned(index: faiss.IndexIVF, xq: np.ndarray, k: int, lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """faiss ``search_preassigned`` with the probe count in per-call ``SearchParametersIVF`` (the Python
+    wrapper would need ``index.nprobe`` set on the shared index, which races between threads)."""
+    n = len(xq)
+    lists = np.ascontiguousarray(lists, dtype=np.int64)
+    params = faiss.SearchParametersIVF()
+    params.nprobe = lists.shape[1]
+    centroid_dis = np.zeros(lists.shape, dtype=np.float32)
+    scores, rows = np.empty((n, k), dtype=np.float32), np.empty((n, k), dtype=np.int64)
+    index.search_preassigned_c(n, _ptr(xq), k, _ptr(lists), _ptr(centroid_dis), _ptr(scores), _ptr(rows), False,
+                               params)
+    return scores, rows
+
+
 class IndexStorage:
     """The stored arrays of an index and the faiss search structures derived from them."""
 
@@ -66,9 +91,35 @@ class IndexStorage:
         self._coarse: dict[int, faiss.IndexFlat] = {}
         self._ivf: dict[tuple[int, int], faiss.IndexIVFFlat] = {}
         self._ivfpq: dict[int, faiss.IndexIVFPQ] = {}
-        self._pq: faiss.IndexPQ | None = None
+        self._pq: dict[int, faiss.IndexPQ] = {}  # 0 -> the exhaustive PQ index, once built
         self._flat: dict[int, faiss.IndexFlat] = {}
+        self.graphs: dict[int, dict[str, np.ndarray]] = {}  # d -> GRAPH_ARRAYS
         self._rotation: tuple[np.ndarray, faiss.LinearTransform] | None = None  # (opq_rotation, its transform)
+        self._hnsw: dict[int, faiss.IndexHNSW] = {}
+        self._lock = threading.RLock()  # derived structures are built once, whichever thread asks first
+
+    _DERIVED = ("_coarse", "_ivf", "_ivfpq", "_pq", "_flat", "_hnsw")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies (``copy.deepcopy``, pickling) carry the stored arrays; derived structures are rebuilt on use."""
+        state = {key: value for key, value in self.__dict__.items() if key not in ("_lock", "_rotation")}
+        state.update({key: {} for key in self._DERIVED})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._rotation, self._lock = None, threading.RLock()
+
+    def _cached(self, table: dict, key: Any, make: Callable[[], Any]) -> Any:
+        """``table[key]``, built by ``make()`` under the lock if missing (double-checked)."""
+        value = table.get(key)
+        if value is None:
+            with self._lock:
+                value = table.get(key)
+                if value is None:
+                    value = make()
+                    table[key] = value
+        return value
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -95,30 +146,33 @@ class IndexStorage:
     def coarse(self, d_cluster: int) -> faiss.IndexFlat:
         if d_cluster not in self.centroids:
             raise ValueError(f"d_cluster must be one of the trained prefixes {sorted(self.centroids)}, got {d_cluster}")
-        if d_cluster not in self._coarse:
+        def make() -> faiss.IndexFlat:
             index = faiss.IndexFlat(d_cluster, faiss_metric(self.config.metric))
             index.add(self.centroids[d_cluster])
-            self._coarse[d_cluster] = index
-        return self._coarse[d_cluster]
+            return index
+
+        return self._cached(self._coarse, d_cluster, make)
 
     def flat(self, dim: int) -> faiss.IndexFlat:
         """``IndexFlat`` over the (re-normalised) ``dim``-prefix, row order; built once per prefix."""
         if dim == self.config.dim:
             self.vector_view()  # raises a clear error when there are none
             return self.vectors
-        if dim not in self._flat:
+
+        def make() -> faiss.IndexFlat:
             index = faiss.IndexFlat(dim, faiss_metric(self.config.metric))
             view = self.vector_view()
             for start in range(0, self.num_rows, 65536):
                 index.add(prefix(view[start : start + 65536], dim, self.config.metric))
             logger.debug("AdANNS: built the %d-dim prefix store (%.1f MiB)", dim, self.num_rows * dim * 4 / 2**20)
-            self._flat[dim] = index
-        return self._flat[dim]
+            return index
+
+        return self._cached(self._flat, dim, make)
 
     def ivf(self, d_cluster: int, dim: int) -> faiss.IndexIVFFlat:
         """``IndexIVFFlat`` over the ``dim``-prefixes with the lists of the ``d_cluster`` quantizer."""
-        key = (d_cluster, dim)
-        if key not in self._ivf:
+
+        def make() -> faiss.IndexIVFFlat:
             cfg = self.config
             quantizer = faiss.IndexFlat(dim, faiss_metric(cfg.metric))  # never searched: lists are preassigned
             index = faiss.IndexIVFFlat(quantizer, dim, cfg.nlist, faiss_metric(cfg.metric))
@@ -131,15 +185,17 @@ class IndexStorage:
                 lists = np.ascontiguousarray(assign[start : start + len(x)])
                 index.add_core(len(x), _ptr(x), _ptr(rows), _ptr(lists))
             logger.debug("AdANNS: built the IVF store d_cluster=%d, d=%d (%.1f MiB)", d_cluster, dim,
-                        self.num_rows * dim * 4 / 2**20)
-            self._ivf[key] = index
-        return self._ivf[key]
+                         self.num_rows * dim * 4 / 2**20)
+            return index
+
+        return self._cached(self._ivf, (d_cluster, dim), make)
 
     def ivfpq(self, d_cluster: int) -> faiss.IndexIVFPQ:
         """``IndexIVFPQ`` (no residuals) over the stored codes with the lists of the ``d_cluster`` quantizer."""
         if self.codes is None:
             raise ValueError("scan='pq' needs PQ codes: build the index with pq_bytes")
-        if d_cluster not in self._ivfpq:
+
+        def make() -> faiss.IndexIVFPQ:
             cfg = self.config
             quantizer = faiss.IndexFlat(cfg.d_pq, faiss_metric(cfg.metric))
             index = faiss.IndexIVFPQ(quantizer, cfg.d_pq, cfg.nlist, cfg.pq_bytes, 8, faiss_metric(cfg.metric))
@@ -154,31 +210,63 @@ class IndexStorage:
                     codes = np.ascontiguousarray(self.codes[rows])
                     index.invlists.add_entries(lst, len(rows), _ptr(rows), _ptr(codes))
             index.ntotal = self.num_rows
-            self._ivfpq[d_cluster] = index
-        return self._ivfpq[d_cluster]
+            return index
+
+        return self._cached(self._ivfpq, d_cluster, make)
 
     def pq(self) -> faiss.IndexPQ:
         """``IndexPQ`` over the stored codes (row order): faiss's exhaustive PQ scan, used when every list is
         probed."""
         if self.codes is None:
             raise ValueError("scan='pq' needs PQ codes: build the index with pq_bytes")
-        if self._pq is None:
+
+        def make() -> faiss.IndexPQ:
             cfg = self.config
             index = faiss.IndexPQ(cfg.d_pq, cfg.pq_bytes, 8, faiss_metric(cfg.metric))
             faiss.copy_array_to_vector(np.ascontiguousarray(self.pq_codebooks.ravel()), index.pq.centroids)
             faiss.copy_array_to_vector(np.ascontiguousarray(self.codes.ravel()), index.codes)
             index.ntotal = self.num_rows
             index.is_trained = True
-            self._pq = index
-        return self._pq
+            return index
+
+        return self._cached(self._pq, 0, make)
+
+    def hnsw(self, dim: int) -> faiss.IndexHNSW:
+        """``IndexHNSW`` walking the stored graph of the ``dim``-prefix over the prefix store (shared, not copied)."""
+        if dim not in self.graphs:
+            raise ValueError(f"scan='hnsw' needs a graph on the d_search prefix; graphs exist on {sorted(self.graphs)} dims")
+
+        def make() -> faiss.IndexHNSW:
+            store = self.flat(dim)
+            arrays = self.graphs[dim]
+            entry_point, max_level, m, ef_construction = (int(v) for v in arrays["header"])
+            index = faiss.IndexHNSW(store, m)
+            index.own_fields = False
+            index.referenced_objects = [store]  # keep the store alive as long as the graph index
+            graph = index.hnsw
+            for name in ("levels", "offsets", "neighbors", "assign_probas", "cum_nneighbor_per_level"):
+                faiss.copy_array_to_vector(np.ascontiguousarray(arrays[name]), getattr(graph, name))
+            graph.entry_point, graph.max_level, graph.efConstruction = entry_point, max_level, ef_construction
+            index.ntotal = self.num_rows
+            index.is_trained = True
+            return index
+
+        return self._cached(self._hnsw, dim, make)
 
     def keep_only(self, s: SearchSettings) -> None:
         """Drop every derived faiss structure plan ``s`` does not use (after tuning built many)."""
-        self._ivf = {key: v for key, v in self._ivf.items() if s.scan == "flat" and key == (s.d_cluster, s.d_search)}
-        self._flat = {d: v for d, v in self._flat.items() if (s.scan == "exact" and d == s.d_search) or d == s.d_rerank}
-        self._ivfpq = {dc: v for dc, v in self._ivfpq.items() if s.scan == "pq" and dc == s.d_cluster}
-        if not (s.scan == "pq" and s.nprobe >= self.config.nlist):
-            self._pq = None
+        with self._lock:
+            self._ivf = {key: v for key, v in self._ivf.items() if s.scan == "flat" and key == (s.d_cluster, s.d_search)}
+            self._hnsw = {d: v for d, v in self._hnsw.items() if s.scan == "hnsw" and d == s.d_search}
+            self._flat = {d: v for d, v in self._flat.items()
+                          if (s.scan in ("exact", "hnsw") and d == s.d_search) or d == s.d_rerank}
+            self._ivfpq = {dc: v for dc, v in self._ivfpq.items() if s.scan == "pq" and dc == s.d_cluster}
+            if not (s.scan == "pq" and s.nprobe >= self.config.nlist):
+                self._pq = {}
+
+    def graph_bytes(self, dim: int) -> int:
+        """Bytes of the stored graph of the ``dim``-prefix (levels, offsets, neighbours)."""
+        return sum(a.nbytes for a in self.graphs[dim].values())
 
     def memory(self) -> dict[str, int]:
         """Bytes held now: stored arrays and every derived faiss structure built so far."""
@@ -186,32 +274,42 @@ class IndexStorage:
         out = {"vectors": n * self.config.dim * 4 if self.vectors is not None else 0,
                "lists": sum(a.nbytes for a in self.ids.values()) + sum(a.nbytes for a in self.offsets.values()),
                "codes": self.codes.nbytes if self.codes is not None else 0}
+        for d in sorted(self.graphs):
+            out[f"hnsw graph d={d}"] = self.graph_bytes(d)
         for (dc, d) in self._ivf:
             out[f"ivf_flat d_cluster={dc} d={d}"] = n * (d * 4 + 8)
         for d in self._flat:
             out[f"flat d={d}"] = n * d * 4
         for dc in self._ivfpq:
             out[f"ivf_pq d_cluster={dc}"] = n * (self.config.pq_bytes + 8)
-        if self._pq is not None:
+        if self._pq:
             out["pq (exhaustive)"] = n * self.config.pq_bytes
         return out
+
+    def plan_bytes(self, s: SearchSettings) -> float:
+        """Bytes per vector that plan ``s`` needs if it were the only one served: what it scans (a prefix
+        store, IVF lists + their vectors, PQ codes, a graph + its prefix store) and what it re-ranks on."""
+        n, cfg = max(self.num_rows, 1), self.config
+        if s.scan == "exact":
+            scanned = {s.d_search}
+            extra = 0.0
+        elif s.scan == "hnsw":
+            scanned = {s.d_search}
+            extra = self.graph_bytes(s.d_search) / n if s.d_search in self.graphs else 0.0
+        elif s.scan == "pq":
+            scanned, extra = set(), cfg.pq_bytes + 8.0
+        else:
+            scanned, extra = {s.d_search}, 8.0
+        if s.d_rerank:
+            scanned.add(s.d_rerank)
+        return extra + 4.0 * sum(scanned)
 
     # ------------------------------------------------------------------ build
     def train(self, sample: np.ndarray) -> None:
         """k-means centroids on each ``d_cluster`` prefix, OPQ rotation + PQ codebooks on the ``d_pq`` prefix."""
         cfg = self.config
         for d_cluster in cfg.d_clusters:
-            xc = prefix(sample, d_cluster, cfg.metric)
-            if cfg.nlist == 1:
-                centroids = xc.mean(axis=0, keepdims=True)
-            else:
-                kmeans = faiss.Kmeans(
-                    d_cluster, cfg.nlist, niter=20, seed=cfg.seed, spherical=cfg.metric == "ip", verbose=False,
-                    min_points_per_centroid=1,  # small corpora are legitimate; faiss would only warn
-                )
-                kmeans.train(xc)
-                centroids = kmeans.centroids
-            self.centroids[d_cluster] = np.ascontiguousarray(centroids, dtype=np.float32)
+            self._train_quantizer(d_cluster, sample)
         if cfg.pq_bytes is not None:
             xp = prefix(sample, cfg.d_pq, cfg.metric)
             if len(xp) < 256:
@@ -231,6 +329,64 @@ class IndexStorage:
             pq.train(self.rotate(xp))
             self.pq_codebooks = faiss.vector_to_array(pq.centroids).reshape(cfg.pq_bytes, 256, -1).astype(np.float32)
             self._encoder = pq
+
+    def _train_quantizer(self, d_cluster: int, sample: np.ndarray) -> None:
+        cfg = self.config
+        xc = prefix(sample, d_cluster, cfg.metric)
+        if cfg.nlist == 1:
+            centroids = xc.mean(axis=0, keepdims=True)
+        else:
+            kmeans = faiss.Kmeans(
+                d_cluster, cfg.nlist, niter=20, seed=cfg.seed, spherical=cfg.metric == "ip", verbose=False,
+                min_points_per_centroid=1,  # small corpora are legitimate; faiss would only warn
+            )
+            kmeans.train(xc)
+            centroids = kmeans.centroids
+        self.centroids[d_cluster] = np.ascontiguousarray(centroids, dtype=np.float32)
+
+    def add_quantizer(self, d_cluster: int, sample: np.ndarray) -> None:
+        """Train one more coarse quantizer on the ``d_cluster`` prefix of ``sample`` and assign every stored row."""
+        with self._lock:
+            self._train_quantizer(d_cluster, sample)
+            view, lists = self.vector_view(), np.empty(self.num_rows, dtype=np.int64)
+            for start in range(0, self.num_rows, 65536):
+                _, got = self.coarse(d_cluster).search(prefix(view[start : start + 65536], d_cluster, self.config.metric), 1)
+                lists[start : start + len(got)] = got[:, 0]
+            self._set_lists(d_cluster, lists)
+
+    def _set_lists(self, d_cluster: int, lists: np.ndarray) -> None:
+        self.ids[d_cluster] = np.argsort(lists, kind="stable").astype(np.int64)
+        self.offsets[d_cluster] = np.concatenate(
+            [[0], np.cumsum(np.bincount(lists, minlength=self.config.nlist))]).astype(np.int64)
+
+    def add_graph(self, dim: int, m: int, ef_construction: int = 40) -> None:
+        """Build the HNSW graph (faiss ``IndexHNSWFlat``, ``M = m``) over the ``dim``-prefixes of the stored
+        vectors and keep its arrays (the temporary copy of the prefixes is freed)."""
+        with self._lock:
+            index = faiss.IndexHNSWFlat(dim, m, faiss_metric(self.config.metric))
+            index.hnsw.efConstruction = ef_construction
+            view = self.vector_view()
+            for start in range(0, self.num_rows, 65536):
+                index.add(prefix(view[start : start + 65536], dim, self.config.metric))
+            graph = index.hnsw
+            arrays = {name: faiss.vector_to_array(getattr(graph, name)).astype(dtype, copy=False)
+                      for name, dtype in GRAPH_ARRAYS.items() if name != "header"}
+            arrays["header"] = np.array([graph.entry_point, graph.max_level, m, ef_construction], dtype=np.int64)
+            self.graphs[dim] = arrays
+            self._hnsw.pop(dim, None)
+            logger.debug("AdANNS: built the HNSW graph on %d dims (M=%d, %.1f MiB)", dim, m,
+                         self.graph_bytes(dim) / 2**20)
+
+    def drop_structure(self, *, d_cluster: int | None = None, graph: int | None = None) -> None:
+        """Forget a stored quantizer (its centroids and lists) or graph, and what was derived from it."""
+        with self._lock:
+            if d_cluster is not None:
+                for table in (self.centroids, self.ids, self.offsets, self._coarse, self._ivfpq):
+                    table.pop(d_cluster, None)
+                self._ivf = {key: v for key, v in self._ivf.items() if key[0] != d_cluster}
+            if graph is not None:
+                self.graphs.pop(graph, None)
+                self._hnsw.pop(graph, None)
 
     def add_all(self, source: VectorSource, *, batch_size: int, bar: Any) -> None:
         """Assign every row to its lists, store the vectors and PQ codes; one pass over the source."""
@@ -259,9 +415,10 @@ class IndexStorage:
         if self.vectors is not None:
             self.vectors.ntotal = n
         for dc, lists in assign.items():
-            self.ids[dc] = np.argsort(lists, kind="stable").astype(np.int64)
-            self.offsets[dc] = np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=cfg.nlist))]).astype(np.int64)
+            self._set_lists(dc, lists)
         self.__dict__.pop("_encoder", None)
+        for dim in cfg.graph_dims:
+            self.add_graph(dim, cfg.hnsw_m)
 
     # ------------------------------------------------------------------ search
     def probe(self, queries: np.ndarray, d_cluster: int, nprobe: int) -> np.ndarray:
@@ -276,6 +433,10 @@ class IndexStorage:
         cfg = self.config
         if s.scan == "exact":
             scores, rows = self.flat(s.d_search).search(prefix(queries, s.d_search, cfg.metric), k)
+        elif s.scan == "hnsw":
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = int(s.ef_search)
+            scores, rows = self.hnsw(s.d_search).search(prefix(queries, s.d_search, cfg.metric), k, params=params)
         elif s.scan == "pq" and s.nprobe >= cfg.nlist:  # every list: faiss's exhaustive PQ scan
             xq = self.rotate(prefix(queries, cfg.d_pq, cfg.metric))
             scores, rows = self.pq().search(xq, k)
@@ -287,8 +448,7 @@ class IndexStorage:
             else:
                 index = self.ivf(s.d_cluster, s.d_search)
                 xq = prefix(queries, s.d_search, cfg.metric)
-            index.nprobe = lists.shape[1]
-            scores, rows = index.search_preassigned(xq, k, lists, None)
+            scores, rows = _search_preassigned(index, xq, k, lists)
         if cfg.metric == "l2":
             scores = -scores
         scores = np.where(rows >= 0, scores, -np.inf).astype(np.float32)
@@ -298,13 +458,14 @@ class IndexStorage:
         """``x @ opq_rotation.T`` computed by faiss (its OpenMP threads), not by numpy: numpy's BLAS threads
         keep spinning after a matmul and take the cores from the faiss scan that follows (measured: the
         exhaustive PQ scan at 2 threads went from 28 ms to 60 ms for 721 queries)."""
-        if self._rotation is None or self._rotation[0] is not self.opq_rotation:  # built once per rotation
+        rotation = self._rotation
+        if rotation is None or rotation[0] is not self.opq_rotation:  # built once per rotation
             transform = faiss.LinearTransform(self.config.d_pq, self.config.d_pq, False)
             faiss.copy_array_to_vector(np.ascontiguousarray(self.opq_rotation, dtype=np.float32).ravel(),
                                        transform.A)
             transform.is_trained = True
-            self._rotation = (self.opq_rotation, transform)
-        return self._rotation[1].apply(np.ascontiguousarray(x, dtype=np.float32))
+            rotation = self._rotation = (self.opq_rotation, transform)  # one tuple: readers see old or new
+        return rotation[1].apply(np.ascontiguousarray(x, dtype=np.float32))
 
     def rerank(self, queries: np.ndarray, rows: np.ndarray, d_rerank: int) -> np.ndarray:
         """Exact similarity on the ``d_rerank`` prefix for the given rows (-1 -> -inf), fused in faiss."""

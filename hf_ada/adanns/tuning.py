@@ -51,45 +51,61 @@ def pareto_front(points: Sequence[dict[str, Any]], key: str = "recall", cost: st
     return front
 
 
-def _dims(config: AdANNSConfig) -> list[int]:
+def _dims(config: AdANNSConfig, quick: bool = False) -> list[int]:
     dims = {config.d_search, config.dim}
     d = 16
     while d < config.dim:
-        dims.add(d)
+        if not quick or 4 * d >= config.dim:  # quick: only the upper part of the ladder
+            dims.add(d)
         d *= 2
     return sorted(dims)
 
 
-def default_grid(config: AdANNSConfig) -> list[dict[str, Any]]:
+#: HNSW walk widths tried (faiss efSearch), the range a user of faiss HNSW would try.
+EF_SEARCH = (16, 32, 64, 128, 256)
+
+
+def default_grid(config: AdANNSConfig, quick: bool = False) -> list[dict[str, Any]]:
     """Plans :meth:`~hf_ada.adanns.AdANNSIndex.tune` measures by default.
 
-    Exact flat search (always), exhaustive low-dim scans + full-dim re-rank, and for every coarse quantizer
-    x nprobe: flat scans on the prefix ladder (16, 32, ... dim) with and without re-rank, and the PQ scan
-    when there are codes. A re-rank on no more dims than the scan (e.g. a 384-d scan then a 384-d re-rank)
-    is left out: it cannot change the order.
+    Exact flat search (always), exhaustive low-dim scans + full-dim re-rank, for every coarse quantizer
+    x nprobe (1 ... 64): flat scans on the prefix ladder (16, 32, ... dim) with and without re-rank and the
+    PQ scan when there are codes; for every HNSW graph x efSearch (16 ... 256): the walk, re-ranked at full
+    dim when the graph is on a shorter prefix. A re-rank on no more dims than the scan is left out: it cannot
+    change the order. ``quick=True`` (label-free auto-tuning) keeps the upper half of the prefix ladder and
+    one re-rank depth.
     """
     cfg = config
     reranks: list[tuple[int | None, int]] = [(None, cfg.rerank_k)]
     if cfg.store_vectors:
-        reranks += [(cfg.dim, r) for r in sorted({50, 200, cfg.rerank_k})]
+        reranks += [(cfg.dim, r) for r in (sorted({50, 200, cfg.rerank_k}) if not quick else [cfg.rerank_k])]
+    dims = _dims(cfg, quick)
     grid: list[dict[str, Any]] = []
     if cfg.store_vectors:
         grid.append({"scan": "exact", "d_search": cfg.dim, "d_rerank": None})
-        for d in _dims(cfg):
+        for d in dims:
             if d < cfg.dim:
-                grid += [{"scan": "exact", "d_search": d, "d_rerank": cfg.dim, "rerank_k": r} for r in (50, 200)]
+                grid += [{"scan": "exact", "d_search": d, "d_rerank": cfg.dim, "rerank_k": r}
+                         for r in ((50, 200) if not quick else (cfg.rerank_k,))]
     nprobes = sorted({min(cfg.nlist, p) for p in (1, 2, 4, 8, 16, 32, 64, cfg.nprobe)})
     for d_cluster in cfg.d_clusters:
         for nprobe in nprobes:
             for d_rerank, rerank_k in reranks:
                 scans: list[dict[str, Any]] = []
                 if cfg.store_vectors:
-                    scans = [{"scan": "flat", "d_search": d} for d in _dims(cfg) if not (d_rerank and d_rerank <= d)]
+                    scans = [{"scan": "flat", "d_search": d} for d in dims if not (d_rerank and d_rerank <= d)]
                 if cfg.pq_bytes is not None:
                     scans.append({"scan": "pq"})
                 for scan in scans:
                     grid.append({"d_cluster": d_cluster, "nprobe": nprobe, "d_rerank": d_rerank,
                                  "rerank_k": rerank_k, **scan})
+    for d_graph in cfg.graph_dims:
+        for d_rerank, rerank_k in reranks:
+            if d_rerank and d_rerank <= d_graph:
+                continue
+            for ef in sorted({max(ef, rerank_k if d_rerank else 0) for ef in EF_SEARCH}):
+                grid.append({"scan": "hnsw", "d_search": d_graph, "ef_search": ef, "d_rerank": d_rerank,
+                             "rerank_k": rerank_k})
     return grid
 
 
@@ -151,7 +167,7 @@ def choose_plan(
     elif baseline is not None:
         reason += "; exact flat search is the fastest plan at this quality on this corpus"
     return {**_settings_of(best), "reason": reason, "recall": best["recall"], "mrr": best["mrr"],
-            "flops": best["flops"], "qps": best["qps"], "ms": best["ms"]}
+            "flops": best["flops"], "qps": best["qps"], "ms": best["ms"], "bytes": best.get("bytes")}
 
 
 def measure_plans(
@@ -174,7 +190,7 @@ def measure_plans(
 
     points = []
     for overrides in tqdm(list(grid), desc="AdANNS plans", disable=not show_progress):
-        s = index.settings(**overrides)
+        s = index.settings(untuned=True, **overrides)
         index.search_batch(queries[:1], k, **s.as_dict())  # build the plan's faiss structure outside the timing
         rows, elapsed = None, float("inf")
         for _ in range(repeats):
@@ -183,6 +199,7 @@ def measure_plans(
             elapsed = min(elapsed, time.perf_counter() - start)
         points.append({**s.as_dict(), **retrieval_metrics(rows, relevant, k),
                        "flops": plan_cost(index.config, s, index.num_rows)["total"],
+                       "bytes": index.storage.plan_bytes(s),
                        "qps": len(queries) / max(elapsed, 1e-9), "ms": 1000.0 * elapsed / len(queries)})
     return points
 
@@ -197,6 +214,8 @@ def describe_plan(plan: dict[str, Any]) -> str:
         text = "exact flat search" if not plan["d_rerank"] else f"exact scan on {plan['d_search']} dims"
         if plan["d_rerank"] is None and plan.get("d_search") is not None:
             text += f" ({plan['d_search']} dims)"
+    elif plan["scan"] == "hnsw":
+        text = f"HNSW on {plan['d_search']} dims, efSearch={plan['ef_search']}"
     else:
         scan = "PQ codes" if plan["scan"] == "pq" else f"{plan['d_search']} dims"
         text = f"IVF d_cluster={plan['d_cluster']} nprobe={plan['nprobe']}, scan on {scan}"
