@@ -207,7 +207,7 @@ def test_launcher_usage_and_missing_script(tmp_path):
     proc = _launch([sys.executable, "-m", "hf_ada.run", "--help"], tmp_path)
     assert proc.returncode == 0 and "SCRIPT.py" in proc.stdout
     proc = _launch([sys.executable, "-m", "hf_ada.run", "does_not_exist.py"], tmp_path)
-    assert proc.returncode == 2 and "no such script" in proc.stderr
+    assert proc.returncode == 2 and "no such" in proc.stderr and "does_not_exist.py" in proc.stderr
 
 
 def test_text_classification_script_with_adan(tmp_path):

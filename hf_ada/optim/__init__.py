@@ -1,8 +1,14 @@
-"""Adan for PyTorch and the Trainer: :class:`Adan` (``torch.optim``-style), ``--optim adan``
-(:mod:`hf_ada.optim.integration`, registered by ``import hf_ada``), its model-card section, and the AdamW ->
-Adan settings translation (:func:`adan_from_adamw`, ``--optim_args from_adamw=true``)."""
+"""Adan for PyTorch and the Trainer.
 
-from .adan import NONFINITE_POLICIES, Adan, adan
+* :class:`Adan`: the optimizer (``torch.optim``-style); :func:`adan` its functional form;
+* ``--optim adan`` / ``TrainingArguments(optim="adan")`` once ``hf_ada`` is imported
+  (:mod:`hf_ada.optim.integration`), or in scripts that never import it after ``hf-ada enable``
+  (:mod:`hf_ada.optim.startup`);
+* :func:`adan_from_adamw` / ``--optim_args from_adamw=true``: AdamW settings translated to Adan's.
+"""
+
+from .adan import NONFINITE_POLICIES, Adan
+from .functional import adan
 from .optim_args import AdanFromAdamW, adan_from_adamw
 
 __all__ = ["Adan", "adan", "adan_from_adamw", "AdanFromAdamW", "NONFINITE_POLICIES"]

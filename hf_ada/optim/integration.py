@@ -2,7 +2,8 @@
 
 1. ``ADAN = "adan"`` is added to :class:`transformers.training_args.OptimizerNames`, so that
    ``TrainingArguments(optim="adan")`` validates and ``--optim adan`` is among the choices that any
-   :class:`~transformers.HfArgumentParser` script lists in ``--help``;
+   :class:`~transformers.HfArgumentParser` script lists in ``--help``; the member pickles as the plain
+   string ``"adan"``, so a run's ``training_args.bin`` loads without hf_ada;
 2. a handler for it joins the Trainer's optimizer table (``transformers.trainer_optimizer``), building
    :class:`~hf_ada.optim.Adan` from ``--learning_rate``, ``--weight_decay`` (with the Trainer's own no-decay
    groups), ``--adam_epsilon`` and ``--optim_args`` (:data:`~hf_ada.optim.optim_args.OPTIM_ARGS`);
@@ -48,7 +49,7 @@ from .optim_args import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["register", "register_adan", "is_registered"]
+__all__ = ["register", "is_registered"]
 
 
 def _is_adan(optim: Any) -> bool:
@@ -57,6 +58,21 @@ def _is_adan(optim: Any) -> bool:
 
 def _handler(ctx: Any) -> tuple[type, dict[str, Any]]:
     return Adan, adan_kwargs_from_training_args(ctx.args)
+
+
+def _reduce_as_plain_str(reduce_ex: Callable[..., Any]) -> Callable[..., Any]:
+    """``OptimizerNames.__reduce_ex__`` that pickles the added member as the plain string ``"adan"``, so that a
+    run's ``training_args.bin`` unpickles in a process that never imported hf_ada (``"adan"`` compares
+    equal to the member, and the Trainer's table knows both keys)."""
+
+    @functools.wraps(reduce_ex)
+    def wrapper(self: Any, protocol: Any) -> Any:
+        if self._value_ == ADAN_OPTIM_NAME:
+            return (str, (ADAN_OPTIM_NAME,))
+        return reduce_ex(self, protocol)
+
+    wrapper.__hf_ada_wrapped__ = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _add_enum_member(enum_cls: type[enum.Enum], name: str, value: str) -> None:
@@ -203,13 +219,13 @@ def register() -> None:
     from transformers.training_args import OptimizerNames, TrainingArguments
 
     _add_enum_member(OptimizerNames, "ADAN", ADAN_OPTIM_NAME)
+    if not getattr(OptimizerNames.__reduce_ex__, "__hf_ada_wrapped__", False):
+        type.__setattr__(OptimizerNames, "__reduce_ex__", _reduce_as_plain_str(OptimizerNames.__reduce_ex__))
     trainer_optimizer._OPTIMIZER_HANDLERS[OptimizerNames.ADAN] = _handler
+    trainer_optimizer._OPTIMIZER_HANDLERS[ADAN_OPTIM_NAME] = _handler  # an unpickled plain "adan" (see above)
     if not getattr(TrainingArguments.__post_init__, "__hf_ada_wrapped__", False):
         TrainingArguments.__post_init__ = _validate_on_post_init(TrainingArguments.__post_init__)
     # transformers.trainer takes ~1.5 s to import: hook the card when the user's script imports it
     call_when_imported("transformers.trainer", _install_model_card_hook)
     call_when_imported("sentence_transformers.base.trainer", _install_sentence_transformers_hook)
 
-
-#: The name ``import hf_ada`` has always exported.
-register_adan = register

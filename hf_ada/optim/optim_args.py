@@ -23,6 +23,8 @@ __all__ = ["ADAN_OPTIM_NAME", "ADAN_DEFAULT_BETAS", "OPTIM_ARGS", "parse_adan_op
            "FROM_ADAMW_LR_MULTIPLIER", "translate_training_args_from_adamw", "from_adamw_record"]
 
 ADAN_OPTIM_NAME = "adan"
+#: Adan's default ``(beta1, beta2, beta3)`` (the reference repository's); :class:`~hf_ada.optim.Adan` takes its
+#: default from here.
 ADAN_DEFAULT_BETAS = (0.98, 0.92, 0.99)
 
 
