@@ -1,5 +1,6 @@
 """The import rules of ARCHITECTURE.md, checked on the source: siblings never import each other, the shared
-layer knows no method, nothing in the library imports the demo or the scripts, and there are no circles."""
+layer knows no method, nothing in the library imports the demo, the scripts or the command line, the methods
+keep no command-line code, and there are no circles."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_ada"
+SCRIPTS = PACKAGE.parent / "scripts"  # installed as hf_ada/scripts (see hf_ada/scripts/__init__.py)
 METHODS = ("optim", "adanns", "adanpc")
+#: the rooms that may import every method: the command line, the launcher, the scripts, the demo
+FRONT_ROOMS = ("cli", "run", "commands", "scripts", "demo")
 
 
 def _module_name(path: Path) -> str:
@@ -55,6 +59,7 @@ def _imports(path: Path, module: str | None = None) -> set[str]:
 
 
 SOURCES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+SOURCES.update({f"hf_ada.scripts.{p.stem}": p for p in sorted(SCRIPTS.glob("*.py"))})
 GRAPH = {name: _imports(path) for name, path in SOURCES.items()}
 
 
@@ -69,6 +74,38 @@ def test_methods_and_the_shared_layer_import_only_what_they_may(module):
     allowed = {"common"} | ({room} if room in METHODS else set())
     bad = sorted(target for target in GRAPH[module] if _room(target) not in allowed)
     assert not bad, f"{module} ({room}) imports {bad}; see ARCHITECTURE.md"
+
+
+def test_only_the_command_line_imports_the_web_interface():
+    """``hf_ada/ui`` (the Gradio app) may import every method, like the demo; only it and the ``hf-ada``
+    command (``hf_ada/cli.py``, ``hf_ada/commands/``) import it."""
+    bad = sorted(f"{m} -> {t}" for m, targets in GRAPH.items() for t in targets
+                 if _room(t) == "ui" and _room(m) not in ("ui", "cli", "commands"))
+    assert not bad, f"only the command line may import hf_ada.ui: {bad}"
+
+
+def test_nothing_below_the_command_line_imports_it():
+    """``hf_ada/commands/`` (every subcommand's arguments) may import every method; no method, the shared
+    layer, the demo or the facade imports it, the scripts and the launcher doors excepted."""
+    bad = sorted(f"{m} -> {t}" for m, targets in GRAPH.items() for t in targets
+                 if _room(t) == "commands" and _room(m) not in ("commands", "cli", "run", "scripts", "ui"))
+    assert not bad, f"only the command line's doors may import hf_ada.commands: {bad}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if _room(m) in METHODS + ("common", "demo")))
+def test_the_methods_keep_no_command_line_code(module):
+    """Argument parsing lives in hf_ada/commands/ only (one door per action)."""
+    tree = ast.parse(SOURCES[module].read_text(encoding="utf-8"))
+    parses = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+              and any(a.name == "argparse" for a in n.names) or (isinstance(n, ast.ImportFrom) and n.module == "argparse")]
+    assert not parses, f"{module} imports argparse: command-line code belongs in hf_ada/commands/"
+    assert not SOURCES[module].name == "cli.py", f"{module}: command-line code belongs in hf_ada/commands/"
+
+
+def test_every_script_is_a_door_to_the_commands():
+    """The scripts of ./scripts import hf_ada.commands for their arguments and errors (nothing else parses)."""
+    for name in (m for m in GRAPH if _room(m) == "scripts" and m != "hf_ada.scripts"):
+        assert any(_room(t) == "commands" for t in GRAPH[name]), f"{name} does not use hf_ada.commands"
 
 
 def test_no_import_circles():
@@ -119,10 +156,10 @@ def test_the_checker_sees_a_violation(tmp_path):
 
 
 def test_import_hf_ada_stays_light():
-    """``import hf_ada`` registers everything but loads no faiss, sentence-transformers, pipelines or
-    matplotlib (they load on first use)."""
+    """``import hf_ada`` registers everything but loads no faiss, sentence-transformers, pipelines,
+    matplotlib or gradio (they load on first use)."""
     code = ("import sys, hf_ada; heavy = ('faiss', 'sentence_transformers', 'transformers.pipelines', "
-            "'matplotlib', 'sklearn', 'transformers.trainer'); print([m for m in heavy if m in sys.modules])")
+            "'matplotlib', 'sklearn', 'transformers.trainer', 'gradio'); print([m for m in heavy if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
