@@ -4,7 +4,8 @@
 started twice, once per machine rank, exactly as a user starts it on two nodes; the two launchers meet
 at the rendezvous and form one world of size 2. Checked: DDP through the Trainer and torch FSDP2 with
 in-optimizer clipping give the one-process result (the tolerances of tests/test_adan_multiprocess.py),
-and a checkpoint written under one machine count resumes under the other.
+a checkpoint written on two machines resumes in one process, and DeepSpeed ZeRO-1/2 (CPU accelerator)
+with Adan as the client optimizer equals one process.
 """
 
 from __future__ import annotations
@@ -25,14 +26,17 @@ pytestmark = pytest.mark.multiprocess
 COMMON = [*TRAIN_ARGS, "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3"]
 
 
-def _two_machines(*args: str, script: Path = SCRIPT, via_hf_ada_run: bool = True, timeout: float = 240) -> None:
+def _two_machines(
+    *args: str, script: Path = SCRIPT, via_hf_ada_run: bool = True, launcher: tuple[str, ...] = ("--multi_gpu",),
+    timeout: float = 240,
+) -> None:
     """Start machine rank 0 and 1 (one launcher each) and wait for both; kill both process groups on failure."""
     port = str(_free_port())
     target = ["-m", "hf_ada.run", str(script)] if via_hf_ada_run else [str(script)]
     procs = []
     for rank in (0, 1):
         cmd = [
-            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            sys.executable, "-m", "accelerate.commands.launch", *launcher, "--num_processes", "2",
             "--num_machines", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
             "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no",
             *target, *args,
@@ -99,17 +103,6 @@ def test_two_machine_checkpoint_resumes_in_one_process(tmp_path, one_process, tw
     assert max((final[k] - at_step_3[k]).abs().max().item() for k in at_step_3) > 1e-4
 
 
-def test_one_process_checkpoint_resumes_on_two_machines(tmp_path, one_process):
-    checkpoint = one_process / "checkpoint-3"
-    assert (checkpoint / "optimizer.pt").is_file()
-    _two_machines(
-        "--output_dir", str(tmp_path), "--per_device_train_batch_size", "4", *TRAIN_ARGS, "--max_steps", "6",
-        "--save_strategy", "no", "--resume_from_checkpoint", str(checkpoint),
-    )  # fmt: skip
-    assert _world(tmp_path)["world_size"] == 2
-    assert _max_diff(tmp_path, one_process) < 1e-5
-
-
 def test_fsdp2_on_two_machines_with_in_optimizer_clipping_matches_one_process(tmp_path):
     """FSDP2 (`fully_shard`, DTensor shards) across two machines; the clip norm must be the global one."""
     script = ASSETS / "fsdp2_adan.py"
@@ -120,3 +113,46 @@ def test_fsdp2_on_two_machines_with_in_optimizer_clipping_matches_one_process(tm
     assert fsdp.pop("world_size").item() == 2 and one.pop("world_size").item() == 1
     for key in one:
         assert (fsdp[key] - one[key]).abs().max().item() < 1e-6, key
+
+
+# README's DeepSpeed config (accelerate's YAML): Adan is handed to DeepSpeed as a client optimizer; under
+# ZeRO the optimizer sees only its partition, so Adan's own clipping is off and DeepSpeed clips globally.
+DEEPSPEED_YAML = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: DEEPSPEED
+num_processes: 2
+use_cpu: true
+deepspeed_config:
+  zero_stage: {stage}
+  gradient_clipping: 0.5
+  deepspeed_multinode_launcher: standard
+"""
+ZERO_ARGS = [a if a != "max_grad_norm=0.5,no_prox=false" else "no_prox=false" for a in TRAIN_ARGS]
+ZERO_ARGS += ["--max_grad_norm", "0.5", "--max_steps", "6", "--save_strategy", "no"]
+
+
+@pytest.fixture(scope="module")
+def one_process_trainer_clipping(tmp_path_factory) -> Path:
+    """One process, batch 8, Adan's clipping off and the Trainer's global clipping at 0.5 (what ZeRO runs do)."""
+    out = tmp_path_factory.mktemp("one_process_trainer_clipping")
+    _run_single("--output_dir", str(out), "--per_device_train_batch_size", "8", *ZERO_ARGS)
+    return out
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_deepspeed_zero_on_two_machines_with_adan_equals_one_process(tmp_path, stage, one_process_trainer_clipping):
+    """DeepSpeed ZeRO-1/2 on CPU (DeepSpeed's CPU accelerator, gloo), Adan as the client optimizer."""
+    config = tmp_path / "deepspeed.yaml"
+    config.write_text(DEEPSPEED_YAML.format(stage=stage))
+    out = tmp_path / "out"
+    _two_machines(
+        "--output_dir", str(out), "--per_device_train_batch_size", "4", *ZERO_ARGS,
+        launcher=("--config_file", str(config)),
+    )  # fmt: skip
+    world = _world(out)
+    assert world["world_size"] == 2
+    assert world["wrapped_model"] == "DeepSpeedEngine" and world["optimizer"] == "DeepSpeedZeroOptimizer"
+    # the partitioned optimizer DeepSpeed steps is Adan: its groups carry Adan's options, clipping off
+    assert [g["betas"] for g in world["param_groups"]] == [[0.98, 0.92, 0.99]] * 2
+    assert all(g["no_prox"] is False and g["max_grad_norm"] == 0.0 for g in world["param_groups"])
+    assert _max_diff(out, one_process_trainer_clipping) < 1e-5
