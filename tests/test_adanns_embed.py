@@ -151,7 +151,7 @@ def test_train_script_with_adan(tiny_model_dir, tmp_path):
 
 
 def test_cli_build_then_search(tiny_model_dir, tmp_path, capsys):
-    from hf_ada.adanns.cli import build_index_cli, search_cli
+    from hf_ada.commands.index import build_index_cli, search_cli
 
     data = tmp_path / "docs.jsonl"
     data.write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(TEXTS)))
@@ -179,7 +179,7 @@ def test_cli_build_then_search(tiny_model_dir, tmp_path, capsys):
 
 def test_cli_build_tunes_unless_the_search_settings_are_given(tmp_path, capsys):
     """Like add_adanns_index: no search flags -> the plan is measured and chosen; explicit flags are kept."""
-    from hf_ada.adanns.cli import build_index_cli
+    from hf_ada.commands.index import build_index_cli
 
     vectors = np.random.default_rng(0).standard_normal((300, 32)).astype(np.float32)
     data = tmp_path / "vectors.parquet"
@@ -195,7 +195,7 @@ def test_cli_build_tunes_unless_the_search_settings_are_given(tmp_path, capsys):
 
 
 def test_cli_build_checks_the_output_before_the_work(tmp_path):
-    from hf_ada.adanns.cli import build_index_cli
+    from hf_ada.commands.index import build_index_cli
 
     data = tmp_path / "ds"
     Dataset.from_dict({"text": TEXTS}).save_to_disk(str(data))
@@ -221,7 +221,7 @@ def test_cli_build_checks_the_output_before_the_work(tmp_path):
 
 
 def test_every_index_cli_flag_has_help(capsys):
-    from hf_ada.adanns import cli
+    from hf_ada.commands import index as cli
 
     for entry in (cli.build_index_cli, cli.search_cli, cli.push_cli):
         with pytest.raises(SystemExit) as exit_info:

@@ -119,7 +119,7 @@ def test_failures_raise_clearly_and_leave_the_index_usable(local_hub, indexed, e
 
 
 def test_push_cli_uploads_a_checked_folder(local_hub, indexed, empty_cache, tmp_path):
-    from hf_ada.adanns.cli import push_cli
+    from hf_ada.commands.index import push_cli
 
     ds, vectors = indexed
     folder = ds.save_adanns_index("emb", tmp_path / "emb")

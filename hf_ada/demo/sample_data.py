@@ -1,4 +1,4 @@
-"""Sample data that ships with hf-ada, for the README's first hour: ``python -m hf_ada.demo.sample_data DIR``.
+"""Sample data that ships with hf-ada, for the README's first hour: ``hf-ada sample-data DIR``.
 
 ``data/debian-packages-sample.parquet`` holds 3,000 Debian 12 packages (500 from each of the sections libs,
 python, devel, utils, net and science; one row per distinct description) with their ``package``,
@@ -13,8 +13,6 @@ python, devel, utils, net and science; one row per distinct description) with th
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 __all__ = ["SAMPLE_PARQUET", "write_sample_data"]
@@ -42,17 +40,3 @@ def write_sample_data(folder: str | Path, seed: int = 0) -> dict[str, Path]:
                                ("stream.csv", stream, "synopsis")):
         part[[column, "section"]].rename(columns={column: "text", "section": "label"}).to_csv(paths[name], index=False)
     return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hf_ada.demo.sample_data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path, help="where to write the sample files (must not hold them already)")
-    args = parser.parse_args(argv)
-    for name, path in write_sample_data(args.folder).items():
-        print(f"{name:<17} {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

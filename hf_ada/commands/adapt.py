@@ -27,19 +27,22 @@ from typing import Any
 
 import numpy as np
 
-from .config import INSERT_POLICIES, METHODS, METRICS, AdaNPCConfig
+from . import command
+from ._base import Parser, UsageError, check_output_folder, load_dataset, positive_int, run_main
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_parser", "adapt_cli"]
+__all__ = ["build_parser", "adapt_cli", "run_adapt", "main", "adapt_main"]
 
-_FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+PREDICTOR_KIND = "AdaNPC predictor"
 _INPUT_GUESSES = ("text", "sentence", "image", "audio")
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The ``adapt`` options (added to ``parser`` when given, so ``hf-ada`` can use it as a subcommand)."""
-    parser = parser or argparse.ArgumentParser(prog="hf-ada adapt", description=__doc__.splitlines()[0])
+    from ..adanpc.config import INSERT_POLICIES, METHODS, METRICS, AdaNPCConfig
+
+    parser = parser or Parser(prog="hf-ada adapt", description=__doc__)
     src = parser.add_argument_group("what to adapt")
     src.add_argument("--model", help="classification model folder or Hub repo id (with --train-dataset)")
     src.add_argument("--predictor", help="saved AdaNPC predictor folder or Hub repo id (instead of --model)")
@@ -54,18 +57,18 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                      help="input column of both datasets, when they share it (the two flags above/below override it)")
     cfg = parser.add_argument_group("AdaNPC settings (new predictors)")
     defaults = AdaNPCConfig()
-    cfg.add_argument("--k", type=int, default=defaults.k, help="neighbours that vote (default: %(default)s)")
+    cfg.add_argument("--k", type=positive_int, default=defaults.k, help="neighbours that vote (default: %(default)s)")
     cfg.add_argument("--temperature", type=float, default=defaults.temperature,
                      help="temperature of the similarity-weighted vote (default: %(default)s)")
     cfg.add_argument("--metric", choices=METRICS, default=defaults.metric, help="similarity (default: %(default)s)")
-    cfg.add_argument("--capacity", type=int, default=None, help="maximum memory entries (default: unbounded)")
+    cfg.add_argument("--capacity", type=positive_int, default=None, help="maximum memory entries (default: unbounded)")
     cfg.add_argument("--insert", choices=INSERT_POLICIES, default=defaults.insert,
                      help="which predictions join the memory (default: %(default)s)")
     cfg.add_argument("--confidence-threshold", type=float, default=None,
                      help="vote confidence needed to insert with --insert confident (default: calibrated on the memory)")
     cfg.add_argument("--no-guard", action="store_true",
                      help="turn off the collapse guard's agreement test, class balance and collapse monitor")
-    cfg.add_argument("--reset-every", type=int, default=None,
+    cfg.add_argument("--reset-every", type=positive_int, default=None,
                      help="episodic mode: forget the inserted entries every N inputs (default: never)")
     cfg.add_argument("--method", choices=METHODS, default=defaults.method,
                      help="adanpc (kNN vote) or t3a (the T3A baseline) (default: %(default)s)")
@@ -85,7 +88,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     run.add_argument("--baseline", action="store_true",
                      help="also write the plain model's prediction (and, with labels, print its accuracy)")
     run.add_argument("--include-input", action="store_true", help="copy each input into the predictions file")
-    run.add_argument("--batch-size", type=int, default=32, help="inputs per model batch (default: %(default)s)")
+    run.add_argument("--batch-size", type=positive_int, default=32, help="inputs per model batch (default: %(default)s)")
     run.add_argument("--predictions-out", help="write one JSON line per stream row (row, label, score, ...)")
     out = parser.add_argument_group("output")
     out.add_argument("--output-dir", help="save the predictor here (only its own files are written)")
@@ -93,25 +96,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     out.add_argument("--private", action="store_true", help="create the Hub repo as private")
     out.add_argument("--commit-message", default=None, help="commit message of the upload")
     out.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / the saved login)")
+    out.add_argument("--space", metavar="SPACE_ID", help="after --push-to-hub, create (or update) a Gradio Space "
+                     "that serves the predictor (needs `pip install hf-ada[ui]`)")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return parser
 
 
-def _load_dataset(name: str, split: str):
-    import datasets
-
-    path = Path(name)
-    if path.suffix in _FILE_BUILDERS and path.is_file():
-        return datasets.load_dataset(_FILE_BUILDERS[path.suffix], data_files=str(path), split="train")
-    if path.is_dir():
-        try:
-            return datasets.load_from_disk(str(path))
-        except FileNotFoundError:
-            pass
-    return datasets.load_dataset(name, split=split)
-
-
 def _fail(message: str) -> None:
-    raise SystemExit(f"hf-ada adapt: {message}")
+    raise UsageError(message)
 
 
 def _column(flag: str, given: str | None, columns: list[str], what: str) -> str:
@@ -133,15 +125,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     inputs = [p for p in (_local(args.model), _local(args.predictor), _local(args.train_dataset), _local(args.stream))
               if p is not None]
     if args.output_dir:
-        out = Path(args.output_dir).resolve()
-        if out.exists() and not out.is_dir():
-            _fail(f"--output-dir {args.output_dir} is a file, not a folder")
-        for p in inputs:
-            if out == p or p in out.parents:
-                _fail(f"--output-dir {args.output_dir} is (or lies inside) the input {p}; choose another folder")
-        parent = next((q for q in [out, *out.parents] if q.exists()), None)
-        if parent is None or not os.access(parent, os.W_OK):
-            _fail(f"--output-dir {args.output_dir} is not writable")
+        check_output_folder(args.output_dir, flag="--output-dir", kind=PREDICTOR_KIND, inputs=[str(p) for p in inputs])
     if args.predictions_out:
         pred = Path(args.predictions_out).resolve()
         if pred.is_dir():
@@ -157,7 +141,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
             _fail("--predictions-out needs --stream")
 
 
-def _config(args: argparse.Namespace) -> AdaNPCConfig:
+def _config(args: argparse.Namespace) -> Any:
+    from ..adanpc.config import AdaNPCConfig
+
     guard = {"agreement": False, "class_balance": False, "collapse_window": None} if args.no_guard else {}
     try:
         return AdaNPCConfig(k=args.k, temperature=args.temperature, metric=args.metric, capacity=args.capacity,
@@ -171,12 +157,16 @@ def _config(args: argparse.Namespace) -> AdaNPCConfig:
 
 def _predict_stream(predictor, stream, column: str, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """AdaNPC probabilities and the plain model's softmax for every stream row, in order."""
+    from tqdm.auto import tqdm
+
     probs, plain = [], []
-    for start in range(0, len(stream), args.batch_size):
-        rows = stream[start : start + args.batch_size][column]
-        p, logits = predictor.predict_model_inputs(predictor.encode(rows), adapt=not args.no_adapt)
-        probs.append(p)
-        plain.append(logits.float().softmax(-1).cpu().numpy())
+    with tqdm(total=len(stream), desc="AdaNPC stream", unit="input") as bar:
+        for start in range(0, len(stream), args.batch_size):
+            rows = stream[start : start + args.batch_size][column]
+            p, logits = predictor.predict_model_inputs(predictor.encode(rows), adapt=not args.no_adapt)
+            probs.append(p)
+            plain.append(logits.float().softmax(-1).cpu().numpy())
+            bar.update(len(rows))
     if not probs:
         empty = np.zeros((0, predictor.num_labels), dtype=np.float32)
         return empty, empty
@@ -210,15 +200,24 @@ def _run_stream(predictor, stream, column: str, label_column: str | None, args: 
     return summary
 
 
+@command("adapt", "AdaNPC test-time adaptation of a classifier over a stream")
 def adapt_cli(argv: list[str] | None = None) -> int:
     """Entry point of ``hf-ada adapt`` (``argv`` without the program and subcommand names)."""
     args = build_parser().parse_args(argv)
     return run_adapt(args)
 
 
+main = adapt_cli
+
+
+def adapt_main(argv: list[str] | None = None) -> int:
+    """``scripts/adapt_adanpc.py`` / ``python -m hf_ada.scripts.adapt_adanpc``: ``hf-ada adapt``."""
+    return run_main(adapt_cli, argv, prog="adapt_adanpc")
+
+
 def run_adapt(args: argparse.Namespace) -> int:
     """Run ``hf-ada adapt`` on parsed arguments: check everything, then build, run, save, push."""
-    from .predictor import AdaNPCPredictor
+    from ..adanpc.predictor import AdaNPCPredictor
 
     if bool(args.model) == bool(args.predictor):
         _fail("give exactly one of --model (with --train-dataset) or --predictor")
@@ -226,14 +225,18 @@ def run_adapt(args: argparse.Namespace) -> int:
         _fail("nothing to do; give --stream, --output-dir and/or --push-to-hub")
     if args.model and not args.train_dataset:
         _fail("--model needs --train-dataset (the labelled data of the memory)")
-    if args.batch_size < 1:
-        _fail(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.space and not args.push_to_hub:
+        _fail("--space needs --push-to-hub REPO_ID (the Space serves the pushed predictor)")
+    if args.space:
+        from .ui import require_ui
+
+        require_ui("--space")
     config = _config(args) if args.model else None
     _check_outputs(args)
     # every input is read and checked before the long work (the memory build)
     stream = stream_column = stream_labels = None
     if args.stream:
-        stream = _load_dataset(args.stream, args.stream_split)
+        stream = load_dataset(args.stream, flag="--stream", split=args.stream_split)
         stream_column = _column("--stream-input-column", args.stream_input_column or args.input_column,
                                 stream.column_names, f"--stream {args.stream}")
         if args.stream_label_column is not None and args.stream_label_column not in stream.column_names:
@@ -244,10 +247,10 @@ def run_adapt(args: argparse.Namespace) -> int:
     if args.predictor:
         predictor = AdaNPCPredictor.from_pretrained(args.predictor, revision=args.revision, token=args.token)
     else:
+        from ..adanpc.predictor import _load_model, _load_processor
         from ..common.hub import resolve_folder
-        from .predictor import _load_model, _load_processor
 
-        train = _load_dataset(args.train_dataset, args.train_split)
+        train = load_dataset(args.train_dataset, flag="--train-dataset", split=args.train_split)
         memory_column = _column("--memory-input-column", args.memory_input_column or args.input_column,
                                 train.column_names, f"--train-dataset {args.train_dataset}")
         if args.label_column not in train.column_names:
@@ -269,5 +272,10 @@ def run_adapt(args: argparse.Namespace) -> int:
     if args.push_to_hub:
         summary["pushed"] = predictor.push_to_hub(args.push_to_hub, token=args.token, private=args.private or None,
                                                   commit_message=args.commit_message)
+        if args.space:
+            from .ui import create_space
+
+            summary["space"] = str(create_space(args.space, artifact_repo_id=args.push_to_hub,
+                                                artifact_kind="adanpc-predictor", token=args.token))
     print(json.dumps(summary, indent=2))
     return 0
