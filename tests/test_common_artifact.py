@@ -16,43 +16,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from safetensors.numpy import load_file, save_file
 
-from hf_ada.common.artifact import ArtifactError, HubArtifactMixin, check_name, read_artifact, save_artifact
+from hf_ada.common.artifact import ArtifactError, check_name, read_artifact, save_artifact
 from hf_ada.common.hub import HubError, looks_like_path, resolve_folder
 
-
-class Arrays(HubArtifactMixin):
-    """A minimal artifact: named arrays, one safetensors file each (so a save writes several files)."""
-
-    artifact_kind = "test-arrays"
-    config_name = "config.json"
-    repo_type = "model"
-
-    def __init__(self, arrays: dict[str, np.ndarray], tag: str = "") -> None:
-        self.arrays = arrays
-        self.tag = tag
-
-    def _write_files(self, folder: Path) -> dict[str, Any]:
-        for name, array in self.arrays.items():
-            save_file({"a": array}, str(folder / f"{name}.safetensors"))
-        return {"tag": self.tag, "names": sorted(self.arrays)}
-
-    @classmethod
-    def _from_files(cls, folder: Path, payload: dict[str, Any], **kwargs: Any) -> Arrays:
-        return cls({n: load_file(str(folder / f"{n}.safetensors"))["a"] for n in payload["names"]}, payload["tag"])
-
-
-def _arrays(seed: int, names: tuple[str, ...] = ("a", "b", "c")) -> Arrays:
-    rng = np.random.default_rng(seed)
-    return Arrays({n: rng.standard_normal((64, 8)).astype(np.float32) for n in names}, tag=f"seed{seed}")
-
-
-def _same(x: Arrays, y: Arrays) -> bool:
-    return x.tag == y.tag and x.arrays.keys() == y.arrays.keys() and all(
-        np.array_equal(x.arrays[k], y.arrays[k]) for k in x.arrays)
+from artifact_fixtures import Arrays, arrays as _arrays, same as _same
 
 
 def test_save_keeps_user_files_and_replaces_only_its_own(tmp_path):
@@ -93,7 +62,7 @@ def test_saved_files_have_normal_permissions(tmp_path):
     (lambda f: f.write_text("a file"), "is a file"),
     (lambda f: (f.mkdir(), (f / "config.json").write_text('{"model_type": "bert"}')), "not the config of an hf-ada"),
     (lambda f: (f.mkdir(), (f / "a.safetensors").write_bytes(b"user data")), "would overwrite"),
-    (lambda f: (f.mkdir(), (f / "adanpc_config.json").write_text(
+    (lambda f: (f.mkdir(), (f / "other_config.json").write_text(
         json.dumps({"hf_ada_artifact": {"kind": "other-kind", "files": {}}}))), "holds an hf-ada other-kind"),
 ])
 def test_save_refuses_what_it_did_not_write(tmp_path, setup, message):
@@ -167,8 +136,8 @@ def test_writer_failure_leaves_the_old_artifact(tmp_path):
 _KILLER = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, sys.argv[4])
-    from test_common_artifact import _arrays
-    import hf_ada.common.artifact as artifact
+    from artifact_fixtures import arrays as _arrays
+    import hf_ada.common.folder as artifact
     kill_at, counter = int(sys.argv[2]), [0]
     def hit(real):
         def wrapper(*args, **kwargs):

@@ -10,16 +10,27 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from hf_ada.common.hub import HubError, push_folder, resolve_folder
+from hf_ada.common import hub
+from hf_ada.common.artifact import ArtifactError, save_artifact
+from hf_ada.common.hub import HubError, resolve_folder
 
 
-def _make_artifact(folder: Path, seed: int = 0) -> Path:
-    """A folder like a saved artifact: a small JSON config and a >1 MB safetensors file (LFS path)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({"schema_version": 1, "dim": 8, "seed": seed}))
-    weights = np.random.default_rng(seed).standard_normal((400, 1000)).astype(np.float32)  # 1.6 MB
-    save_file({"weights": weights}, str(folder / "model.safetensors"))
-    return folder
+KIND = "hub-test artifact"
+
+
+def _make_artifact(folder: Path, seed: int = 0, dim: int = 8) -> Path:
+    """A saved artifact: a small JSON config and a >1 MB safetensors file (LFS path)."""
+
+    def write(staging: Path) -> dict:
+        weights = np.random.default_rng(seed).standard_normal((400, 1000)).astype(np.float32)  # 1.6 MB
+        save_file({"weights": weights}, str(staging / "model.safetensors"))
+        return {"schema_version": 1, "dim": dim, "seed": seed}
+
+    return save_artifact(folder, kind=KIND, config_name="config.json", write=write)
+
+
+def push_folder(folder: Path, repo_id: str, **kwargs) -> str:
+    return hub.push_folder(folder, repo_id, kind=KIND, config_name="config.json", **kwargs)
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -129,7 +140,7 @@ def test_write_to_an_existing_repo_with_a_read_only_token_raises(local_hub, tmp_
     folder = _make_artifact(tmp_path / "artifact")
     repo_id = local_hub.repo_id("existing")
     push_folder(folder, repo_id)
-    (folder / "config.json").write_text(json.dumps({"schema_version": 1, "dim": 16}))
+    _make_artifact(folder, dim=16)
 
     # create_repo(exist_ok=True) accepts the existing repo; the upload itself is refused.
     with pytest.raises(HubError, match="403"):
@@ -178,7 +189,7 @@ def test_create_pr_leaves_main_untouched(local_hub, tmp_path, empty_cache):
     folder = _make_artifact(tmp_path / "artifact")
     repo_id = local_hub.repo_id("pull-request")
     push_folder(folder, repo_id, commit_message="base")
-    (folder / "config.json").write_text(json.dumps({"schema_version": 1, "dim": 32}))
+    _make_artifact(folder, dim=32)
 
     url = push_folder(folder, repo_id, create_pr=True, commit_message="proposal")
 

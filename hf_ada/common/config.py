@@ -13,7 +13,7 @@ import logging
 import os
 from typing import Any, ClassVar, TypeVar
 
-from .files import read_json, write_json
+from .files import loads_json, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class JsonConfigMixin:
 
     @classmethod
     def from_json_string(cls: type[ConfigT], text: str) -> ConfigT:
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(loads_json(text, what=f"a {cls.CONFIG_KIND} config"))
 
     def save_json(self, path: str | os.PathLike) -> None:
         """Write the config as JSON (atomically)."""

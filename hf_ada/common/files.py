@@ -1,9 +1,9 @@
-"""Atomic single-file writes: nothing half-written is ever left at the destination.
+"""Atomic single-file writes and bounded JSON reads.
 
 :func:`atomic_file` writes into a temporary sibling file and moves it into place with :func:`os.replace`,
 so a crash or an exception while writing leaves the previous content of the destination untouched.
-Whole artifacts (several files in a folder the user owns) are committed by
-:mod:`hf_ada.common.artifact`, which never removes a file it did not write.
+:func:`read_json` / :func:`loads_json` parse JSON from untrusted folders: a regular file only (never a FIFO
+or a device), bounded in size and nesting depth, with a :class:`JsonLimitError` naming the file otherwise.
 """
 
 from __future__ import annotations
@@ -11,12 +11,35 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_file", "write_json", "read_json"]
+__all__ = ["JsonLimitError", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "atomic_file", "check_json_depth", "loads_json",
+           "read_json", "read_regular_file", "write_json"]
+
+#: deepest nesting of arrays / objects a JSON file from an artifact folder may have
+MAX_JSON_DEPTH = 64
+#: largest JSON file read from an artifact folder
+MAX_JSON_BYTES = 64 << 20
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+class JsonLimitError(json.JSONDecodeError):
+    """A JSON text is not a regular file, too large or nested too deeply (a ``JSONDecodeError``, so code that
+    already handles malformed JSON handles this too)."""
+
+    def __init__(self, message: str, doc: str = "", pos: int = 0) -> None:
+        super().__init__(message, doc, pos)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 @contextlib.contextmanager
@@ -50,7 +73,62 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
         handle.write("\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file written by :func:`write_json`."""
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+def check_json_depth(text: str, max_depth: int = MAX_JSON_DEPTH, what: str = "JSON text") -> None:
+    """Raise :class:`JsonLimitError` if ``text`` nests arrays / objects deeper than ``max_depth`` (checked on the
+    text, before a recursive parser could hit Python's recursion limit)."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    depth = 0
+    for char in brackets:
+        depth += 1 if char in "[{" else -1
+        if depth > max_depth:
+            raise JsonLimitError(f"{what} is nested deeper than {max_depth} levels; refusing to parse it")
+
+
+def loads_json(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH, what: str = "JSON text") -> Any:
+    """``json.loads`` for untrusted text: nesting deeper than ``max_depth`` raises :class:`JsonLimitError`
+    (never ``RecursionError``); malformed text raises ``json.JSONDecodeError`` as usual."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8")
+    check_json_depth(text, max_depth, what)
+    try:
+        return json.loads(text)
+    except RecursionError as err:  # a lower recursion limit than max_depth needs
+        raise JsonLimitError(f"{what} is nested too deeply to parse") from err
+
+
+def read_regular_file(path: str | os.PathLike, *, max_bytes: int = MAX_JSON_BYTES, follow_symlinks: bool = True,
+                      what: str | None = None) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes`` (a FIFO or device is refused without
+    blocking; ``follow_symlinks=False`` refuses a symbolic link)."""
+    what = what or str(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if not follow_symlinks and os.path.islink(path):
+            raise JsonLimitError(f"{what} is a symbolic link; refusing to follow it") from err
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise JsonLimitError(f"{what} is not a regular file; refusing to read it")
+        if info.st_size > max_bytes:
+            raise JsonLimitError(f"{what} has {info.st_size} bytes, more than the {max_bytes} allowed")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise JsonLimitError(f"{what} has more than the {max_bytes} bytes allowed")
+    return data
+
+
+def read_json(path: str | os.PathLike, *, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH,
+              follow_symlinks: bool = True) -> Any:
+    """Read a JSON file from a folder that may be untrusted: a regular file of at most ``max_bytes``, nested at
+    most ``max_depth`` deep (else :class:`JsonLimitError` naming the file)."""
+    data = read_regular_file(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise JsonLimitError(f"{path} is not UTF-8 text ({err})") from err
+    return loads_json(text, max_depth=max_depth, what=str(path))

@@ -1,8 +1,9 @@
 """Hub I/O shared by every hf-ada artifact, through ``huggingface_hub`` only.
 
-* :func:`push_folder` uploads a saved artifact folder (creating the repo if needed) and turns every
-  transport or server failure into one :class:`HubError` with a readable message. The local folder is
-  only read, never modified, so a failed push leaves it intact and reusable.
+* :func:`push_folder` uploads exactly the saved artifact in a folder (its config and the files it binds,
+  nothing else; creating the repo if needed) and turns every transport or server failure into one
+  :class:`HubError` with a readable message. The local folder is only read, never modified.
+* :class:`PushOptions`: the Hub options of every push, defined once.
 * :func:`resolve_folder` turns "a local folder or a repo id" into a local folder, downloading a snapshot
   when needed (honouring ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, tokens and revisions).
 """
@@ -13,13 +14,20 @@ import importlib
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from huggingface_hub import create_repo, snapshot_download, upload_folder
+from huggingface_hub import create_repo, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
+
+from .folder import ArtifactError, open_snapshot
+from .paths import check_member_name
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HubError", "looks_like_path", "push_folder", "resolve_folder"]
+__all__ = ["HubError", "PushOptions", "check_push_options", "looks_like_path", "push_folder", "resolve_folder"]
 
 REPO_TYPES = ("model", "dataset", "space")
 
@@ -65,50 +73,117 @@ def _check_repo_type(repo_type: str) -> None:
         raise ValueError(f"repo_type must be one of {REPO_TYPES}, got {repo_type!r}")
 
 
+class PushOptions(TypedDict, total=False):
+    """The Hub options every hf-ada push takes (``push_to_hub``, ``save_pretrained(push_to_hub=True)``,
+    :func:`push_folder`), defined once.
+
+    Keys: ``path_in_repo`` (folder inside the repo; default: its root), ``commit_message``, ``private`` (for a
+    repo created by the push), ``token``, ``revision`` (a branch, created if needed), ``create_pr``.
+    """
+
+    path_in_repo: str | None
+    commit_message: str | None
+    private: bool | None
+    token: str | bool | None
+    revision: str | None
+    create_pr: bool
+
+
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "path_in_repo": (str, type(None)), "commit_message": (str, type(None)), "private": (bool, type(None)),
+    "token": (str, bool, type(None)), "revision": (str, type(None)), "create_pr": (bool,),
+}
+
+
+def check_push_options(options: dict[str, Any]) -> PushOptions:
+    """Return ``options`` if every key is a :class:`PushOptions` key with a value of its type (else ``TypeError``
+    / ``ValueError`` naming it); ``path_in_repo`` must be a relative path of plain names."""
+    for key, value in options.items():
+        if key not in _OPTION_TYPES:
+            raise TypeError(f"unknown push option {key!r}; allowed: {sorted(_OPTION_TYPES)}")
+        if not isinstance(value, _OPTION_TYPES[key]):
+            allowed = " or ".join("None" if t is type(None) else t.__name__ for t in _OPTION_TYPES[key])
+            raise TypeError(f"{key} must be {allowed}, got {value!r}")
+    path = options.get("path_in_repo")
+    if path not in (None, "", "."):
+        check_member_name(path.strip("/"), "path_in_repo")
+    return options  # type: ignore[return-value]
+
+
+def _repo_path(prefix: str | None, name: str) -> str:
+    prefix = (prefix or "").strip("/")
+    return name if prefix in ("", ".") else f"{prefix}/{name}"
+
+
 def push_folder(
     folder: str | os.PathLike,
     repo_id: str,
     *,
     repo_type: str = "model",
-    path_in_repo: str | None = None,
-    token: str | bool | None = None,
-    revision: str | None = None,
-    private: bool | None = None,
-    commit_message: str | None = None,
-    create_pr: bool = False,
+    kind: str | None = None,
+    config_name: str | None = None,
+    lock_timeout: float | None = None,
+    **options: Unpack[PushOptions],
 ) -> str:
-    """Create ``repo_id`` if needed and upload ``folder`` to it; return the commit URL.
+    """Upload the saved artifact in ``folder`` to ``repo_id`` (created if needed); return the commit URL.
+
+    Exactly the artifact is published: its config and the files the config binds (the card among them), read
+    from handles opened under the folder's lock and checked against the recorded sizes and SHA-256 before
+    anything is sent. Nothing else in the folder (``.env``, notes, checkpoints) is read. The artifact's kind
+    is found from its config unless ``kind`` / ``config_name`` are given. A re-save of the folder during the
+    upload does not mix saves (the handles keep the earlier one); a file modified in place is detected and
+    nothing is committed.
 
     Raises:
         FileNotFoundError: ``folder`` does not exist.
+        hf_ada.common.folder.ArtifactError: ``folder`` holds no verifiable artifact.
         HubError: the repo could not be created or the upload failed (server down, 4xx/5xx, interrupted
             transfer). The local folder is untouched in every case.
     """
+    from huggingface_hub import CommitOperationAdd, create_commit, preupload_lfs_files
+
     _check_repo_type(repo_type)
+    check_push_options(options)
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"folder to push does not exist: {folder}")
-    try:
-        create_repo(repo_id, repo_type=repo_type, token=token, private=private, exist_ok=True)
-        if revision is not None:
-            from huggingface_hub import create_branch
+    token, revision = options.get("token"), options.get("revision")
+    create_pr = options.get("create_pr", False)
+    with open_snapshot(folder, kind=kind, config_name=config_name, lock_timeout=lock_timeout) as snapshot:
+        operations = []
+        for name, handle in snapshot.handles.items():
+            operation = CommitOperationAdd(path_in_repo=_repo_path(options.get("path_in_repo"), name),
+                                           path_or_fileobj=handle)
+            expected = snapshot.entries[name]
+            if operation.upload_info.sha256.hex() != expected["sha256"] or operation.upload_info.size != expected["size"]:
+                raise ArtifactError(
+                    f"{folder}: {name} differs from the file saved with {snapshot.config_name} (SHA-256 mismatch): "
+                    "nothing was pushed"
+                )
+            operations.append(operation)
+        operations.append(CommitOperationAdd(path_in_repo=_repo_path(options.get("path_in_repo"), snapshot.config_name),
+                                             path_or_fileobj=snapshot.config_bytes))
+        try:
+            create_repo(repo_id, repo_type=repo_type, token=token, private=options.get("private"), exist_ok=True)
+            if revision is not None:
+                from huggingface_hub import create_branch
 
-            create_branch(repo_id, repo_type=repo_type, branch=revision, token=token, exist_ok=True)
-        info = upload_folder(
-            repo_id=repo_id,
-            repo_type=repo_type,
-            folder_path=str(folder),
-            path_in_repo=path_in_repo,
-            token=token,
-            revision=revision,
-            commit_message=commit_message or f"Upload {folder.name} with hf-ada",
-            create_pr=create_pr,
-        )
-    except (*_HUB_FAILURES, RuntimeError) as err:
-        raise HubError(
-            f"Pushing {folder} to {repo_type} repo {repo_id!r} failed: {_describe(err)}. The local copy at {folder} is "
-            "intact; fix the cause and push again."
-        ) from err
+                create_branch(repo_id, repo_type=repo_type, branch=revision, token=token, exist_ok=True)
+            preupload_lfs_files(repo_id, additions=operations, token=token, repo_type=repo_type, revision=revision,
+                                create_pr=create_pr, free_memory=False)
+            snapshot.check_unchanged()
+            info = create_commit(
+                repo_id, operations=operations, repo_type=repo_type, token=token, revision=revision,
+                commit_message=options.get("commit_message") or f"Upload {snapshot.kind} with hf-ada",
+                create_pr=create_pr,
+            )
+        except ArtifactError:
+            raise
+        except (*_HUB_FAILURES, RuntimeError) as err:
+            raise HubError(
+                f"Pushing {folder} to {repo_type} repo {repo_id!r} failed: {_describe(err)}. The local copy at {folder} "
+                "is intact; fix the cause and push again."
+            ) from err
     logger.info("Pushed %s to %s (%s)", folder, repo_id, info)
     return str(info)
 
@@ -141,6 +216,8 @@ def resolve_folder(
     exists here) and does not exist raises :class:`FileNotFoundError` instead of a Hub look-up.
     """
     _check_repo_type(repo_type)
+    if subfolder is not None:
+        check_member_name(str(subfolder).strip("/"), "subfolder")
     local = Path(path_or_repo_id).expanduser()
     if local.is_dir():
         root = local
