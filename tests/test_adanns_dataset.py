@@ -177,9 +177,10 @@ def test_default_structure_from_data_size(dataset):
 
 
 def test_attached_methods_are_the_functions_after_first_use():
-    from hf_ada.adanns.dataset import DATASET_METHODS
+    from hf_ada.adanns import dataset
+    from hf_ada.adanns.integration import METHOD_NAMES
 
-    for name, function in DATASET_METHODS.items():
+    for name, function in ((name, getattr(dataset, name)) for name in METHOD_NAMES):
         assert getattr(Dataset, name) is function  # the first lookup swaps the placeholder for the function
 
 

@@ -32,12 +32,11 @@ from ..common.artifact import check_name
 from .config import SEARCH_KEYS, AdANNSConfig
 from .hub import default_path_in_repo, index_subfolder
 from . import index as _index  # a module reference: this file may load while index.py is importing datasets
-from .integration import METHOD_NAMES
 from .vectors import ArrayVectorSource, VectorSource
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DatasetColumnSource", "DATASET_METHODS", "embedding_provenance", "record_embedding_provenance",
+__all__ = ["DatasetColumnSource", "embedding_provenance", "record_embedding_provenance",
            "column_content_hash", "text_content_hash"]
 
 _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
@@ -352,8 +351,4 @@ def push_adanns_index_to_hub(
         commit_message=commit_message or f"Upload AdANNS index {index_name} with hf-ada", create_pr=create_pr,
     )
 
-
-#: The methods :func:`hf_ada.adanns.integration.register` attaches to :class:`datasets.Dataset`, by the names
-#: it lists.
-DATASET_METHODS = {name: globals()[name] for name in METHOD_NAMES}
 

@@ -352,7 +352,8 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
             raise ValueError(f"repeats must be a positive int, got {repeats!r}")
         built = self.build_candidates(queries, relevant, k=k) if structures else ""
         grid = list(grid) if grid is not None else default_grid(self.config, quick=quick)
-        points = measure_plans(self, queries, relevant, grid, k=k, repeats=repeats, show_progress=show_progress)
+        measured = points = measure_plans(self, queries, relevant, grid, k=k, repeats=repeats,
+                                          show_progress=show_progress)
         if built:
             points, built = self._keep_front_structures(points, built)
         plan = choose_plan(points, self.config.dim, num_queries=len(queries), **choice)
@@ -363,7 +364,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
                        "plan": plan}
         self.storage.keep_only(self.settings())  # free the derived stores only other plans used
         logger.info("AdANNS plan: %s -> %s", describe_plan(plan), plan["reason"])
-        return points
+        return measured
 
     def add_quantizer(self, d_cluster: int) -> None:
         """Train a coarse quantizer (``nlist`` k-means centroids) on the ``d_cluster`` prefix of the stored
@@ -423,9 +424,10 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
                 f"whose exact scan re-ranked at {cfg.dim} dims keeps 0.99 of exact search's recall on these queries)")
 
     def _keep_front_structures(self, points: list[dict[str, Any]], built: str) -> tuple[list[dict[str, Any]], str]:
-        """Drop the stored quantizers and graphs that no plan on the recall/time front uses."""
+        """Drop the stored quantizers and graphs that no plan on the recall/time or recall/FLOPs front uses
+        (every choice :func:`choose_plan` can make lies on one of them)."""
         cfg = self.config
-        front = pareto_front(points, cost="ms")
+        front = pareto_front(points, cost="ms") + pareto_front(points)  # target_recall / time and FLOPs budgets
         used_q = {p["d_cluster"] for p in front if p["scan"] in ("flat", "pq")}
         used_g = {p["d_search"] for p in front if p["scan"] == "hnsw"}
         drop_q = [d for d in cfg.d_clusters if d not in used_q and d != cfg.d_cluster]
@@ -439,7 +441,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
         kept = [p for p in points if not ((p["scan"] in ("flat", "pq") and p["d_cluster"] in drop_q)
                                           or (p["scan"] == "hnsw" and p["d_search"] in drop_g))]
         if drop_q or drop_g:
-            built += (f"; dropped (no plan on the recall/time front uses them): quantizers {drop_q}, graphs {drop_g}")
+            built += f"; dropped (no plan on the recall/time or FLOPs front uses them): quantizers {drop_q}, graphs {drop_g}"
         return kept, built
 
     def quick_grid(self) -> list[dict[str, Any]]:

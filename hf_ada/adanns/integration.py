@@ -2,7 +2,8 @@
 
 As soon as ``datasets`` is imported (at once if it already is), it attaches ``add_adanns_index``,
 ``add_adanns_index_from_external_arrays``, ``save_adanns_index``, ``load_adanns_index`` and
-``push_adanns_index_to_hub`` (:data:`hf_ada.adanns.dataset.DATASET_METHODS`) to :class:`datasets.Dataset`.
+``push_adanns_index_to_hub`` (the functions of those names in :mod:`hf_ada.adanns.dataset`) to
+:class:`datasets.Dataset`.
 Without the patch, call the same functions with the dataset as first argument::
 
     from hf_ada.adanns.dataset import add_adanns_index
@@ -18,8 +19,7 @@ from ..common.lazy import call_when_imported
 
 __all__ = ["register", "attach_dataset_methods", "METHOD_NAMES"]
 
-#: The methods attached to :class:`datasets.Dataset`, each a function of the same name in
-#: :mod:`hf_ada.adanns.dataset` (whose ``DATASET_METHODS`` is built from this list).
+#: The methods attached to :class:`datasets.Dataset`: the functions of these names in :mod:`hf_ada.adanns.dataset`.
 METHOD_NAMES = ("add_adanns_index", "add_adanns_index_from_external_arrays", "save_adanns_index",
                 "load_adanns_index", "push_adanns_index_to_hub")
 
@@ -37,9 +37,9 @@ class _MethodOnFirstUse:
         self._name = name
 
     def __get__(self, instance: Any, owner: type) -> Any:
-        from .dataset import DATASET_METHODS
+        from . import dataset
 
-        function = DATASET_METHODS[self._name]
+        function = getattr(dataset, self._name)
         setattr(owner, self._name, function)
         return function if instance is None else function.__get__(instance, owner)
 

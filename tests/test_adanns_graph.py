@@ -1,0 +1,197 @@
+"""HNSW graph plans against exact search on small data, the graph's save/load checks, plans never slower than
+their own rigid candidates, per-plan memory, and eight real threads searching one index with mixed settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from hf_ada.adanns import AdANNSConfig, AdANNSIndex, choose_plan
+from hf_ada.adanns.config import SEARCH_KEYS
+from hf_ada.common.artifact import ArtifactError
+
+faiss.omp_set_num_threads(1)
+D = 32
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """800 clustered rows whose energy decays along the dims (Matryoshka-like), 40 test + 60 tuning queries."""
+    gen = np.random.default_rng(11)
+    scale = np.linspace(2.0, 0.3, D)
+    centers = gen.standard_normal((16, D)) * scale
+
+    def draw(n: int) -> np.ndarray:
+        return (centers[gen.integers(0, 16, n)] + 0.8 * gen.standard_normal((n, D)) * scale).astype(np.float32)
+
+    return draw(800), draw(40), draw(60)
+
+
+@pytest.fixture(scope="module")
+def index(data) -> AdANNSIndex:
+    x, _, _ = data
+    config = AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=16, nprobe=4, graph_dims=[8, D], hnsw_m=8)
+    return AdANNSIndex.build(x, config, show_progress=False)
+
+
+def exact_top(q: np.ndarray, x: np.ndarray, d: int, k: int) -> np.ndarray:
+    return np.argsort(-(unit(q[:, :d]) @ unit(x[:, :d]).T), axis=1, kind="stable")[:, :k]
+
+
+@pytest.mark.parametrize("d_graph", [8, D])
+def test_graph_walk_scores_are_exact_prefix_scores_and_finds_the_neighbours(data, index, d_graph):
+    x, q, _ = data
+    scores, rows = index.search_batch(q, k=10, scan="hnsw", d_search=d_graph, ef_search=200, d_rerank=None)
+    ref = unit(q[:, :d_graph]) @ unit(x[:, :d_graph]).T
+    np.testing.assert_allclose(scores, np.take_along_axis(ref, rows, 1), rtol=1e-4, atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # descending similarities
+    truth = exact_top(q, x, d_graph, 10)
+    recall = np.mean([len(set(r) & set(t)) / 10 for r, t in zip(rows, truth)])
+    assert recall >= 0.97  # a wide walk on 800 rows finds (nearly) every exact neighbour
+    _, narrow = index.search_batch(q, k=10, scan="hnsw", d_search=d_graph, ef_search=10, d_rerank=None)
+    assert np.mean([len(set(r) & set(t)) / 10 for r, t in zip(narrow, truth)]) <= recall
+
+
+def test_graph_on_a_prefix_then_rerank_is_the_literal_funnel(data, index):
+    x, q, _ = data
+    _, shortlist = index.search_batch(q, k=40, scan="hnsw", d_search=8, ef_search=64, d_rerank=None)
+    _, rows = index.search_batch(q, k=5, scan="hnsw", d_search=8, ef_search=64, d_rerank=D, rerank_k=40)
+    for i in range(len(q)):
+        full = (unit(q[i : i + 1]) @ unit(x[shortlist[i]]).T)[0]
+        np.testing.assert_array_equal(rows[i], shortlist[i][np.argsort(-full, kind="stable")[:5]])
+
+
+def test_graph_plans_need_a_graph(index, data):
+    _, q, _ = data
+    with pytest.raises(ValueError, match="graphs on \\[8, 32\\] dims, got d_search=16"):
+        index.search_batch(q, k=5, scan="hnsw", d_search=16)
+    with pytest.raises(ValueError, match="ef_search must be a positive int"):
+        index.search_batch(q, k=5, scan="hnsw", d_search=8, ef_search=0)
+
+
+def test_graph_round_trip_and_tampered_graph_refused(data, index, tmp_path):
+    x, q, _ = data
+    folder = index.save_pretrained(tmp_path / "g")
+    loaded = AdANNSIndex.from_pretrained(folder)
+    for d in (8, D):
+        np.testing.assert_array_equal(
+            loaded.search_batch(q, k=7, scan="hnsw", d_search=d, ef_search=32).total_indices,
+            index.search_batch(q, k=7, scan="hnsw", d_search=d, ef_search=32).total_indices)
+    arrays = load_file(str(folder / "lists.safetensors"))
+    arrays["graph_8_neighbors"][5] = 10_000  # a neighbour beyond the 800 rows: faiss would read out of bounds
+    save_file(arrays, str(folder / "lists.safetensors"))
+    _rebind(folder, "lists.safetensors")
+    with pytest.raises(ArtifactError, match="HNSW graph on 8 dims is corrupt: a neighbour is not a row"):
+        AdANNSIndex.from_pretrained(folder)
+
+
+def _rebind(folder: Path, name: str) -> None:
+    """Play a hostile repo: record the tampered file's size and SHA-256 in config.json."""
+    config = json.loads((folder / "config.json").read_text())
+    blob = (folder / name).read_bytes()
+    config["hf_ada_artifact"]["files"][name] = {"size": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_resigned_plan_beyond_nlist_is_refused_at_load(index, tmp_path):
+    folder = index.save_pretrained(tmp_path / "p")
+    tuning = json.loads((folder / "tuning.json").read_text())
+    tuning["plan"] = {**index.config.settings().as_dict(), "nprobe": 999}
+    (folder / "tuning.json").write_text(json.dumps(tuning))
+    _rebind(folder, "tuning.json")
+    with pytest.raises(ArtifactError, match="tuning.json: a plan is not valid for this index .*nprobe must be"):
+        AdANNSIndex.from_pretrained(folder)
+
+
+def test_tuned_index_never_loses_to_its_own_rigid_candidates(data):
+    """tune() builds the rigid faiss structures (full-dim IVF with the same nlist, full-dim HNSW, flat) and a
+    short-prefix quantizer/graph itself; at every recall a rigid candidate reaches, the chosen plan is at least
+    as fast and as accurate on the same measurements."""
+    x, _, tune_q = data
+    idx = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=16, nprobe=4, hnsw_m=8),
+                            show_progress=False)
+    truth = exact_top(tune_q, x, D, 10)
+    points = idx.tune(tune_q, [set(t) for t in truth], k=10, repeats=1, show_progress=False)
+    rigid = [p for p in points if (p["scan"] == "exact" and p["d_search"] == D and not p["d_rerank"])
+             or (p["scan"] == "flat" and p["d_cluster"] == D and p["d_search"] == D and not p["d_rerank"])
+             or (p["scan"] == "hnsw" and p["d_search"] == D and not p["d_rerank"])]
+    assert {p["scan"] for p in rigid} == {"exact", "flat", "hnsw"}
+    assert len([p for p in rigid if p["scan"] == "flat"]) == 5  # nprobe 1, 2, 4, 8, 16
+    assert len([p for p in rigid if p["scan"] == "hnsw"]) == 5  # efSearch 16 ... 256
+    for r in rigid:
+        plan = choose_plan(points, D, target_recall=r["recall"])
+        assert plan["recall"] >= r["recall"] and plan["qps"] >= r["qps"]
+        _, rows = idx.search_batch(tune_q, k=10, target_recall=r["recall"])  # what a user's call gives
+        _, direct = idx.search_batch(tune_q, k=10, **{key: plan[key] for key in SEARCH_KEYS})
+        np.testing.assert_array_equal(rows, direct)
+    plan = idx.plan  # no target: the fastest within 1% of flat's recall, every structure included
+    flat = next(p for p in rigid if p["scan"] == "exact")
+    assert plan["qps"] == max(p["qps"] for p in points if p["recall"] >= 0.99 * flat["recall"] - 1e-12)
+    assert "built for tuning" in plan["reason"] and "HNSW graphs (M=8)" in plan["reason"]
+    kept = {p["d_search"] for p in idx.tuning["time_front"] + idx.tuning["pareto_front"] if p["scan"] == "hnsw"}
+    assert set(idx.config.graph_dims) == kept  # graphs no front plan uses were dropped
+    assert all(p["scan"] != "hnsw" or p["d_search"] in kept for p in idx.tuning["points"])
+
+
+def test_memory_per_plan(index):
+    n = index.num_rows
+    memory = index.memory()
+    graph_8, graph_full = memory["hnsw graph d=8"], memory[f"hnsw graph d={D}"]
+    assert graph_8 == graph_full  # the same M: the graph costs the same bytes whatever the prefix ...
+    short = index.plan_memory(scan="hnsw", d_search=8, d_rerank=None)
+    full = index.plan_memory(scan="hnsw", d_search=D, d_rerank=None)
+    assert short == pytest.approx(graph_8 / n + 8 * 4) and full == pytest.approx(graph_full / n + D * 4)
+    assert index.plan_memory(scan="flat", d_cluster=8, d_search=16, d_rerank=D) == pytest.approx(8 + 16 * 4 + D * 4)
+    card = str(index._render_card())
+    assert "HNSW graphs | on 8, 32 dims, M = 8" in card
+
+
+def test_eight_threads_with_mixed_settings_equal_serial_results(data):
+    """Threads share one index (structures built lazily while they race) and each asks for other settings;
+    every result equals the serial one (the shared faiss objects are never changed per call)."""
+    x, q, _ = data
+    config = AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=16, nprobe=4, graph_dims=[D], hnsw_m=8,
+                          extra_d_clusters=[D], pq_bytes=4, d_pq=16, scan="flat")
+    settings = [dict(nprobe=1, d_rerank=None), dict(nprobe=16, d_search=D, d_rerank=None),
+                dict(nprobe=3, d_cluster=D, d_search=8, d_rerank=D, rerank_k=30),
+                dict(scan="hnsw", d_search=D, ef_search=16, d_rerank=None),
+                dict(scan="hnsw", d_search=D, ef_search=128, d_rerank=None),
+                dict(scan="exact", d_search=12, d_rerank=D, rerank_k=20), dict(scan="pq", nprobe=2, d_rerank=None),
+                dict(scan="pq", nprobe=16, d_rerank=D)]
+    serial_index = AdANNSIndex.build(x, config, show_progress=False)
+    serial = [serial_index.search_batch(q, k=10, **s).total_indices for s in settings]
+    shared = AdANNSIndex.build(x, AdANNSConfig(**{**config.to_dict(), "num_rows": None}), show_progress=False)
+    shared.storage.graphs = serial_index.storage.graphs  # the same graph (a parallel build may differ)
+    results: dict[tuple[int, int], np.ndarray] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def worker(t: int) -> None:
+        try:
+            start.wait()
+            for rep in range(25):
+                which = (t + rep) % len(settings)
+                rows = shared.search_batch(q[(rep % 4) * 10 : (rep % 4) * 10 + 10], k=10, **settings[which]).total_indices
+                results[(t, rep)] = rows
+                np.testing.assert_array_equal(rows, serial[which][(rep % 4) * 10 : (rep % 4) * 10 + 10])
+        except BaseException as err:  # reported below with the thread's settings
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[0]
+    assert len(results) == 8 * 25

@@ -1,0 +1,98 @@
+"""Every AdANNS setting checked where it enters, with an error naming the argument, before any work."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import pytest
+from datasets import Dataset
+
+import hf_ada  # noqa: F401  (attaches the Dataset methods)
+from hf_ada.adanns import AdANNSConfig, AdANNSIndex
+from hf_ada.adanns import dataset as adanns_dataset
+
+D = 16
+
+
+@pytest.fixture(scope="module")
+def vectors() -> np.ndarray:
+    return np.random.default_rng(3).standard_normal((300, D)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def index(vectors) -> AdANNSIndex:
+    return AdANNSIndex.build(vectors, AdANNSConfig(dim=D, d_cluster=4, d_search=8, nlist=4, nprobe=2),
+                             show_progress=False)
+
+
+@pytest.mark.parametrize("field", ["d_cluster", "d_search"])
+def test_zero_prefix_is_refused_even_with_other_fields_unset(vectors, field):
+    with pytest.raises(ValueError, match=f"{field} must be an int in \\[1, {D}\\]"):
+        AdANNSConfig(dim=D, num_rows=300, **{field: 0})
+    ds = Dataset.from_dict({"emb": vectors.tolist()})
+    with pytest.raises(ValueError, match=f"{field} must be an int in \\[1, {D}\\]"):
+        ds.add_adanns_index("emb", show_progress=False, **{field: 0})
+    assert ds.list_indexes() == []
+
+
+def test_huge_k_is_clamped_to_the_rows(index, vectors):
+    scores, rows = index.search_batch(vectors[:3], k=10**9, scan="exact", d_search=D, d_rerank=None)
+    assert rows.shape == (3, 300) and sorted(rows[0].tolist()) == list(range(300))
+    _, rows = index.search_batch(vectors[:3], k=10**9, d_rerank=D, rerank_k=10**9)  # re-rank width too
+    assert rows.shape == (3, 300)
+    assert index.search(vectors[0], k=10**9).indices.shape == (300,)
+
+
+def test_zero_queries_are_refused(index):
+    with pytest.raises(ValueError, match="queries must hold at least one query"):
+        index.search_batch(np.zeros((0, D), dtype=np.float32), k=5)
+    with pytest.raises(ValueError, match="queries must hold at least one query"):
+        index.tune(np.zeros((0, D), dtype=np.float32), [], show_progress=False)
+
+
+def test_empty_dataset_and_vectors_are_refused(monkeypatch):
+    with pytest.raises(ValueError, match="no rows"):
+        AdANNSIndex.build(np.zeros((0, D), dtype=np.float32), AdANNSConfig(dim=D), show_progress=False)
+    empty = Dataset.from_dict({"emb": []}, features=datasets.Features(
+        {"emb": datasets.List(datasets.Value("float32"), length=D)}))
+    with pytest.raises(ValueError, match="the dataset has no rows"):
+        empty.add_adanns_index("emb", show_progress=False)
+
+
+@pytest.mark.parametrize("auto_tune", [-5, 2.5, True])
+def test_bad_auto_tune_is_refused_before_any_work(vectors, monkeypatch, auto_tune):
+    def no_work(*args, **kwargs):
+        raise AssertionError("no vector may be read before the arguments are checked")
+
+    monkeypatch.setattr(adanns_dataset, "column_content_hash", no_work)
+    monkeypatch.setattr(AdANNSIndex, "build", no_work)
+    ds = Dataset.from_dict({"emb": vectors.tolist()})
+    with pytest.raises(ValueError, match="auto_tune must be an int >= 0"):
+        ds.add_adanns_index("emb", auto_tune=auto_tune, show_progress=False)
+    with pytest.raises(ValueError, match="auto_tune must be an int >= 0"):
+        ds.add_adanns_index_from_external_arrays(vectors, "ext", auto_tune=auto_tune, show_progress=False)
+
+
+def test_tune_refuses_empty_or_foreign_truth_sets(index, vectors):
+    q = vectors[:3]
+    with pytest.raises(ValueError, match="relevant_ids\\[1\\] is empty"):
+        index.tune(q, [{0}, set(), {2}], show_progress=False)
+    with pytest.raises(ValueError, match="relevant_ids\\[2\\] holds a row outside \\[0, 300\\)"):
+        index.tune(q, [{0}, {1}, {300}], show_progress=False)
+    with pytest.raises(ValueError, match="relevant_ids must have one entry per query \\(3\\), got 2"):
+        index.tune(q, [{0}, {1}], show_progress=False)
+    assert index.plan is None  # nothing was chosen
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"k": 0}, "k must be a positive int"), ({"k": True}, "k must be a positive int"),
+    ({"nprobe": 0}, "nprobe must be an int in \\[1, nlist=4\\]"), ({"nprobe": 5}, "nprobe must be an int in"),
+    ({"d_search": 17}, "d_search must be an int in \\[1, 16\\]"), ({"scan": "ivf"}, "scan must be one of"),
+    ({"d_cluster": 8}, "d_cluster must be one of the trained prefixes \\[4\\]"),
+    ({"rerank_k": 0, "d_rerank": D}, "rerank_k must be a positive int"),
+    ({"scan": "hnsw", "d_search": D}, "scan='hnsw' walks the graph of the d_search prefix"),
+    ({"ef_search": -1}, "ef_search must be a positive int"), ({"nprobe_x": 1}, "unknown search arguments"),
+])
+def test_bad_search_settings_name_the_argument(index, vectors, kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        index.search_batch(vectors[:2], **kwargs)
