@@ -28,7 +28,6 @@ uses Adan through the Trainer's public API (no ``--optim adan`` flag, no card se
 
 from __future__ import annotations
 
-import enum
 import functools
 import logging
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from ..common.lazy import call_when_imported
 from ._notice import notice
 from .adan import Adan
 from .model_card import is_generated_card, render_adan_model_card
+from .startup import add_adan_member
 from .optim_args import (
     ADAN_OPTIM_NAME,
     adan_kwargs_from_training_args,
@@ -58,37 +58,6 @@ def _is_adan(optim: Any) -> bool:
 
 def _handler(ctx: Any) -> tuple[type, dict[str, Any]]:
     return Adan, adan_kwargs_from_training_args(ctx.args)
-
-
-def _reduce_as_plain_str(reduce_ex: Callable[..., Any]) -> Callable[..., Any]:
-    """``OptimizerNames.__reduce_ex__`` that pickles the added member as the plain string ``"adan"``, so that a
-    run's ``training_args.bin`` unpickles in a process that never imported hf_ada (``"adan"`` compares
-    equal to the member, and the Trainer's table knows both keys)."""
-
-    @functools.wraps(reduce_ex)
-    def wrapper(self: Any, protocol: Any) -> Any:
-        if self._value_ == ADAN_OPTIM_NAME:
-            return (str, (ADAN_OPTIM_NAME,))
-        return reduce_ex(self, protocol)
-
-    wrapper.__hf_ada_wrapped__ = True  # type: ignore[attr-defined]
-    return wrapper
-
-
-def _add_enum_member(enum_cls: type[enum.Enum], name: str, value: str) -> None:
-    """Add ``name = value`` to a str-Enum after its creation (Python has no public API for this)."""
-    if value in enum_cls._value2member_map_:
-        return
-    member = str.__new__(enum_cls, value)
-    member._name_ = name
-    member._value_ = value
-    member.__objclass__ = enum_cls  # type: ignore[attr-defined]
-    if hasattr(member, "_sort_order_"):
-        member._sort_order_ = len(enum_cls._member_names_)
-    enum_cls._member_map_[name] = member
-    enum_cls._value2member_map_[value] = member
-    enum_cls._member_names_.append(name)
-    type.__setattr__(enum_cls, name, member)
 
 
 def _validate_on_post_init(post_init: Callable[..., None]) -> Callable[..., None]:
@@ -218,11 +187,9 @@ def register() -> None:
     from transformers import trainer_optimizer
     from transformers.training_args import OptimizerNames, TrainingArguments
 
-    _add_enum_member(OptimizerNames, "ADAN", ADAN_OPTIM_NAME)
-    if not getattr(OptimizerNames.__reduce_ex__, "__hf_ada_wrapped__", False):
-        type.__setattr__(OptimizerNames, "__reduce_ex__", _reduce_as_plain_str(OptimizerNames.__reduce_ex__))
+    add_adan_member(OptimizerNames)
     trainer_optimizer._OPTIMIZER_HANDLERS[OptimizerNames.ADAN] = _handler
-    trainer_optimizer._OPTIMIZER_HANDLERS[ADAN_OPTIM_NAME] = _handler  # an unpickled plain "adan" (see above)
+    trainer_optimizer._OPTIMIZER_HANDLERS[ADAN_OPTIM_NAME] = _handler  # an unpickled plain "adan" (startup.add_adan_member)
     if not getattr(TrainingArguments.__post_init__, "__hf_ada_wrapped__", False):
         TrainingArguments.__post_init__ = _validate_on_post_init(TrainingArguments.__post_init__)
     # transformers.trainer takes ~1.5 s to import: hook the card when the user's script imports it

@@ -16,13 +16,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .startup import ADAN as ADAN_OPTIM_NAME  # the name is defined once, with the start-up hook
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["ADAN_OPTIM_NAME", "ADAN_DEFAULT_BETAS", "OPTIM_ARGS", "parse_adan_optim_args",
            "adan_kwargs_from_training_args", "validate_adan_training_args", "AdanFromAdamW", "adan_from_adamw",
            "FROM_ADAMW_LR_MULTIPLIER", "translate_training_args_from_adamw", "from_adamw_record"]
 
-ADAN_OPTIM_NAME = "adan"
 #: Adan's default ``(beta1, beta2, beta3)`` (the reference repository's); :class:`~hf_ada.optim.Adan` takes its
 #: default from here.
 ADAN_DEFAULT_BETAS = (0.98, 0.92, 0.99)
