@@ -75,6 +75,9 @@ def embed(
     show_progress: bool = True,
     backend: str = "torch",
     devices: list[str] | None = None,
+    distributed: bool | None = None,
+    shards_dir: str | None = None,
+    num_shards: int | None = None,
 ) -> datasets.Dataset:
     """Return ``dataset`` with ``output_column`` = ``model.encode(text_column)`` at the model's full dim.
 
@@ -92,6 +95,13 @@ def embed(
     ``devices``: encode data-parallel, one worker process per entry (sentence-transformers' multi-process
     pool), e.g. ``["cuda:0", "cuda:1"]`` for a corpus that outgrows one GPU, or ``["cpu"] * 4`` on a CPU
     machine whose cores one process does not keep busy. The result is the same as one process's.
+
+    Under a launcher (``accelerate launch`` / ``torchrun``, on one machine or several: an initialised
+    ``torch.distributed`` group or ``WORLD_SIZE`` > 1) each rank embeds only its shards of the rows and
+    every rank gets the whole column back (:func:`hf_ada.adanns.sharding.embed_shards`: Arrow shards in
+    ``shards_dir``, a folder all ranks see, default in the ``datasets`` cache; ``num_shards`` defaults to
+    the world size; a rerun embeds only the shards not finished). ``distributed=False`` embeds everything
+    in this process anyway; ``True`` requires a launcher.
     """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
@@ -105,6 +115,20 @@ def embed(
                          f"['cpu', 'cpu']), got {devices!r}; for one device, move the model: model.to(device)")
     if output_column in dataset.column_names:
         raise ValueError(f"output_column {output_column!r} already exists; choose another name or remove it")
+    if distributed not in (None, True, False):
+        raise ValueError(f"distributed must be None (auto), True or False, got {distributed!r}")
+    if distributed is not False:
+        from .sharding import embed_shards, world
+
+        size = world()[1]
+        if distributed and size == 1:
+            raise ValueError("distributed=True needs a launcher (accelerate launch / torchrun): the world size is 1")
+        if size > 1:
+            if devices:
+                raise ValueError("devices and a multi-process launch do not combine: each rank already has its device")
+            return embed_shards(dataset, model, text_column, output_column, shards_dir, num_shards=num_shards,
+                                batch_size=batch_size, dtype=dtype, model_name=model_name,
+                                model_revision=model_revision, show_progress=show_progress, backend=backend)
     if model is None:
         model, model_name = load_default_model(backend=backend), model_name or _DEFAULT_MODEL
     elif isinstance(model, str):

@@ -1,0 +1,321 @@
+"""Sharded embedding and index builds across processes and machines (``accelerate launch`` / ``torchrun``).
+
+Every rank embeds its contiguous shards of the rows (``datasets.distributed.split_dataset_by_node``) and
+writes each shard's vectors as an Arrow dataset (``save_to_disk``) under ``shards_dir``, with a marker
+(``shard-00001.done.json``: the rows, what produced them, and the SHA-256 of every file written); one rank
+(rank 0) then builds the index from the memory-mapped shards while the others exit. ``shards_dir`` must be a
+folder every rank sees (one machine, or a shared filesystem across machines).
+
+Resumable: rerun the same launch after a rank died and only the shards without a valid marker are
+embedded again (a marker counts only if its rows, texts, model and dtype match this run and every file's
+checksum matches). Ranks come from an initialised ``torch.distributed`` process group, else from the
+launchers' ``RANK`` / ``WORLD_SIZE`` variables; shards are handed out as ``shard % world_size == rank``,
+so a rerun may use a different number of processes.
+
+Use::
+
+    # accelerate launch --num_processes 2 [--num_machines N --machine_rank R ...] my_build.py
+    ds = embed(ds, model, "text")             # under a launcher: sharded, every rank gets all rows back
+    if is_main_process():
+        build_index(ds, "embeddings", "out/my-index")
+
+or :func:`embed_and_build` for both steps. :func:`build_index_on_disk` builds an index larger than RAM
+from a memory-mapped vector source without holding the float32 vectors in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets.distributed import split_dataset_by_node
+import numpy as np
+
+from ..common.files import read_json, write_json
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["world", "is_main_process", "shard_bounds", "embed_shards", "load_shards", "build_index",
+           "embed_and_build", "ShardError"]
+
+SHARD_FORMAT = "shard-{:05d}"
+MARKER_SUFFIX = ".done.json"
+_MARKER_VERSION = 1
+
+
+class ShardError(RuntimeError):
+    """A shard folder that cannot be used (missing, foreign or corrupt) where it is required."""
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process: the initialised ``torch.distributed`` group's, else the
+    launcher's ``RANK`` / ``WORLD_SIZE`` environment variables, else ``(0, 1)``."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    rank, size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if not 0 <= rank < size:
+        raise ValueError(f"RANK={rank} is not in [0, WORLD_SIZE={size})")
+    return rank, size
+
+
+def is_main_process() -> bool:
+    """Rank 0 (the one that builds and saves the index)."""
+    return world()[0] == 0
+
+
+def shard_bounds(num_rows: int, num_shards: int) -> list[tuple[int, int]]:
+    """Row ranges of the ``num_shards`` contiguous shards, as ``split_dataset_by_node`` cuts a map-style
+    dataset (the first ``num_rows % num_shards`` shards hold one row more)."""
+    div, mod = divmod(num_rows, num_shards)
+    return [(div * i + min(i, mod), div * (i + 1) + min(i + 1, mod)) for i in range(num_shards)]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(folder: Path) -> dict[str, str]:
+    """SHA-256 of every regular file of a shard folder (links refused)."""
+    out = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_symlink() or not path.is_file():
+            raise ShardError(f"{path} is not a regular file")
+        out[path.name] = _sha256(path)
+    return out
+
+
+def _marker_valid(shards_dir: Path, i: int, key: dict[str, Any], verify: bool) -> bool:
+    """Shard ``i`` is complete for ``key`` (and, with ``verify``, its files match their checksums)."""
+    folder, marker = shards_dir / SHARD_FORMAT.format(i), shards_dir / (SHARD_FORMAT.format(i) + MARKER_SUFFIX)
+    if not marker.is_file() or marker.is_symlink() or not folder.is_dir() or folder.is_symlink():
+        return False
+    try:
+        record = read_json(marker)
+    except (OSError, ValueError) as err:
+        logger.warning("ignoring unreadable shard marker %s (%s)", marker, err)
+        return False
+    if not isinstance(record, dict) or record.get("key") != key:
+        return False
+    if verify:
+        try:
+            files = _files(folder)
+        except (OSError, ShardError):
+            return False
+        if files != record.get("files"):
+            logger.warning("shard %d under %s does not match its marker's checksums: it is embedded again", i, shards_dir)
+            return False
+    return True
+
+
+def _resolve_model(model: Any, model_name: str | None, backend: str) -> tuple[Any, str | None]:
+    from .embed import _DEFAULT_MODEL, load_default_model
+
+    if model is None:
+        return load_default_model(backend=backend), model_name or _DEFAULT_MODEL
+    if isinstance(model, str):
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(model, backend=backend), model_name or model
+    return model, model_name
+
+
+def embed_shards(
+    dataset: datasets.Dataset,
+    model: Any = None,
+    text_column: str = "text",
+    output_column: str = "embeddings",
+    shards_dir: str | os.PathLike | None = None,
+    *,
+    num_shards: int | None = None,
+    batch_size: int = 64,
+    dtype: str = "float32",
+    model_name: str | None = None,
+    model_revision: str | None = None,
+    show_progress: bool = True,
+    backend: str = "torch",
+    poll_seconds: float = 1.0,
+    timeout: float | None = None,
+) -> datasets.Dataset:
+    """Embed this rank's shards of ``dataset`` (``shard % world_size == rank``), wait for every other
+    rank's, and return ``dataset`` with ``output_column`` read from all shards (memory-mapped Arrow).
+
+    ``num_shards`` (default: the world size) fixes the shard boundaries, so a rerun with another process
+    count reuses the finished shards. ``shards_dir`` (default: a folder in the ``datasets`` cache named after
+    the dataset, model, column and dtype) must be visible to every rank. ``timeout`` (seconds, default none)
+    bounds the wait for other ranks' shards; a launcher stops the waiting ranks when one fails anyway.
+    Other arguments as :func:`hf_ada.adanns.embed`; the result equals one process's ``embed`` (up to the
+    float rounding of different batch compositions).
+    """
+    from .dataset import record_embedding_provenance, text_content_hash
+    from .embed import _full_dim, embed, model_provenance
+
+    rank, size = world()
+    num_shards = size if num_shards is None else num_shards
+    if not isinstance(num_shards, int) or isinstance(num_shards, bool) or not 1 <= num_shards <= max(len(dataset), 1):
+        raise ValueError(f"num_shards must be an int in [1, {max(len(dataset), 1)}] (rows), got {num_shards!r}")
+    if text_column not in dataset.column_names:
+        raise ValueError(f"text_column {text_column!r} is not in the dataset; available: {dataset.column_names}")
+    if output_column in dataset.column_names:
+        raise ValueError(f"output_column {output_column!r} already exists; choose another name or remove it")
+    model, model_name = _resolve_model(model, model_name, backend)
+    dim = _full_dim(model)
+    name, revision = model_provenance(model)
+    name, revision = model_name or name, model_revision or revision
+    if shards_dir is None:
+        from datasets.fingerprint import Hasher
+
+        tag = Hasher.hash([dataset._fingerprint, name, revision, text_column, output_column, dtype, dim, num_shards])
+        shards_dir = Path(datasets.config.HF_DATASETS_CACHE) / "hf_ada_embedding_shards" / tag
+    shards_dir = Path(shards_dir)
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    bounds = shard_bounds(len(dataset), num_shards)
+    keys = []
+    for i, (start, end) in enumerate(bounds):
+        keys.append({"version": _MARKER_VERSION, "shard": i, "num_shards": num_shards, "rows": [start, end],
+                     "num_rows": len(dataset), "model": name, "revision": revision, "dim": dim, "dtype": dtype,
+                     "column": output_column, "text_column": text_column})
+    mine = [i for i in range(num_shards) if i % size == rank]
+    for i in mine:
+        shard = split_dataset_by_node(dataset, rank=i, world_size=num_shards)
+        if len(shard) != bounds[i][1] - bounds[i][0]:  # pragma: no cover - guards a change in datasets' cut
+            raise ShardError(f"split_dataset_by_node gave {len(shard)} rows for shard {i}, expected {bounds[i]}")
+        keys[i]["texts_sha256"] = text_content_hash(shard, text_column)
+        if _marker_valid(shards_dir, i, keys[i], verify=True):
+            logger.info("rank %d: shard %d/%d is already embedded (%s): skipped", rank, i, num_shards, shards_dir)
+            continue
+        _write_shard(shards_dir, i, keys[i], embed(
+            shard, model, text_column, output_column, batch_size=batch_size, dtype=dtype, model_name=name,
+            model_revision=revision, show_progress=show_progress, distributed=False,
+        ).select_columns([output_column]))  # fmt: skip
+        logger.info("rank %d: embedded shard %d/%d (rows %d-%d)", rank, i, num_shards, *bounds[i])
+    _wait_for(shards_dir, keys, mine, poll_seconds, timeout)
+    vectors = load_shards(shards_dir, num_shards, verify=False)
+    if len(vectors) != len(dataset):
+        raise ShardError(f"the shards under {shards_dir} hold {len(vectors)} rows, the dataset {len(dataset)}")
+    base = dataset.flatten_indices() if dataset._indices is not None else dataset
+    out = datasets.concatenate_datasets([base, vectors], axis=1)
+    record_embedding_provenance(out, output_column, name, revision)
+    return out
+
+
+def _write_shard(shards_dir: Path, i: int, key: dict[str, Any], vectors: datasets.Dataset) -> None:
+    """Save shard ``i`` into a temporary sibling, move it into place, then write its marker (last)."""
+    final = shards_dir / SHARD_FORMAT.format(i)
+    marker = shards_dir / (SHARD_FORMAT.format(i) + MARKER_SUFFIX)
+    marker.unlink(missing_ok=True)  # the shard is being rewritten: nobody may trust the old one meanwhile
+    tmp = shards_dir / f".{SHARD_FORMAT.format(i)}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    vectors.save_to_disk(str(tmp))
+    if final.is_symlink() or final.is_file():
+        final.unlink()
+    elif final.exists():
+        shutil.rmtree(final)  # our own stale shard folder (no valid marker)
+    os.replace(tmp, final)
+    write_json(marker, {"key": key, "files": _files(final)})
+
+
+def _wait_for(shards_dir: Path, keys: list[dict[str, Any]], mine: list[int], poll: float, timeout: float | None) -> None:
+    """Wait until every shard has a marker for this run (its owner wrote and checked it)."""
+    pending = [i for i in range(len(keys)) if i not in mine]
+    started, logged = time.monotonic(), 0.0
+    while pending:
+        pending = [i for i in pending if not _marker_matches(shards_dir, i, keys[i])]
+        if not pending:
+            break
+        waited = time.monotonic() - started
+        if timeout is not None and waited > timeout:
+            raise TimeoutError(f"shards {pending} under {shards_dir} were not written within {timeout} s")
+        if waited - logged > 60:
+            logger.info("waiting for shards %s under %s (%.0f s)", pending, shards_dir, waited)
+            logged = waited
+        time.sleep(poll)
+
+
+def _marker_matches(shards_dir: Path, i: int, key: dict[str, Any]) -> bool:
+    """Shard ``i`` has a marker of this run (everything but the texts' hash, which only its owner computes)."""
+    marker = shards_dir / (SHARD_FORMAT.format(i) + MARKER_SUFFIX)
+    if not marker.is_file():
+        return False
+    try:
+        record = read_json(marker)
+    except (OSError, ValueError):
+        return False
+    found = dict(record.get("key") or {}) if isinstance(record, dict) else {}
+    found.pop("texts_sha256", None)
+    return found == key
+
+
+def load_shards(shards_dir: str | os.PathLike, num_shards: int | None = None, *, verify: bool = True) -> datasets.Dataset:
+    """The shards under ``shards_dir`` concatenated in order (memory-mapped Arrow). ``verify`` checks every
+    file against its marker's SHA-256 first; a missing, unmarked or corrupt shard raises :class:`ShardError`."""
+    shards_dir = Path(shards_dir)
+    if num_shards is None:
+        num_shards = len(list(shards_dir.glob("shard-*" + MARKER_SUFFIX)))
+        if not num_shards:
+            raise ShardError(f"no finished shards under {shards_dir}")
+    parts = []
+    for i in range(num_shards):
+        folder = shards_dir / SHARD_FORMAT.format(i)
+        marker = shards_dir / (SHARD_FORMAT.format(i) + MARKER_SUFFIX)
+        if not marker.is_file() or not folder.is_dir() or folder.is_symlink():
+            raise ShardError(f"shard {i} under {shards_dir} is missing or unfinished (no {marker.name})")
+        if verify:
+            record = read_json(marker)
+            if not isinstance(record, dict) or record.get("files") != _files(folder):
+                raise ShardError(f"shard {i} under {shards_dir} does not match its marker's checksums")
+        parts.append(datasets.load_from_disk(str(folder)))
+    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def build_index(
+    dataset: datasets.Dataset,
+    column: str,
+    output_dir: str | os.PathLike,
+    index_name: str | None = None,
+    *,
+    auto_tune: int = 256,
+    **settings: Any,
+) -> Path | None:
+    """On rank 0: build an AdANNS index over ``column`` (streamed from the memory-mapped Arrow data, e.g. the
+    result of :func:`embed_shards`) and save it to ``output_dir``; returns the folder. On other ranks: nothing
+    to do, returns ``None`` (they may exit). ``settings`` / ``auto_tune`` as ``Dataset.add_adanns_index``."""
+    if not is_main_process():
+        return None
+    from .dataset import add_adanns_index, save_adanns_index
+
+    name = index_name or column
+    add_adanns_index(dataset, column, name, auto_tune=auto_tune, **settings)
+    return Path(save_adanns_index(dataset, name, str(output_dir)))
+
+
+def embed_and_build(
+    dataset: datasets.Dataset,
+    output_dir: str | os.PathLike,
+    model: Any = None,
+    text_column: str = "text",
+    column: str = "embeddings",
+    shards_dir: str | os.PathLike | None = None,
+    *,
+    num_shards: int | None = None,
+    embed_kwargs: dict[str, Any] | None = None,
+    **index_settings: Any,
+) -> Path | None:
+    """:func:`embed_shards` on every rank, then :func:`build_index` on rank 0 (``None`` elsewhere)."""
+    out = embed_shards(dataset, model, text_column, column, shards_dir, num_shards=num_shards, **(embed_kwargs or {}))
+    return build_index(out, column, output_dir, **index_settings)

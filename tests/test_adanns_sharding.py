@@ -1,0 +1,157 @@
+"""Sharded embedding and index builds (hf_ada.adanns.sharding) under real launchers: two gloo processes
+(torchrun, an initialised process group) and two "machines" (two accelerate launchers on 127.0.0.1) give the
+vectors of one process and the index of one array; a rerun embeds only the shards not finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from datasets.distributed import split_dataset_by_node
+from test_adan_multinode import _two_machines
+from test_adan_multiprocess import _env
+from test_adanns_embed import tiny_model_dir  # noqa: F401  (the fixture)
+
+import hf_ada  # noqa: F401
+from hf_ada.adanns import AdANNSConfig, AdANNSIndex, embed
+from hf_ada.adanns.sharding import ShardError, embed_shards, load_shards, shard_bounds
+
+ASSETS = Path(__file__).parent / "assets"
+SCRIPT = ASSETS / "sharded_embed_build.py"
+sys.path.insert(0, str(ASSETS))
+from sharded_embed_build import SETTINGS, TEXTS  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def _one_process_vectors(model_dir: Path) -> np.ndarray:
+    ds = embed(Dataset.from_dict({"text": TEXTS}), str(model_dir), "text", batch_size=8, show_progress=False,
+               distributed=False)
+    return np.asarray(ds.with_format("numpy")["embeddings"])
+
+
+def _index_from_array(vectors: np.ndarray) -> AdANNSIndex:
+    settings = {k: v for k, v in SETTINGS.items() if k != "auto_tune"}
+    return AdANNSIndex.build(vectors, AdANNSConfig(dim=vectors.shape[1], num_rows=len(vectors), **settings),
+                             show_progress=False)
+
+
+def _assert_same_index(saved: Path, vectors: np.ndarray) -> None:
+    """The index built from the shards equals the index built in memory from one array of the same vectors."""
+    got, want = AdANNSIndex.from_pretrained(saved), _index_from_array(vectors)
+    assert got.num_rows == len(TEXTS)
+    for dc in want.storage.centroids:
+        np.testing.assert_array_equal(got.storage.centroids[dc], want.storage.centroids[dc])
+        np.testing.assert_array_equal(got.storage.ids[dc], want.storage.ids[dc])
+        np.testing.assert_array_equal(got.storage.offsets[dc], want.storage.offsets[dc])
+    np.testing.assert_array_equal(got.storage.codes, want.storage.codes)
+    np.testing.assert_array_equal(got.storage.vector_view(), want.storage.vector_view())
+    queries = vectors[:10] + 0.01
+    for a, b in zip(got.search_batch(queries, 5), want.search_batch(queries, 5)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_shard_bounds_are_split_dataset_by_node():
+    ds = Dataset.from_dict({"x": list(range(23))})
+    for num_shards in (1, 2, 3, 5, 23):
+        bounds = shard_bounds(len(ds), num_shards)
+        for i, (start, end) in enumerate(bounds):
+            assert split_dataset_by_node(ds, rank=i, world_size=num_shards)["x"] == list(range(start, end))
+        assert bounds[0][0] == 0 and bounds[-1][1] == 23
+
+
+@pytest.mark.multiprocess
+def test_two_gloo_processes_give_the_one_process_vectors_and_index(tiny_model_dir, tmp_path):  # noqa: F811
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
+           str(tiny_model_dir), str(tmp_path / "out"), str(tmp_path / "shards"), "--init-group"]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    ranks = [json.loads((tmp_path / "out" / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [(r["rank"], r["world_size"], r["rows"]) for r in ranks] == [(0, 2, 288), (1, 2, 288)]
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
+        "shard-00000", "shard-00000.done.json", "shard-00001", "shard-00001.done.json"]
+    vectors = np.load(tmp_path / "out" / "vectors.npy")
+    np.testing.assert_allclose(vectors, _one_process_vectors(tiny_model_dir), atol=1e-5)
+    _assert_same_index(tmp_path / "out" / "index", vectors)
+
+
+@pytest.mark.multiprocess
+def test_two_machines_give_the_one_process_vectors_and_index(tiny_model_dir, tmp_path):  # noqa: F811
+    """Two accelerate launchers (machine rank 0 and 1) on 127.0.0.1; three shards over the two ranks."""
+    _two_machines(str(tiny_model_dir), str(tmp_path / "out"), str(tmp_path / "shards"), "--num-shards", "3",
+                  script=SCRIPT, via_hf_ada_run=False)
+    assert json.loads((tmp_path / "out" / "rank-1.json").read_text())["world_size"] == 2
+    assert len(list((tmp_path / "shards").glob("shard-*.done.json"))) == 3
+    vectors = np.load(tmp_path / "out" / "vectors.npy")
+    np.testing.assert_allclose(vectors, _one_process_vectors(tiny_model_dir), atol=1e-5)
+    _assert_same_index(tmp_path / "out" / "index", vectors)
+
+
+def test_a_rerun_embeds_only_the_shards_not_finished(tiny_model_dir, tmp_path, monkeypatch):  # noqa: F811
+    """Rank 1 of 2 finishes its shard while rank 0 dies; the relaunch embeds shard 0 only. A shard whose
+    file no longer matches its marker's checksum is embedded again, the valid ones are kept."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    ds, shards = Dataset.from_dict({"text": TEXTS}), tmp_path / "shards"
+    calls = []
+    encode = SentenceTransformer.encode
+    monkeypatch.setattr(SentenceTransformer, "encode", lambda self, texts, **kw: calls.append(len(texts)) or
+                        encode(self, texts, **kw))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(TimeoutError, match=r"shards \[0\]"):  # rank 0 never comes
+        embed_shards(ds, model, "text", shards_dir=shards, batch_size=8, show_progress=False, timeout=0.2)
+    assert sum(calls) == 144 and (shards / "shard-00001.done.json").is_file()
+    marker_1 = (shards / "shard-00001.done.json").stat().st_mtime_ns
+    # rank 0 relaunched (alone here): embeds shard 0, reuses shard 1
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    calls.clear()
+    out = embed_shards(ds, model, "text", shards_dir=shards, num_shards=2, batch_size=8, show_progress=False)
+    assert sum(calls) == 144 and (shards / "shard-00001.done.json").stat().st_mtime_ns == marker_1
+    one = _one_process_vectors(tiny_model_dir)
+    np.testing.assert_allclose(np.asarray(out.with_format("numpy")["embeddings"]), one, atol=1e-5)
+    assert out.column_names == ["text", "embeddings"] and out["text"] == TEXTS
+    # a corrupt shard file: refused on load, embedded again on a rerun; the intact shard is not touched
+    arrow = next((shards / "shard-00000").glob("*.arrow"))
+    data = bytearray(arrow.read_bytes())
+    data[-100] ^= 0xFF
+    arrow.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match="checksums"):
+        load_shards(shards)
+    calls.clear()
+    out = embed_shards(ds, model, "text", shards_dir=shards, num_shards=2, batch_size=8, show_progress=False)
+    assert sum(calls) == 144 and (shards / "shard-00001.done.json").stat().st_mtime_ns == marker_1
+    np.testing.assert_allclose(np.asarray(out.with_format("numpy")["embeddings"]), one, atol=1e-5)
+    assert len(load_shards(shards)) == 288
+    # different texts: no marker matches, everything is embedded again
+    calls.clear()
+    embed_shards(ds.map(lambda r: {"text": r["text"] + "!"}), model, "text", shards_dir=shards, num_shards=2,
+                 batch_size=8, show_progress=False)
+    assert sum(calls) == 288
+
+
+def test_embed_under_a_launcher_refuses_bad_combinations(tiny_model_dir, monkeypatch):  # noqa: F811
+    ds = Dataset.from_dict({"text": TEXTS[:4]})
+    with pytest.raises(ValueError, match="distributed=True needs a launcher"):
+        embed(ds, str(tiny_model_dir), "text", distributed=True)
+    with pytest.raises(ValueError, match="distributed must be None"):
+        embed(ds, str(tiny_model_dir), "text", distributed="yes")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ValueError, match="devices and a multi-process launch"):
+        embed(ds, str(tiny_model_dir), "text", devices=["cpu", "cpu"])
+    with pytest.raises(ValueError, match="num_shards must be an int"):
+        embed(ds, str(tiny_model_dir), "text", num_shards=5)
+    monkeypatch.setenv("RANK", "3")
+    with pytest.raises(ValueError, match="RANK=3"):
+        embed(ds, str(tiny_model_dir), "text")
+    assert os.environ["WORLD_SIZE"] == "2"
