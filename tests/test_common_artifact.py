@@ -134,55 +134,66 @@ def test_writer_failure_leaves_the_old_artifact(tmp_path):
 
 
 _KILLER = textwrap.dedent("""
-    import os, signal, sys
-    sys.path.insert(0, sys.argv[4])
-    from artifact_fixtures import arrays as _arrays
-    import hf_ada.common.folder as artifact
-    kill_at, counter = int(sys.argv[2]), [0]
+    import json, os, signal, sys
+    sys.path.insert(0, sys.argv[2])
+    from artifact_fixtures import arrays
+    import hf_ada.common.folder as folder_module
+    base, kill_at, counter = sys.argv[1], [0], [0]
     def hit(real):
         def wrapper(*args, **kwargs):
             counter[0] += 1
-            if counter[0] == kill_at:
+            if counter[0] == kill_at[0]:
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(*args, **kwargs)
         return wrapper
-    # every file-system step of a save: files written, renames, removals
-    artifact.os.replace = hit(os.replace)
-    artifact.sha256_file = hit(artifact.sha256_file)
-    artifact.write_json = hit(artifact.write_json)
-    artifact.Path.unlink = hit(artifact.Path.unlink)
-    _arrays(int(sys.argv[3]), names=("a", "b") if sys.argv[3] == "1" else ("a", "b", "c")).save_pretrained(sys.argv[1])
-    print("finished", counter[0])
+    # every file-system step of a save: files written and hashed, renames, removals
+    folder_module.os.replace = hit(os.replace)
+    folder_module.sha256_file = hit(folder_module.sha256_file)
+    folder_module.write_json = hit(folder_module.write_json)
+    folder_module.Path.unlink = hit(folder_module.Path.unlink)
+    old, new, outcomes = arrays(0), arrays(1, names=("a", "b")), []
+    for step in range(1, 200):
+        folder = os.path.join(base, f"run{step}")
+        kill_at[0] = 0
+        old.save_pretrained(folder)
+        open(os.path.join(folder, "user.txt"), "w").write("keep")
+        pid = os.fork()
+        if pid == 0:  # the saving process, killed at its step-th file-system step
+            kill_at[0], counter[0] = step, 0
+            new.save_pretrained(folder)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        outcomes.append([folder, os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL])
+        if not outcomes[-1][1]:
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+            break
+    print(json.dumps(outcomes))
 """)
 
 
 def test_sigkill_at_every_step_leaves_old_or_new(tmp_path):
-    """Kill a saving process (SIGKILL, a real second process) at each file-system step of the save in turn:
+    """Kill a saving process (SIGKILL, a real separate process) at each file-system step of the save in turn:
     the next load always gives the complete old or the complete new artifact, and cleans up."""
     script = tmp_path / "killer.py"
     script.write_text(_KILLER)
     tests_dir = str(Path(__file__).resolve().parent)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path), tests_dir], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    runs = json.loads(proc.stdout.strip().splitlines()[-1])
     old, new = _arrays(0), _arrays(1, names=("a", "b"))
     outcomes = []
-    step = 1
-    while True:
-        folder = tmp_path / f"run{step}"
-        old.save_pretrained(folder)
-        (folder / "user.txt").write_text("keep")
-        proc = subprocess.run([sys.executable, str(script), str(folder), str(step), "1", tests_dir],
-                              capture_output=True, text=True, timeout=120)
+    for folder, killed in runs:
+        folder = Path(folder)
         loaded = Arrays.from_pretrained(folder)
-        assert _same(loaded, old) or _same(loaded, new), (step, proc.stderr)
+        assert _same(loaded, old) or _same(loaded, new), folder
         assert (folder / "user.txt").read_text() == "keep"
         assert not [p.name for p in folder.iterdir() if p.name.startswith(".hf-ada")]
-        if proc.returncode == 0:
-            assert _same(loaded, new)
-            break
-        assert proc.returncode == -signal.SIGKILL, proc.stderr
         outcomes.append("new" if _same(loaded, new) else "old")
-        step += 1
-    assert step > 8  # the save really went through many steps
-    assert "old" in outcomes and "new" in outcomes  # kills before and after the commit point were both hit
+    assert [killed for _, killed in runs] == [True] * (len(runs) - 1) + [False]  # the last save finished
+    assert outcomes[-1] == "new"
+    assert len(runs) > 8  # the save really went through many steps
+    assert "old" in outcomes[:-1] and "new" in outcomes[:-1]  # kills before and after the commit point were hit
 
 
 def test_names_and_paths():
