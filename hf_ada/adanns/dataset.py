@@ -12,7 +12,7 @@ Saving, loading and pushing go through the index's artifact protocol (``save_pre
 and ``drop_index`` work on it unchanged.
 
 A load checks that the dataset holds exactly the indexed vectors: row count, dim, and a SHA-256 over every
-row of the column (its Arrow value buffers; ~1 s per 1.5 GB, see :func:`column_content_hash`).
+row of the column (its Arrow value buffers, see :func:`column_content_hash`).
 """
 
 from __future__ import annotations

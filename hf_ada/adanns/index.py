@@ -79,12 +79,12 @@ _MAX_BUFFER = 4_000_000  # query x candidate cells kept at once (bounds search m
 
 
 class AdANNSIndex(BaseIndex, HubArtifactMixin):
-    """A :class:`datasets.search.BaseIndex` implementing AdANNS-IVF, AdANNS-OPQ, their composite, exact
-    and rigid plans, all scanned by faiss kernels.
+    """A :class:`datasets.search.BaseIndex` implementing AdANNS-IVF, AdANNS-OPQ, their composite, HNSW
+    graphs over prefixes, exact and rigid plans, all scanned by faiss kernels.
 
     Build with :meth:`build` (or ``Dataset.add_adanns_index``), search with :meth:`search` /
     :meth:`search_batch` (per-call ``d_cluster``, ``d_search``, ``nprobe``, ``d_rerank``, ``rerank_k``,
-    ``scan``, or ``budget_flops`` / ``target_recall`` / ``time_budget_ms`` answered from the tuned plans),
+    ``scan``, ``ef_search``, or ``budget_flops`` / ``target_recall`` / ``time_budget_ms`` answered from the tuned plans),
     choose the plan with :meth:`tune`, persist with ``save_pretrained`` / ``from_pretrained`` /
     ``push_to_hub`` (a Hub *dataset* repo). Scores follow faiss: similarities (descending) for ``ip``,
     squared distances (ascending) for ``l2``.
@@ -260,7 +260,8 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
 
         Without arguments the tuned :attr:`plan` is used (the config's settings before :meth:`tune`).
         Per-call overrides: ``d_cluster``, ``d_search``, ``nprobe``, ``d_rerank`` (``None`` disables
-        re-ranking), ``rerank_k``, ``scan`` (``"flat"`` / ``"pq"`` / ``"exact"``); or ask for a quality
+        re-ranking), ``rerank_k``, ``scan`` (``"flat"`` / ``"pq"`` / ``"exact"`` / ``"hnsw"``), ``ef_search``
+        (HNSW walk width); they never change the index, so threads may search it concurrently. Or ask for a quality
         / cost, answered from the plans measured by :meth:`tune`: ``target_recall`` (the fastest plan
         reaching it), ``time_budget_ms`` (per query) or ``budget_flops`` (the most accurate plan within
         it). Missing results (fewer candidates than ``k``) are padded with index -1; a ``k`` above the number

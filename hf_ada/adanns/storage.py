@@ -50,7 +50,7 @@ GRAPH_ARRAYS = {"levels": np.int32, "offsets": np.uint64, "neighbors": np.int32,
 #: ``IndexIVF.parallel_mode`` for our ``search_preassigned`` calls. faiss's default (0) parallelises in
 #: ``IndexIVF.search`` by cutting the queries into one slice per thread *before* it calls
 #: ``search_preassigned``, which then runs single-threaded; called directly (the lists come from the
-#: ``d_cluster`` quantizer), mode 3 spreads the queries over the OpenMP threads inside it (1.7x at 2 threads).
+#: ``d_cluster`` quantizer), mode 3 spreads the queries over the OpenMP threads inside it.
 _PARALLEL_OVER_QUERIES = 3
 
 
@@ -455,9 +455,8 @@ class IndexStorage:
         return scores, rows
 
     def rotate(self, x: np.ndarray) -> np.ndarray:
-        """``x @ opq_rotation.T`` computed by faiss (its OpenMP threads), not by numpy: numpy's BLAS threads
-        keep spinning after a matmul and take the cores from the faiss scan that follows (measured: the
-        exhaustive PQ scan at 2 threads went from 28 ms to 60 ms for 721 queries)."""
+        """``x @ opq_rotation.T`` computed by faiss (its OpenMP threads), not by numpy, whose spinning BLAS
+        threads would take the cores from the faiss scan that follows."""
         rotation = self._rotation
         if rotation is None or rotation[0] is not self.opq_rotation:  # built once per rotation
             transform = faiss.LinearTransform(self.config.d_pq, self.config.d_pq, False)
