@@ -145,3 +145,26 @@ def test_index_names_are_checked_before_they_become_paths(local_hub, indexed, tm
         with pytest.raises(ValueError, match="is not allowed"):
             ds.load_adanns_index(bad, local_hub.repo_id("adanns-bad-name"))
     assert (victim / "notes.txt").read_text() == "mine"
+
+
+def test_every_push_publishes_exactly_the_index(local_hub, indexed, tmp_path):
+    """A token, notes and a checkpoint beside a saved index: the CLI push, ``save_pretrained(push_to_hub=True)``
+    and ``push_to_hub`` upload the index's own files and its card, nothing else."""
+    from hf_ada.commands.index import push_cli
+
+    ds, _ = indexed
+    folder = ds.save_adanns_index("emb", tmp_path / "emb")
+    (folder / ".env").write_text("HF_TOKEN=hf_secret\n")
+    (folder / "notes.txt").write_text("mine")
+    (folder / "checkpoint-500").mkdir()
+    (folder / "checkpoint-500" / "model.safetensors").write_bytes(b"weights")
+    index_files = {"config.json", "vectors.faiss", "lists.safetensors", "tuning.json", "README.md"}
+    repo_id = local_hub.repo_id("adanns-exact")
+    push_cli([str(folder), repo_id, "--token", local_hub.token])
+    assert {f for f in local_hub.files(repo_id, "dataset") if f != ".gitattributes"} == {
+        f"adanns/emb/{name}" for name in index_files}
+    index = ds.get_index("emb")
+    url = index.save_pretrained(folder, push_to_hub=True, repo_id=local_hub.repo_id("adanns-save-push"))
+    assert "/commit/" in url and (folder / ".env").is_file() and (folder / "notes.txt").read_text() == "mine"
+    pushed = local_hub.files(url.split("/datasets/")[1].split("/commit/")[0], "dataset")
+    assert set(pushed) - {".gitattributes"} == index_files

@@ -198,3 +198,94 @@ def test_create_pr_leaves_main_untouched(local_hub, tmp_path, empty_cache):
     assert json.loads(local_hub.files(repo_id, revision="refs/pr/1")["config.json"])["dim"] == 32
     downloaded = resolve_folder(repo_id, revision="refs/pr/1", cache_dir=empty_cache)
     assert json.loads((downloaded / "config.json").read_text())["dim"] == 32
+
+
+# ------------------------------------------------------------------ a push publishes exactly the artifact
+def _listed(local_hub, repo_id: str) -> set[str]:
+    return {name for name in local_hub.files(repo_id) if name != ".gitattributes"}
+
+
+def test_push_uploads_only_the_manifest_files(local_hub, tmp_path, empty_cache):
+    from artifact_fixtures import Arrays, arrays, same
+
+    folder = tmp_path / "run"
+    arrays(0).save_pretrained(folder)
+    (folder / ".env").write_text("HF_TOKEN=hf_secret\n")
+    (folder / "notes.txt").write_text("mine")
+    (folder / "checkpoint-500").mkdir()
+    (folder / "checkpoint-500" / "optimizer.pt").write_bytes(b"state")
+    repo_id = local_hub.repo_id("exact")
+    url = hub.push_folder(folder, repo_id)  # the kind is found from the folder's config
+    assert "/commit/" in url
+    assert _listed(local_hub, repo_id) == {"config.json", "a.safetensors", "b.safetensors", "c.safetensors"}
+    assert same(Arrays.from_pretrained(repo_id, cache_dir=empty_cache), arrays(0))
+    other = local_hub.repo_id("save-push")
+    url = arrays(1).save_pretrained(folder, push_to_hub=True, repo_id=other, commit_message="save and push")
+    assert "/commit/" in url and local_hub.commit_titles(other)[0] == "save and push"
+    assert _listed(local_hub, other) == {"config.json", "a.safetensors", "b.safetensors", "c.safetensors"}
+    with pytest.raises(ArtifactError, match="no saved hf-ada artifact"):
+        hub.push_folder(folder / "checkpoint-500", local_hub.repo_id("not-an-artifact"))
+
+
+def test_push_refuses_a_changed_file_before_anything_is_sent(local_hub, tmp_path):
+    from artifact_fixtures import arrays
+
+    folder = tmp_path / "run"
+    arrays(0).save_pretrained(folder)
+    data = bytearray((folder / "b.safetensors").read_bytes())
+    data[-1] ^= 1
+    (folder / "b.safetensors").write_bytes(bytes(data))
+    repo_id = local_hub.repo_id("changed")
+    with pytest.raises(ArtifactError, match=r"b\.safetensors differs.*nothing was pushed"):
+        hub.push_folder(folder, repo_id)
+    with pytest.raises(Exception):
+        local_hub.commit_titles(repo_id)  # not even created
+
+
+@pytest.mark.parametrize("change", ["resave", "in_place"])
+def test_folder_changed_mid_upload_never_mixes_saves(local_hub, tmp_path, empty_cache, monkeypatch, change, caplog):
+    """The folder is re-saved (or a file rewritten in place) after the LFS upload and before the commit."""
+    import logging
+
+    import huggingface_hub
+
+    from artifact_fixtures import Arrays, arrays, same
+
+    folder = tmp_path / "run"
+    first, second = arrays(0, rows=40_000), arrays(1, names=("a", "b"), rows=40_000)  # 1.3 MB files: LFS
+    first.save_pretrained(folder)
+    real = huggingface_hub.preupload_lfs_files
+
+    def preupload_then_change(*args, **kwargs):
+        real(*args, **kwargs)
+        if change == "resave":
+            second.save_pretrained(folder)
+        else:
+            with open(folder / "a.safetensors", "r+b") as handle:
+                handle.seek(-1, 2)
+                handle.write(b"\0")
+
+    monkeypatch.setattr(huggingface_hub, "preupload_lfs_files", preupload_then_change)
+    repo_id = local_hub.repo_id(f"mid-upload-{change}")
+    if change == "in_place":
+        with pytest.raises(ArtifactError, match="modified in place.*nothing was published"):
+            hub.push_folder(folder, repo_id)
+        assert local_hub.commit_titles(repo_id) == ["initial commit"]
+        return
+    with caplog.at_level(logging.WARNING, logger="hf_ada.common.folder"):
+        hub.push_folder(folder, repo_id)
+    assert "re-saved while it was being pushed" in caplog.text
+    assert same(Arrays.from_pretrained(repo_id, cache_dir=empty_cache), first)  # the complete earlier save
+    assert same(Arrays.from_pretrained(folder), second)
+
+
+def test_push_options_are_checked(local_hub, tmp_path):
+    folder = _make_artifact(tmp_path / "artifact")
+    with pytest.raises(TypeError, match="unknown push option 'privat'"):
+        push_folder(folder, local_hub.repo_id("options"), privat=True)
+    with pytest.raises(TypeError, match="create_pr must be bool"):
+        push_folder(folder, local_hub.repo_id("options"), create_pr="yes")
+    with pytest.raises(ValueError, match="path_in_repo"):
+        push_folder(folder, local_hub.repo_id("options"), path_in_repo="../elsewhere")
+    with pytest.raises(ValueError, match="subfolder"):
+        resolve_folder(str(folder), subfolder="../..")
