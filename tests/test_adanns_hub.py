@@ -168,3 +168,23 @@ def test_every_push_publishes_exactly_the_index(local_hub, indexed, tmp_path):
     assert "/commit/" in url and (folder / ".env").is_file() and (folder / "notes.txt").read_text() == "mine"
     pushed = local_hub.files(url.split("/datasets/")[1].split("/commit/")[0], "dataset")
     assert set(pushed) - {".gitattributes"} == index_files
+
+
+def test_deeply_nested_index_json_is_a_clear_error(indexed, tmp_path):
+    """A re-signed index whose tuning.json / config.json nest 50,000 levels deep: ArtifactError, not RecursionError."""
+    import hashlib
+
+    from hf_ada.adanns.index import AdANNSIndex
+
+    ds, _ = indexed
+    folder = ds.save_adanns_index("emb", tmp_path / "deep")
+    deep = ("[" * 50_000 + "]" * 50_000).encode()
+    (folder / "tuning.json").write_bytes(deep)
+    config = json.loads((folder / "config.json").read_text())
+    config["hf_ada_artifact"]["files"]["tuning.json"] = {"size": len(deep), "sha256": hashlib.sha256(deep).hexdigest()}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="tuning.json is nested deeper"):
+        AdANNSIndex.from_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps(config)[:-1] + ', "extra_deep": ' + deep.decode() + "}")
+    with pytest.raises(ArtifactError, match="nested deeper"):
+        AdANNSIndex.from_pretrained(folder)

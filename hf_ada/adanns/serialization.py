@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from ..common.artifact import ArtifactError
-from ..common.files import write_json
+from ..common.files import read_json, write_json
 from .config import SEARCH_KEYS, AdANNSConfig
 from .storage import GRAPH_ARRAYS, IndexStorage
 
@@ -168,7 +168,7 @@ def read_storage(folder: Path, config: AdANNSConfig, *, mmap: bool = False) -> t
             if not np.isfinite(view[start : start + (1 << 16)]).all():
                 raise ArtifactError(f"{VECTORS_NAME} holds NaN or infinite values")
     try:
-        tuning = json.loads((folder / TUNING_NAME).read_text(encoding="utf-8"))
+        tuning = read_json(folder / TUNING_NAME)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ArtifactError(f"{TUNING_NAME} is not valid JSON ({err})") from err
     _check_tuning(tuning, config)
