@@ -8,6 +8,7 @@ the page; an unexpected failure is shown in one line and its traceback goes to t
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -97,14 +98,15 @@ def _search_tab(gr: Any, session: SearchSession | str | None) -> None:
         query = gr.Textbox(label="query", placeholder="type a query and press Enter", elem_id="search-query", scale=4)
         k = gr.Slider(1, min(50, session.index.num_rows), value=min(10, session.index.num_rows), step=1, label="k",
                       elem_id="search-k", scale=1)
-    if labels:
+    if len(labels) > 1:
         plan = gr.Slider(1, len(labels), value=session.default_position() + 1, step=1, elem_id="search-plan",
                          label="plan: 1 = fastest ... " f"{len(labels)} = most accurate (tuned recall / compute)")
         plan_text = gr.Markdown(labels[session.default_position()], elem_id="search-plan-label")
         plan.change(lambda p: labels[int(p) - 1], inputs=plan, outputs=plan_text)
     else:
         plan = gr.State(None)
-        gr.Markdown("_the index was not tuned: every search uses its configured plan_")
+        gr.Markdown(f"_one plan: {labels[0]}_" if labels else "_the index was not tuned: every search uses its "
+                    "configured plan_", elem_id="search-plan-label")
     button = gr.Button("Search", variant="primary", elem_id="search-button")
     results = gr.HTML(elem_id="search-results")
 
@@ -154,21 +156,21 @@ def _adapt_tab(gr: Any, session: AdaptSession | str | None) -> None:
             stream = session.stream
         else:
             raise UIError("upload a stream file first (this predictor was given no default stream)")
+        run_id = next(runs)
         last = 0.0
-        update = None
         for update in session.run(stream, int(batch_size)):
             now = time.perf_counter()
             if now - last >= 0.25 or update.seen == update.total:
                 last = now
-                yield _adapt_view(update, stream)
-        if update is not None:
-            yield _adapt_view(update, stream)
+                yield _adapt_view(update, stream, run_id)
+
+    runs = itertools.count(1)
 
     run.click(_guarded_stream(run_stream, 3), inputs=[upload, input_column, label_column, batch],
               outputs=[chart, counts, latest])
 
 
-def _adapt_view(update: Any, stream: Stream) -> tuple[str, str, str]:
+def _adapt_view(update: Any, stream: Stream, run_id: int) -> tuple[str, str, str]:
     if update.labelled:
         chart = render.line_chart({"plain model": (update.steps, update.plain_accuracy),
                                    "AdaNPC": (update.steps, update.adanpc_accuracy)}, chart_id="adapt-chart",
@@ -177,7 +179,7 @@ def _adapt_view(update: Any, stream: Stream) -> tuple[str, str, str]:
     else:
         chart = render.message("the stream has no labels: no accuracy to chart (predictions below)", "note")
     status = "done" if update.seen == update.total else "running"
-    counts = (f'<div class="hfada-meta" id="adapt-counts" data-status="{status}">rows <b id="adapt-seen">{update.seen}'
+    counts = (f'<div class="hfada-meta" id="adapt-counts" data-status="{status}" data-run="{run_id}">rows <b id="adapt-seen">{update.seen}'
               f'</b> / {update.total} ({status}) &middot; guard: inserted <b id="adapt-inserted">{update.inserted}</b>, '
               f'rejected <b id="adapt-rejected">{update.rejected}</b>, collapses <b id="adapt-collapses">'
               f"{update.collapses}</b>{' (the head answers: the vote collapsed)' if update.stepped_in else ''}</div>")

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..adanns.config import SEARCH_KEYS
 from .sources import UIError, describe_error, find_artifact_subfolder, is_local, load_rows
 
 logger = logging.getLogger(__name__)
@@ -124,8 +125,6 @@ class SearchSession:
         if not self.plans:
             return 0
         if plan:
-            from ..adanns.config import SEARCH_KEYS
-
             for i, p in enumerate(self.plans):
                 if all(p.get(k) == plan.get(k) for k in SEARCH_KEYS):
                     return i
@@ -161,7 +160,8 @@ class SearchSession:
         except Exception as err:  # noqa: BLE001 - shown in the page
             return None, (f"the query model {name!r} cannot be loaded here ({describe_error(err)}); start the app "
                           "with --model NAME_OR_PATH, the SentenceTransformer that embedded the corpus")
-        dim = model.get_sentence_embedding_dimension() if hasattr(model, "get_sentence_embedding_dimension") else None
+        size = getattr(model, "get_embedding_dimension", None) or getattr(model, "get_sentence_embedding_dimension", None)
+        dim = size() if size is not None else None
         if dim is not None and dim < self.index.config.dim:
             return None, (f"the query model {name!r} gives {dim}-dim embeddings but the index was built on "
                           f"{self.index.config.dim}-dim ones: the index was built for another model")
@@ -191,8 +191,8 @@ class SearchSession:
                           f"needs {self.index.config.dim} dims: it was built for another model")
         embed_ms = 1000 * (time.perf_counter() - start)
         if position is not None and self.plans:
-            position = int(min(max(int(position), 0), len(self.plans) - 1))
-            settings = self.index.best_within_budget(self.plans[position]["flops"])
+            chosen = self.plans[int(min(max(int(position), 0), len(self.plans) - 1))]
+            settings = {key: chosen[key] for key in SEARCH_KEYS if key in chosen}
         else:
             settings = self.index.plan_settings()
         start = time.perf_counter()
