@@ -4,6 +4,8 @@ a staging folder whose owner is gone. Every party is a real process; the lock is
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import signal
@@ -179,3 +181,45 @@ def test_shared_readers_do_not_block_each_other_and_lock_file_is_no_link(tmp_pat
     with FolderLock(folder, shared=False, timeout=1) as writer:
         assert writer.held
     assert not os.path.exists(folder / ".hf-ada.lock")
+
+
+@contextlib.contextmanager
+def _read_only(folder: Path, monkeypatch: pytest.MonkeyPatch):
+    """Make ``folder`` unwritable even for root: the immutable attribute (``chattr +i``), or, on a file system
+    without it, a lock-file creation that fails as on a read-only mount (EROFS)."""
+    try:
+        immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+    except OSError:  # no chattr
+        immutable = False
+    if immutable:
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        return
+    import hf_ada.common.lock as lock_module
+
+    real_open = os.open
+
+    def read_only_open(path, flags, *args):
+        if str(path).startswith(str(folder)) and flags & (os.O_CREAT | os.O_RDWR | os.O_WRONLY):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lock_module.os, "open", read_only_open)
+        yield
+
+
+def test_read_only_folder_loads_without_a_lock_and_refuses_saves(tmp_path, monkeypatch):
+    folder = tmp_path / "mounted"
+    arrays(0).save_pretrained(folder)
+    (folder / STAGING).mkdir()  # an interrupted save nobody can clean up here
+    (folder / STAGING / "a.safetensors").write_bytes(b"partial")
+    with _read_only(folder, monkeypatch):
+        assert same(Arrays.from_pretrained(folder), arrays(0))
+        with pytest.raises(PermissionError, match="not writable"):
+            arrays(1).save_pretrained(folder, lock_timeout=1)
+        assert not (folder / ".hf-ada.lock").exists()
+    assert (folder / STAGING / "a.safetensors").read_bytes() == b"partial"
+    assert same(Arrays.from_pretrained(folder), arrays(0)) and not (folder / STAGING).exists()

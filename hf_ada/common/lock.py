@@ -117,7 +117,8 @@ class FolderLock:
             if err.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
                 raise
             if not self.shared:
-                raise
+                raise PermissionError(err.errno, f"cannot lock {self.folder} for a save: the folder is not writable "
+                                      f"({err.strerror})", str(self.path)) from err
             try:
                 fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
             except FileNotFoundError:
