@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> str:
         losses,
     )
 
-    from hf_ada.commands.trainer import _one_line_parser
+    from hf_ada.commands.trainer import script_parser
 
-    parser = _one_line_parser((MatryoshkaArguments, SentenceTransformerTrainingArguments), prog="train_matryoshka")
+    parser = script_parser((MatryoshkaArguments, SentenceTransformerTrainingArguments), prog="train_matryoshka")
     args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if args.train_file is None:
         raise UsageError("--train_file is required (a file or folder of (anchor, positive) pairs)")

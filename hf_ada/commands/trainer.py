@@ -24,7 +24,7 @@ from ._base import DATA_FILE_BUILDERS, UsageError
 logger = logging.getLogger(__name__)
 
 __all__ = ["ModelArguments", "DataArguments", "load_raw_datasets", "load_config_and_tokenizer", "parse_script_args",
-           "train_evaluate_push", "add_perplexity", "loss_ignores_num_items_in_batch",
+           "train_evaluate_push", "add_perplexity", "loss_ignores_num_items_in_batch", "script_parser",
            "warn_on_process_dependent_loss"]
 
 
@@ -144,7 +144,7 @@ def _given_flags(argv: list[str]) -> set[str]:
     return {token[2:].split("=", 1)[0].replace("-", "_") for token in argv if token.startswith("--")}
 
 
-def _one_line_parser(dataclasses: tuple[type, ...], prog: str | None = None):
+def script_parser(dataclasses: tuple[type, ...], prog: str | None = None):
     """An ``HfArgumentParser`` whose usage errors are one line."""
     from transformers import HfArgumentParser
 
@@ -166,7 +166,7 @@ def parse_script_args(data_class: type, argv: list[str] | None = None, prog: str
     """
     from transformers import TrainingArguments, set_seed
 
-    parser = _one_line_parser((ModelArguments, data_class, TrainingArguments), prog=prog)
+    parser = script_parser((ModelArguments, data_class, TrainingArguments), prog=prog)
     argv_list = sys.argv[1:] if argv is None else list(argv)
     if len(argv_list) == 1 and argv_list[0].endswith(".json"):
         model_args, data_args, training_args = parser.parse_json_file(argv_list[0])
