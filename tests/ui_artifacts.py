@@ -41,7 +41,7 @@ class Artifacts:
     run_dir: Path            # a Trainer output folder (trainer_state.json + card)
 
 
-def build_artifacts(root: Path) -> Artifacts:
+def build_artifacts(root: Path, trainer_run: bool = True) -> Artifacts:
     import datasets
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
@@ -99,7 +99,8 @@ def build_artifacts(root: Path) -> Artifacts:
                    for i, (t, l) in enumerate(SENTIMENT * 7)]
     (root / "stream.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stream_rows))
 
-    _trainer_run(root / "run", root / "classifier", tokenizer)
+    if trainer_run:
+        _trainer_run(root / "run", root / "classifier", tokenizer)
     return Artifacts(root, root / "st", root / "rows.parquet", root / "other_rows.parquet", root / "index", texts,
                      vectors, root / "predictor", root / "classifier", root / "stream.jsonl", stream_rows, root / "run")
 
