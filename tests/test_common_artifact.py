@@ -230,3 +230,30 @@ def test_save_artifact_checks_its_writer(tmp_path):
     with pytest.raises(TypeError, match="must return its config"):
         save_artifact(tmp_path / "x", kind="k", config_name="config.json", write=lambda folder: None)
     assert not [p for p in (tmp_path / "x").iterdir()]
+
+
+def test_a_class_carries_its_own_card_template(tmp_path, local_hub):
+    from huggingface_hub import ModelCardData
+
+    template = tmp_path / "carded.md"
+    template.write_text("---\n{{ card_data }}\n---\n# {{ title }}\n\nrows: {{ rows }}, repo: {{ repo_id }}\n")
+
+    class Carded(Arrays, card_template=str(template)):
+        def _card_values(self, repo_id=None):
+            return ModelCardData(tags=["hf-ada"]), {"title": self.tag, "rows": len(self.arrays["a"]),
+                                                    "repo_id": repo_id}
+
+    assert Carded.card_template == str(template) and Arrays.card_template is None
+    folder = Carded(_arrays(0).arrays, "carded").save_pretrained(tmp_path / "p")
+    card = (folder / "README.md").read_text()
+    assert "# carded" in card and "rows: 64, repo: None" in card and "hf-ada" in card
+    repo_id = local_hub.repo_id("carded")
+    url = Carded(_arrays(0).arrays, "carded").push_to_hub(repo_id)
+    assert "/commit/" in url and f"repo: {repo_id}" in local_hub.files(repo_id)["README.md"].decode()
+    with pytest.raises(ValueError, match="unknown card template 'nope'"):
+        class Missing(Arrays, card_template="nope"):
+            def _card_values(self, repo_id=None):
+                return None, {}
+
+        Missing(_arrays(0).arrays).save_pretrained(tmp_path / "q")
+    assert not (tmp_path / "q" / "config.json").exists()

@@ -158,13 +158,28 @@ def test_manifest_names_never_lead_outside(tmp_path, victim, how):
         Arrays.from_pretrained(folder)
 
 
-def test_lock_file_link_is_refused_and_target_not_truncated(tmp_path, victim):
+@pytest.mark.parametrize("entry", ["link", "dir", "fifo"])
+def test_lock_file_that_is_no_plain_file_is_refused(tmp_path, victim, entry):
     folder = _saved(tmp_path)
-    (folder / ".hf-ada.lock").symlink_to(victim / "README.md")
-    for action in (lambda: Arrays.from_pretrained(folder), lambda: arrays(1).save_pretrained(folder)):
-        with pytest.raises(ArtifactError, match="symbolic link"):
+    lock = folder / ".hf-ada.lock"
+    if entry == "link":
+        lock.symlink_to(victim / "README.md")
+    elif entry == "dir":
+        lock.mkdir()
+    else:
+        os.mkfifo(lock)
+    for action in (lambda: Arrays.from_pretrained(folder), lambda: arrays(1).save_pretrained(folder),
+                   lambda: hub_push(folder)):
+        with pytest.raises(ArtifactError, match="symbolic link|not a regular file"):
             action()
-    assert (victim / "README.md").read_text() == "my readme"
+    assert (victim / "README.md").read_text() == "my readme"  # never truncated through the link
+    assert os.path.lexists(lock)  # left in place
+
+
+def hub_push(folder: Path) -> None:
+    from hf_ada.common.hub import push_folder
+
+    push_folder(folder, "user/never-reached")
 
 
 def test_hub_cache_snapshot_is_read_only(local_hub, tmp_path, empty_cache):

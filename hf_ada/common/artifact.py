@@ -23,6 +23,7 @@ from .folder import (
     open_snapshot,
     read_artifact,
     reading,
+    recorded_kind,
     recover,
     register_kind,
     registered_kinds,
@@ -45,6 +46,7 @@ __all__ = [
     "open_snapshot",
     "read_artifact",
     "reading",
+    "recorded_kind",
     "recover",
     "registered_kinds",
     "save_artifact",
@@ -67,8 +69,9 @@ class HubArtifactMixin:
     :attr:`file_patterns`, the ``fnmatch`` patterns of every file it writes, and a card template:
     ``class MyIndex(HubArtifactMixin, card_template="my_index")``), and implements :meth:`_write_files`
     (write every file but the config into a folder, return the config payload), :meth:`_from_files` (build
-    an instance from a verified folder and its payload) and :meth:`_render_card` (the README card, or
-    ``None``). The card is rendered once per save, with the ``repo_id`` when the save is for a push.
+    an instance from a verified folder and its payload) and, with a card template, :meth:`_card_values`
+    (or :meth:`_render_card` itself). The card is rendered once per save, with the ``repo_id`` when the save
+    is for a push.
     """
 
     artifact_kind: ClassVar[str]
@@ -93,8 +96,18 @@ class HubArtifactMixin:
     def _from_files(cls: type[T], folder: Path, payload: dict[str, Any], **kwargs: Any) -> T:
         raise NotImplementedError
 
+    def _card_values(self, repo_id: str | None = None) -> tuple[Any, dict[str, Any]]:
+        """``(card_data, template values)`` for the class's :attr:`card_template`, taken from the artifact itself."""
+        raise NotImplementedError(f"{type(self).__name__} sets card_template but does not implement _card_values")
+
     def _render_card(self, repo_id: str | None = None) -> Any | None:
-        return None
+        """The README card: :attr:`card_template` filled with :meth:`_card_values`, or ``None`` without a template."""
+        if self.card_template is None:
+            return None
+        from .cards import render_card
+
+        card_data, values = self._card_values(repo_id)
+        return render_card(self.card_template, card_data, repo_type=self.repo_type, **values)
 
     # -- the protocol
     def save_pretrained(

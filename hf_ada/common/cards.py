@@ -16,7 +16,8 @@ from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 
-__all__ = ["available_templates", "template_path", "render_model_card", "render_dataset_card", "save_card"]
+__all__ = ["available_templates", "template_path", "render_card", "render_model_card", "render_dataset_card",
+           "save_card"]
 
 _TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
@@ -58,6 +59,14 @@ def render_dataset_card(name: str | os.PathLike, card_data: DatasetCardData | No
     return DatasetCard.from_template(
         card_data or DatasetCardData(), template_path=str(template_path(name)), **values
     )
+
+
+def render_card(name: str | os.PathLike, card_data: ModelCardData | DatasetCardData | None = None, *,
+                repo_type: str = "model", **values: Any) -> ModelCard | DatasetCard:
+    """Render template ``name`` as the card of a ``repo_type`` repo (a :class:`DatasetCard` for ``"dataset"``)."""
+    if repo_type == "dataset":
+        return render_dataset_card(name, card_data, **values)  # type: ignore[arg-type]
+    return render_model_card(name, card_data, **values)  # type: ignore[arg-type]
 
 
 def save_card(card: ModelCard | DatasetCard, folder: str | os.PathLike) -> Path:

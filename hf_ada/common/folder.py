@@ -45,6 +45,7 @@ __all__ = [
     "open_snapshot",
     "read_artifact",
     "reading",
+    "recorded_kind",
     "recover",
     "register_kind",
     "registered_kinds",
@@ -239,30 +240,35 @@ def _recover_locked(folder: Path, kind: str) -> None:
 
 def recover(folder: str | os.PathLike, kind: str, *, lock_timeout: float | None = None) -> None:
     """Finish or discard what a killed save of ``kind`` left in ``folder``, holding the folder's lock (so a save in
-    progress is never touched). A Hub cache snapshot is never modified."""
+    progress is never touched). A Hub cache snapshot is never modified; a read-only folder is left as it is."""
     folder = Path(folder)
     if hub_cache_root(folder) is not None:
         return
     with _artifact_errors():
         if not _staging_exists(_staging_dir(folder, kind)):
             return
-        with FolderLock(folder, shared=False, timeout=lock_timeout, what=kind):
-            _recover_locked(folder, kind)
+        try:
+            with FolderLock(folder, shared=False, timeout=lock_timeout, what=kind):
+                _recover_locked(folder, kind)
+        except PermissionError:
+            logger.warning("%s holds an interrupted save but is read-only; reading it as it is", folder)
 
 
 # ---------------------------------------------------------------------------------------------- saving
 def _refuse_other_kinds(folder: Path, kind: str) -> None:
     """Refuse a folder holding an artifact of another kind (only the config files of known kinds are read)."""
     for name in sorted({name for name, _ in _KINDS.values()}):
-        found = _kind_in(folder / name)
+        found = recorded_kind(folder / name)
         if found is not None and found != kind:
             raise FileExistsError(
                 f"{folder} holds an hf-ada {found} ({name}); refusing to save a {kind} over it: choose another folder"
             )
 
 
-def _kind_in(path: Path) -> str | None:
-    """The kind recorded in the config file ``path``; ``None`` if it is not a readable hf-ada config."""
+def recorded_kind(path: str | os.PathLike) -> str | None:
+    """The hf-ada kind recorded in the config file ``path``; ``None`` if it is not a readable hf-ada config. Only a
+    regular file is opened, never a link, FIFO or device, and at most a bounded size is read."""
+    path = Path(path)
     try:
         if not stat.S_ISREG(os.lstat(path).st_mode):
             return None
@@ -499,12 +505,7 @@ def reading(folder: str | os.PathLike, *, kind: str, config_name: str,
             return
         staging = _staging_dir(folder, kind)
         for _ in range(5):
-            if _staging_exists(staging):
-                try:
-                    with FolderLock(folder, shared=False, timeout=lock_timeout, what=kind):
-                        _recover_locked(folder, kind)
-                except PermissionError:
-                    logger.warning("%s holds an interrupted save but is read-only; reading it as it is", folder)
+            recover(folder, kind, lock_timeout=lock_timeout)
             lock = FolderLock(folder, shared=True, timeout=lock_timeout, what=kind)
             with lock:
                 if lock.held and _staging_exists(staging):
@@ -555,7 +556,7 @@ class ArtifactSnapshot:
 
 def _find_kind(folder: Path) -> tuple[str, str]:
     """The (kind, config name) of the artifact in ``folder``, from the config files of the known kinds only."""
-    found = [(kind, name) for kind, (name, _) in sorted(_KINDS.items()) if _kind_in(folder / name) == kind]
+    found = [(kind, name) for kind, (name, _) in sorted(_KINDS.items()) if recorded_kind(folder / name) == kind]
     if len(found) != 1:
         known = ", ".join(f"{k} ({n})" for k, (n, _) in sorted(_KINDS.items())) or "none loaded"
         what = "no" if not found else "more than one"

@@ -114,6 +114,9 @@ class FolderLock:
                 raise UnsafePathError(
                     f"{self.path} is a symbolic link; hf-ada never follows links in an artifact folder: remove it"
                 ) from err
+            if err.errno in (errno.EISDIR, errno.ENXIO, errno.ENOTDIR):
+                raise UnsafePathError(f"{self.path} is not a regular file; it was left in place, remove it by "
+                                      "hand") from err
             if err.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
                 raise
             if not self.shared:
