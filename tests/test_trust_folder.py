@@ -351,3 +351,30 @@ def test_fifo_config_is_refused_without_blocking(tmp_path):
         Arrays.from_pretrained(folder)
     with pytest.raises(JsonLimitError, match="not a regular file"):
         read_json(folder / "config.json")
+
+
+def test_protocol_arguments_are_checked_before_any_work(tmp_path):
+    target = tmp_path / "never"
+    for kwargs, error, match in [({"lock_timeout": float("nan")}, ValueError, "lock_timeout"),
+                                 ({"lock_timeout": -1}, ValueError, "lock_timeout"),
+                                 ({"overwrite": "yes"}, TypeError, "overwrite"),
+                                 ({"push_to_hub": "yes"}, TypeError, "push_to_hub"),
+                                 ({"push_to_hub": True, "repo_id": ""}, ValueError, "repo_id"),
+                                 ({"private": True}, TypeError, "push_to_hub=True")]:
+        with pytest.raises(error, match=match):
+            arrays(0).save_pretrained(target, **kwargs)
+    assert not target.exists()
+
+
+def test_push_finds_the_kind_without_the_class_imported(tmp_path, monkeypatch, local_hub):
+    from hf_ada.common import folder as folder_module
+    from hf_ada.common.hub import push_folder
+
+    folder = _saved(tmp_path)
+    (folder / "notes.json").write_text('{"hf_ada_artifact": "not a record"}')
+    os.mkfifo(folder / "pipe.json")
+    monkeypatch.setattr(folder_module, "_KINDS", {})  # a process that never imported the artifact's class
+    repo_id = local_hub.repo_id("no-class")
+    push_folder(folder, repo_id)
+    assert {n for n in local_hub.files(repo_id) if n != ".gitattributes"} == {
+        "config.json", "a.safetensors", "b.safetensors", "c.safetensors"}

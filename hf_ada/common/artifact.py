@@ -124,6 +124,10 @@ class HubArtifactMixin:
         """Save into ``save_directory`` (only this artifact's files are written or replaced) and return the folder;
         with ``push_to_hub=True`` also upload exactly those files to ``repo_id`` (default: the folder's name) and
         return the commit URL, as ``huggingface_hub``'s mixin does."""
+        if not isinstance(push_to_hub, bool):
+            raise TypeError(f"push_to_hub must be True or False, got {push_to_hub!r}")
+        if repo_id is not None and (not isinstance(repo_id, str) or not repo_id.strip()):
+            raise ValueError(f"repo_id must be a non-empty string such as 'user/name', got {repo_id!r}")
         if push_options and not push_to_hub:
             raise TypeError(f"{sorted(push_options)} only apply with push_to_hub=True")
         if push_to_hub:

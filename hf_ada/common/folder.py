@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .config import ARTIFACT_KEY
-from .files import JsonLimitError, atomic_file, check_json_depth, read_json, write_json
-from .lock import FolderLock
+from .files import MAX_JSON_BYTES, JsonLimitError, atomic_file, check_json_depth, read_json, write_json
+from .lock import FolderLock, check_lock_timeout
 from .paths import UnsafePathError, check_member_name, hub_cache_root, member_path, tree_entries
 
 logger = logging.getLogger(__name__)
@@ -265,12 +265,13 @@ def _refuse_other_kinds(folder: Path, kind: str) -> None:
             )
 
 
-def recorded_kind(path: str | os.PathLike) -> str | None:
+def recorded_kind(path: str | os.PathLike, *, max_bytes: int = _MAX_CONFIG_BYTES) -> str | None:
     """The hf-ada kind recorded in the config file ``path``; ``None`` if it is not a readable hf-ada config. Only a
-    regular file is opened, never a link, FIFO or device, and at most a bounded size is read."""
+    regular file is opened, never a link, FIFO or device, and only if it has at most ``max_bytes``."""
     path = Path(path)
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
             return None
         record = _read_config(path).get(ARTIFACT_KEY)
     except (OSError, ArtifactError):
@@ -358,6 +359,10 @@ def save_artifact(
         hf_ada.common.lock.FolderLockTimeout: the folder stayed locked longer than ``lock_timeout``.
     """
     check_member_name(config_name, "config_name")
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+    if lock_timeout is not None:
+        check_lock_timeout(lock_timeout)
     folder = Path(folder)
     target = folder.resolve()
     for path in protected:
@@ -470,7 +475,7 @@ def _verify(folder: Path, kind: str, config_name: str, links_into: Path | None) 
                 f"{folder}: {name} has {size} bytes, but {config_name} was saved with {expected['size']}: the "
                 "folder mixes files of different saves, or the file was changed"
             )
-        if name.endswith(".json"):
+        if name.endswith(".json") and size <= MAX_JSON_BYTES:
             data = Path(path).read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             if digest == expected["sha256"]:
@@ -557,6 +562,13 @@ class ArtifactSnapshot:
 def _find_kind(folder: Path) -> tuple[str, str]:
     """The (kind, config name) of the artifact in ``folder``, from the config files of the known kinds only."""
     found = [(kind, name) for kind, (name, _) in sorted(_KINDS.items()) if recorded_kind(folder / name) == kind]
+    if not found:  # no artifact class of this kind imported here: look at the folder's own small JSON files
+        with os.scandir(folder) as entries:
+            candidates = sorted(e.name for e in entries if e.name.endswith(".json") and e.is_file(follow_symlinks=False))
+        for name in candidates[:64]:
+            kind = recorded_kind(folder / name, max_bytes=1 << 20)
+            if kind is not None:
+                found.append((kind, name))
     if len(found) != 1:
         known = ", ".join(f"{k} ({n})" for k, (n, _) in sorted(_KINDS.items())) or "none loaded"
         what = "no" if not found else "more than one"

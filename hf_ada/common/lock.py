@@ -23,7 +23,7 @@ from .paths import UnsafePathError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LOCK_NAME", "FolderLock", "FolderLockTimeout", "default_timeout"]
+__all__ = ["LOCK_NAME", "FolderLock", "FolderLockTimeout", "check_lock_timeout", "default_timeout"]
 
 LOCK_NAME = ".hf-ada.lock"
 
@@ -44,9 +44,16 @@ def default_timeout() -> float:
         seconds = float(value)
     except ValueError as err:
         raise ValueError(f"HF_ADA_LOCK_TIMEOUT must be a number of seconds, got {value!r}") from err
-    if not seconds >= 0:
-        raise ValueError(f"HF_ADA_LOCK_TIMEOUT must be >= 0 seconds, got {value!r}")
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"HF_ADA_LOCK_TIMEOUT must be a finite number of seconds >= 0, got {value!r}")
     return seconds
+
+
+def check_lock_timeout(timeout: object) -> float:
+    """``timeout`` as seconds, if it is a finite number >= 0 (else ``ValueError`` naming ``lock_timeout``)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < float("inf"):
+        raise ValueError(f"lock_timeout must be a finite number of seconds >= 0 (or None), got {timeout!r}")
+    return float(timeout)
 
 
 class FolderLock:
@@ -62,7 +69,7 @@ class FolderLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self.shared = shared
-        self.timeout = default_timeout() if timeout is None else float(timeout)
+        self.timeout = default_timeout() if timeout is None else check_lock_timeout(timeout)
         self.what = what
         self.held = False
         self._fd: int | None = None

@@ -116,12 +116,13 @@ def tree_entries(root: str | os.PathLike) -> tuple[list[str], list[str]]:
 def hub_cache_root(folder: str | os.PathLike) -> Path | None:
     """The repo folder of the Hugging Face Hub cache (``models--owner--name``) that ``folder`` is a snapshot of
     (or lies in), else ``None``. Files of such a snapshot are links into the repo folder's ``blobs/``."""
-    path = Path(os.path.abspath(folder))
-    for candidate in (path, *path.parents):
-        parent = candidate.parent
-        if parent.name == "snapshots" and _CACHE_REPO_RE.match(parent.parent.name) \
-                and (parent.parent / "blobs").is_dir():
-            return parent.parent
+    for path in dict.fromkeys((Path(os.path.abspath(folder)), Path(os.path.realpath(folder)))):
+        for candidate in (path, *path.parents):
+            parent = candidate.parent
+            blobs = parent.parent / "blobs"
+            if parent.name == "snapshots" and _CACHE_REPO_RE.match(parent.parent.name) and blobs.is_dir() \
+                    and not blobs.is_symlink():
+                return parent.parent
     return None
 
 
