@@ -378,3 +378,24 @@ def test_push_finds_the_kind_without_the_class_imported(tmp_path, monkeypatch, l
     push_folder(folder, repo_id)
     assert {n for n in local_hub.files(repo_id) if n != ".gitattributes"} == {
         "config.json", "a.safetensors", "b.safetensors", "c.safetensors"}
+
+
+def test_commit_marker_never_overwrites_a_file_it_cannot_verify(tmp_path):
+    """A staged file named like a user's file (a name the artifact could write): the recovery refuses to move it
+    over the user's file, unless the marker records that file as the older artifact's."""
+    folder = _saved(tmp_path)
+    (folder / "d.safetensors").write_bytes(b"the user's own file")
+    staging = folder / STAGING
+    staging.mkdir()
+    (staging / "d.safetensors").write_bytes(b"hostile")
+    marker = {"version": 2, "config": "config.json", "files": {"d.safetensors": None, "config.json": None},
+              "replace": {}, "remove": {}}
+    (staging / ".commit.json").write_text(json.dumps(marker))
+    with pytest.raises(ArtifactError, match=r"would replace .*d\.safetensors.*left in place"):
+        Arrays.from_pretrained(folder)
+    assert (folder / "d.safetensors").read_bytes() == b"the user's own file"
+    marker["replace"] = {"d.safetensors": _entry(b"the user's own file")}  # recorded as the old artifact's
+    (staging / ".commit.json").write_text(json.dumps(marker))
+    (staging / "config.json").write_bytes((folder / "config.json").read_bytes())
+    assert same(Arrays.from_pretrained(folder), arrays(0))  # rolled forward
+    assert (folder / "d.safetensors").read_bytes() == b"hostile" and not staging.exists()

@@ -168,25 +168,40 @@ def _discard(staging: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- recovery
-def _roll_forward(folder: Path, staging: Path, kind: str) -> None:
+def _roll_forward(folder: Path, staging: Path, kind: str, *, verified: bool = False) -> None:
     """Finish a committed save: move the staged files in (the config last), remove the older artifact's files
-    that the marker lists and that still match their recorded size and SHA-256, drop the staging folder."""
+    that the marker lists and that still match their recorded size and SHA-256, drop the staging folder.
+
+    A file already in place is replaced only if it is the older artifact's (the marker records its size and
+    SHA-256) or the older config of this kind; ``verified=True`` (the saver itself, which checked exactly that
+    under the same lock a moment ago) skips re-hashing them."""
     marker_path = staging / _COMMIT_NAME
     marker = _read_config(marker_path)
     where = str(marker_path)
     files, remove, config = marker.get("files"), marker.get("remove", {}), marker.get("config")
+    replace = marker.get("replace", {})
     if isinstance(files, list):  # a marker of an older hf-ada: the config was listed last
         config = config or (files[-1] if files else None)
         files = dict.fromkeys(files)
-    if not isinstance(files, dict) or not files or not isinstance(config, str) or config not in files:
+    if not isinstance(files, dict) or not files or not isinstance(config, str) or config not in files \
+            or not isinstance(replace, dict):
         raise ArtifactError(f"{marker_path} is not a commit marker hf-ada wrote; it was left in place")
     moves = []
     for name in sorted(files, key=lambda n: n == config):
         _check_allowed(kind, name, where)
         source = member_path(staging, name, where=where, must_exist=False)
         destination = member_path(folder, name, where=where, must_exist=False)
-        if not os.path.lexists(source) and not os.path.lexists(destination):
+        staged, in_place = os.path.lexists(source), os.path.lexists(destination)
+        if not staged and not in_place:
             raise ArtifactError(f"{marker_path}: {name} is neither staged nor in place; the save cannot be completed")
+        if staged and in_place and not verified:
+            own = recorded_kind(destination) == kind if name == config else (
+                _valid_entry(replace.get(name)) and _matches(destination, replace[name]))
+            if not own:
+                raise ArtifactError(
+                    f"{marker_path} would replace {destination}, which is not a file of the saved {kind}; the "
+                    "interrupted save was left in place: remove the staging folder by hand to keep the file"
+                )
         moves.append((name, source, destination))
     for name, source, destination in moves:
         if os.path.lexists(source):  # not yet moved by an interrupted earlier roll-forward
@@ -410,8 +425,9 @@ def save_artifact(
             config_entry = {"size": (staging / config_name).stat().st_size,
                             "sha256": sha256_file(staging / config_name)}
             remove = {n: entry for n, entry in old.items() if entry is not None and n not in files}
+            replace = {n: entry for n, entry in old.items() if entry is not None and n in files}
             commit = {"version": 2, "config": config_name, "files": {**files, config_name: config_entry},
-                      "remove": remove}
+                      "replace": replace, "remove": remove}
             with atomic_file(staging / _COMMIT_NAME) as handle:
                 json.dump(commit, handle)
                 handle.flush()
@@ -421,7 +437,7 @@ def save_artifact(
                 with contextlib.suppress(OSError, UnsafePathError):
                     _discard(staging)
             raise
-        _roll_forward(folder, staging, kind)
+        _roll_forward(folder, staging, kind, verified=True)
     logger.info("Saved %s to %s", kind, folder)
     return folder
 
