@@ -36,6 +36,7 @@ from .tuning import (
     measure_plans,
     pareto_front,
     relevant_sets,
+    retime_front,
     retrieval_metrics,
 )
 from .vectors import ArrayVectorSource, VectorSource, check_finite, prefix
@@ -355,6 +356,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
         grid = list(grid) if grid is not None else default_grid(self.config, quick=quick)
         measured = points = measure_plans(self, queries, relevant, grid, k=k, repeats=repeats,
                                           show_progress=show_progress)
+        retime_front(self, queries, points, k=k, rounds=max(repeats, 3))
         if built:
             points, built = self._keep_front_structures(points, built)
         plan = choose_plan(points, self.config.dim, num_queries=len(queries), **choice)
