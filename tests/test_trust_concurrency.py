@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_ada.common.artifact import recover
+from hf_ada.common.folder import recover
 from hf_ada.common.lock import FolderLock, FolderLockTimeout
 
 from artifact_fixtures import Arrays, arrays, same

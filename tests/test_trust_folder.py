@@ -18,7 +18,8 @@ import pytest
 from huggingface_hub import upload_folder
 
 from hf_ada.common import folder as artifact_module
-from hf_ada.common.artifact import ArtifactError, recover
+from hf_ada.common.artifact import ArtifactError
+from hf_ada.common.folder import recover
 from hf_ada.common.files import JsonLimitError, loads_json, read_json
 from hf_ada.common.hub import resolve_folder
 from hf_ada.common.paths import hub_cache_root

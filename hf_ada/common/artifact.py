@@ -16,20 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .config import ARTIFACT_KEY
-from .folder import (
-    ArtifactError,
-    ArtifactSnapshot,
-    check_name,
-    open_snapshot,
-    read_artifact,
-    reading,
-    recorded_kind,
-    recover,
-    register_kind,
-    registered_kinds,
-    save_artifact,
-    sha256_file,
-)
+from .folder import ArtifactError, check_name, read_artifact, reading, recorded_kind, register_kind, save_artifact
+from .folder import sha256_file
 from .hub import push_folder, resolve_folder
 
 if TYPE_CHECKING:
@@ -37,21 +25,9 @@ if TYPE_CHECKING:
 
     from .hub import PushOptions
 
-__all__ = [
-    "ARTIFACT_KEY",
-    "ArtifactError",
-    "ArtifactSnapshot",
-    "HubArtifactMixin",
-    "check_name",
-    "open_snapshot",
-    "read_artifact",
-    "reading",
-    "recorded_kind",
-    "recover",
-    "registered_kinds",
-    "save_artifact",
-    "sha256_file",
-]
+# the protocol's class, plus the folder-level names its users need (the rest: hf_ada.common.folder)
+__all__ = ["ARTIFACT_KEY", "ArtifactError", "HubArtifactMixin", "check_name", "read_artifact", "recorded_kind",
+           "save_artifact", "sha256_file"]
 
 T = TypeVar("T", bound="HubArtifactMixin")
 
