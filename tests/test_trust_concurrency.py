@@ -223,3 +223,48 @@ def test_read_only_folder_loads_without_a_lock_and_refuses_saves(tmp_path, monke
         assert not (folder / ".hf-ada.lock").exists()
     assert (folder / STAGING / "a.safetensors").read_bytes() == b"partial"
     assert same(Arrays.from_pretrained(folder), arrays(0)) and not (folder / STAGING).exists()
+
+
+def test_two_saving_threads_and_a_loading_thread_share_one_folder(tmp_path):
+    """Threads of one process (a web server's workers) exclude each other the same way: two savers writing
+    different artifacts and a loader, all succeed; the folder ends as one complete save."""
+    import threading
+
+    folder = tmp_path / "shared"
+    versions = [arrays(3, rows=2000), arrays(4, names=("a", "b"), rows=3000)]
+    versions[0].save_pretrained(folder)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    loads = [0]
+
+    def save(version: Arrays) -> None:
+        try:
+            for _ in range(6):
+                version.save_pretrained(folder, lock_timeout=120)
+        except BaseException as err:  # noqa: BLE001
+            errors.append(err)
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                loaded = Arrays.from_pretrained(folder, lock_timeout=120)
+                assert any(same(loaded, v) for v in versions), "mixed artifact"
+                loads[0] += 1
+            except BaseException as err:  # noqa: BLE001
+                errors.append(err)
+                return
+
+    savers = [threading.Thread(target=save, args=(v,)) for v in versions]
+    loader = threading.Thread(target=load)
+    loader.start()
+    for thread in savers:
+        thread.start()
+    for thread in savers:
+        thread.join(300)
+    stop.set()
+    loader.join(60)
+    assert not errors, errors
+    assert loads[0] > 0
+    final = Arrays.from_pretrained(folder)
+    assert any(same(final, v) for v in versions)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["config.json", *(f"{n}.safetensors" for n in final.arrays)])
