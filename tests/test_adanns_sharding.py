@@ -21,7 +21,7 @@ from test_adanns_embed import tiny_model_dir  # noqa: F401  (the fixture)
 
 import hf_ada  # noqa: F401
 from hf_ada.adanns import AdANNSConfig, AdANNSIndex, embed
-from hf_ada.adanns.sharding import ShardError, embed_shards, load_shards, shard_bounds
+from hf_ada.adanns.sharding import ShardError, load_shards, map_shards, shard_bounds
 
 ASSETS = Path(__file__).parent / "assets"
 SCRIPT = ASSETS / "sharded_embed_build.py"
@@ -75,6 +75,7 @@ def test_two_gloo_processes_give_the_one_process_vectors_and_index(tiny_model_di
     assert proc.returncode == 0, proc.stderr[-5000:]
     ranks = [json.loads((tmp_path / "out" / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [(r["rank"], r["world_size"], r["rows"]) for r in ranks] == [(0, 2, 288), (1, 2, 288)]
+    assert ranks[1]["columns"] == ["text", "embeddings"]
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
         "shard-00000", "shard-00000.done.json", "shard-00001", "shard-00001.done.json"]
     vectors = np.load(tmp_path / "out" / "vectors.npy")
@@ -101,25 +102,30 @@ def test_a_rerun_embeds_only_the_shards_not_finished(tiny_model_dir, tmp_path, m
 
     model = SentenceTransformer(str(tiny_model_dir), device="cpu")
     ds, shards = Dataset.from_dict({"text": TEXTS}), tmp_path / "shards"
-    calls = []
+    n, calls = len(TEXTS), []
     encode = SentenceTransformer.encode
     monkeypatch.setattr(SentenceTransformer, "encode", lambda self, texts, **kw: calls.append(len(texts)) or
                         encode(self, texts, **kw))
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
+    key = {"model": "tiny"}
+
+    def encode_shard(shard):
+        return embed(shard, model, "text", batch_size=8, show_progress=False, distributed=False
+                     ).select_columns(["embeddings"])  # fmt: skip
+
     with pytest.raises(TimeoutError, match=r"shards \[0\]"):  # rank 0 never comes
-        embed_shards(ds, model, "text", shards_dir=shards, batch_size=8, show_progress=False, timeout=0.2)
-    assert sum(calls) == 144 and (shards / "shard-00001.done.json").is_file()
+        map_shards(ds, encode_shard, shards, key=key, timeout=0.2)
+    assert sum(calls) == n // 2 and (shards / "shard-00001.done.json").is_file()
     marker_1 = (shards / "shard-00001.done.json").stat().st_mtime_ns
-    # rank 0 relaunched (alone here): embeds shard 0, reuses shard 1
+    # the relaunch: rank 1 finds its shard done and waits; rank 0 (here) embeds its own
     monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "1")
     calls.clear()
-    out = embed_shards(ds, model, "text", shards_dir=shards, num_shards=2, batch_size=8, show_progress=False)
-    assert sum(calls) == 144 and (shards / "shard-00001.done.json").stat().st_mtime_ns == marker_1
+    out = map_shards(ds, encode_shard, shards, key=key)
+    assert sum(calls) == n // 2 and (shards / "shard-00001.done.json").stat().st_mtime_ns == marker_1
     one = _one_process_vectors(tiny_model_dir)
     np.testing.assert_allclose(np.asarray(out.with_format("numpy")["embeddings"]), one, atol=1e-5)
-    assert out.column_names == ["text", "embeddings"] and out["text"] == TEXTS
+    assert out.column_names == ["embeddings"]
     # a corrupt shard file: refused on load, embedded again on a rerun; the intact shard is not touched
     arrow = next((shards / "shard-00000").glob("*.arrow"))
     data = bytearray(arrow.read_bytes())
@@ -127,16 +133,20 @@ def test_a_rerun_embeds_only_the_shards_not_finished(tiny_model_dir, tmp_path, m
     arrow.write_bytes(bytes(data))
     with pytest.raises(ShardError, match="checksums"):
         load_shards(shards)
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process now, still the two shards of the first launch
     calls.clear()
-    out = embed_shards(ds, model, "text", shards_dir=shards, num_shards=2, batch_size=8, show_progress=False)
-    assert sum(calls) == 144 and (shards / "shard-00001.done.json").stat().st_mtime_ns == marker_1
+    out = map_shards(ds, encode_shard, shards, key=key, num_shards=2)
+    assert sum(calls) == n // 2 and (shards / "shard-00001.done.json").stat().st_mtime_ns == marker_1
     np.testing.assert_allclose(np.asarray(out.with_format("numpy")["embeddings"]), one, atol=1e-5)
-    assert len(load_shards(shards)) == 288
-    # different texts: no marker matches, everything is embedded again
+    assert len(load_shards(shards)) == n
+    # other texts or another key: no marker matches, everything is done again
     calls.clear()
-    embed_shards(ds.map(lambda r: {"text": r["text"] + "!"}), model, "text", shards_dir=shards, num_shards=2,
-                 batch_size=8, show_progress=False)
-    assert sum(calls) == 288
+    map_shards(ds.map(lambda r: {"text": r["text"] + "!"}), encode_shard, shards, key=key, num_shards=2,
+               content_hash=lambda shard: str(shard["text"]))
+    assert sum(calls) == n
+    calls.clear()
+    map_shards(ds, encode_shard, shards, key={"model": "other"}, num_shards=2)
+    assert sum(calls) == n
 
 
 def test_embed_under_a_launcher_refuses_bad_combinations(tiny_model_dir, monkeypatch):  # noqa: F811

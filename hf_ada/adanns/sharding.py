@@ -19,8 +19,8 @@ Use::
     if is_main_process():
         build_index(ds, "embeddings", "out/my-index")
 
-or :func:`embed_and_build` for both steps. :func:`build_index_on_disk` builds an index larger than RAM
-from a memory-mapped vector source without holding the float32 vectors in memory.
+:func:`map_shards` is the generic step (any per-row function, e.g. the encoder in
+:func:`hf_ada.adanns.embed`); :func:`build_index` the rank-0 build.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,7 @@ from ..common.files import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["world", "is_main_process", "shard_bounds", "embed_shards", "load_shards", "build_index",
-           "embed_and_build", "ShardError"]
+__all__ = ["world", "is_main_process", "shard_bounds", "map_shards", "load_shards", "build_index", "ShardError"]
 
 SHARD_FORMAT = "shard-{:05d}"
 MARKER_SUFFIX = ".done.json"
@@ -122,94 +122,55 @@ def _marker_valid(shards_dir: Path, i: int, key: dict[str, Any], verify: bool) -
     return True
 
 
-def _resolve_model(model: Any, model_name: str | None, backend: str) -> tuple[Any, str | None]:
-    from .embed import _DEFAULT_MODEL, load_default_model
-
-    if model is None:
-        return load_default_model(backend=backend), model_name or _DEFAULT_MODEL
-    if isinstance(model, str):
-        from sentence_transformers import SentenceTransformer
-
-        return SentenceTransformer(model, backend=backend), model_name or model
-    return model, model_name
-
-
-def embed_shards(
+def map_shards(
     dataset: datasets.Dataset,
-    model: Any = None,
-    text_column: str = "text",
-    output_column: str = "embeddings",
-    shards_dir: str | os.PathLike | None = None,
+    function: Callable[[datasets.Dataset], datasets.Dataset],
+    shards_dir: str | os.PathLike,
     *,
+    key: dict[str, Any],
     num_shards: int | None = None,
-    batch_size: int = 64,
-    dtype: str = "float32",
-    model_name: str | None = None,
-    model_revision: str | None = None,
-    show_progress: bool = True,
-    backend: str = "torch",
+    content_hash: Callable[[datasets.Dataset], str] | None = None,
     poll_seconds: float = 1.0,
     timeout: float | None = None,
 ) -> datasets.Dataset:
-    """Embed this rank's shards of ``dataset`` (``shard % world_size == rank``), wait for every other
-    rank's, and return ``dataset`` with ``output_column`` read from all shards (memory-mapped Arrow).
+    """Run ``function`` on this rank's shards of ``dataset`` (``shard % world_size == rank``), save each
+    result as an Arrow shard under ``shards_dir``, wait for every other rank's shards, and return all the
+    results concatenated in row order (memory-mapped).
 
+    ``function(shard)`` returns a dataset of new columns with one row per row of ``shard``. ``key`` (JSON)
+    says what produces them (model, dtype, ...): a shard is reused only if its marker holds the same key,
+    rows and ``content_hash(shard)`` (e.g. a hash of the texts) and its files match their checksums.
     ``num_shards`` (default: the world size) fixes the shard boundaries, so a rerun with another process
-    count reuses the finished shards. ``shards_dir`` (default: a folder in the ``datasets`` cache named after
-    the dataset, model, column and dtype) must be visible to every rank. ``timeout`` (seconds, default none)
-    bounds the wait for other ranks' shards; a launcher stops the waiting ranks when one fails anyway.
-    Other arguments as :func:`hf_ada.adanns.embed`; the result equals one process's ``embed`` (up to the
-    float rounding of different batch compositions).
+    count reuses the finished shards. ``timeout`` (seconds, default none) bounds the wait for other ranks'
+    shards; a launcher stops the waiting ranks when one fails anyway.
     """
-    from .dataset import record_embedding_provenance, text_content_hash
-    from .embed import _full_dim, embed, model_provenance
-
     rank, size = world()
     num_shards = size if num_shards is None else num_shards
     if not isinstance(num_shards, int) or isinstance(num_shards, bool) or not 1 <= num_shards <= max(len(dataset), 1):
         raise ValueError(f"num_shards must be an int in [1, {max(len(dataset), 1)}] (rows), got {num_shards!r}")
-    if text_column not in dataset.column_names:
-        raise ValueError(f"text_column {text_column!r} is not in the dataset; available: {dataset.column_names}")
-    if output_column in dataset.column_names:
-        raise ValueError(f"output_column {output_column!r} already exists; choose another name or remove it")
-    model, model_name = _resolve_model(model, model_name, backend)
-    dim = _full_dim(model)
-    name, revision = model_provenance(model)
-    name, revision = model_name or name, model_revision or revision
-    if shards_dir is None:
-        from datasets.fingerprint import Hasher
-
-        tag = Hasher.hash([dataset._fingerprint, name, revision, text_column, output_column, dtype, dim, num_shards])
-        shards_dir = Path(datasets.config.HF_DATASETS_CACHE) / "hf_ada_embedding_shards" / tag
     shards_dir = Path(shards_dir)
     shards_dir.mkdir(parents=True, exist_ok=True)
     bounds = shard_bounds(len(dataset), num_shards)
-    keys = []
-    for i, (start, end) in enumerate(bounds):
-        keys.append({"version": _MARKER_VERSION, "shard": i, "num_shards": num_shards, "rows": [start, end],
-                     "num_rows": len(dataset), "model": name, "revision": revision, "dim": dim, "dtype": dtype,
-                     "column": output_column, "text_column": text_column})
+    keys = [{"version": _MARKER_VERSION, "shard": i, "num_shards": num_shards, "rows": [start, end],
+             "num_rows": len(dataset), **key} for i, (start, end) in enumerate(bounds)]
     mine = [i for i in range(num_shards) if i % size == rank]
     for i in mine:
         shard = split_dataset_by_node(dataset, rank=i, world_size=num_shards)
         if len(shard) != bounds[i][1] - bounds[i][0]:  # pragma: no cover - guards a change in datasets' cut
             raise ShardError(f"split_dataset_by_node gave {len(shard)} rows for shard {i}, expected {bounds[i]}")
-        keys[i]["texts_sha256"] = text_content_hash(shard, text_column)
-        if _marker_valid(shards_dir, i, keys[i], verify=True):
-            logger.info("rank %d: shard %d/%d is already embedded (%s): skipped", rank, i, num_shards, shards_dir)
+        owned = dict(keys[i], content=content_hash(shard) if content_hash else None)
+        if _marker_valid(shards_dir, i, owned, verify=True):
+            logger.info("rank %d: shard %d/%d is already done (%s): skipped", rank, i, num_shards, shards_dir)
             continue
-        _write_shard(shards_dir, i, keys[i], embed(
-            shard, model, text_column, output_column, batch_size=batch_size, dtype=dtype, model_name=name,
-            model_revision=revision, show_progress=show_progress, distributed=False,
-        ).select_columns([output_column]))  # fmt: skip
-        logger.info("rank %d: embedded shard %d/%d (rows %d-%d)", rank, i, num_shards, *bounds[i])
+        result = function(shard)
+        if len(result) != len(shard):
+            raise ShardError(f"function returned {len(result)} rows for shard {i} of {len(shard)} rows")
+        _write_shard(shards_dir, i, owned, result)
+        logger.info("rank %d: shard %d/%d done (rows %d-%d)", rank, i, num_shards, *bounds[i])
     _wait_for(shards_dir, keys, mine, poll_seconds, timeout)
-    vectors = load_shards(shards_dir, num_shards, verify=False)
-    if len(vectors) != len(dataset):
-        raise ShardError(f"the shards under {shards_dir} hold {len(vectors)} rows, the dataset {len(dataset)}")
-    base = dataset.flatten_indices() if dataset._indices is not None else dataset
-    out = datasets.concatenate_datasets([base, vectors], axis=1)
-    record_embedding_provenance(out, output_column, name, revision)
+    out = load_shards(shards_dir, num_shards, verify=False)
+    if len(out) != len(dataset):
+        raise ShardError(f"the shards under {shards_dir} hold {len(out)} rows, the dataset {len(dataset)}")
     return out
 
 
@@ -248,7 +209,7 @@ def _wait_for(shards_dir: Path, keys: list[dict[str, Any]], mine: list[int], pol
 
 
 def _marker_matches(shards_dir: Path, i: int, key: dict[str, Any]) -> bool:
-    """Shard ``i`` has a marker of this run (everything but the texts' hash, which only its owner computes)."""
+    """Shard ``i`` has a marker of this run (everything but the content hash, which only its owner computes)."""
     marker = shards_dir / (SHARD_FORMAT.format(i) + MARKER_SUFFIX)
     if not marker.is_file():
         return False
@@ -257,7 +218,7 @@ def _marker_matches(shards_dir: Path, i: int, key: dict[str, Any]) -> bool:
     except (OSError, ValueError):
         return False
     found = dict(record.get("key") or {}) if isinstance(record, dict) else {}
-    found.pop("texts_sha256", None)
+    found.pop("content", None)
     return found == key
 
 
@@ -302,20 +263,3 @@ def build_index(
     name = index_name or column
     add_adanns_index(dataset, column, name, auto_tune=auto_tune, **settings)
     return Path(save_adanns_index(dataset, name, str(output_dir)))
-
-
-def embed_and_build(
-    dataset: datasets.Dataset,
-    output_dir: str | os.PathLike,
-    model: Any = None,
-    text_column: str = "text",
-    column: str = "embeddings",
-    shards_dir: str | os.PathLike | None = None,
-    *,
-    num_shards: int | None = None,
-    embed_kwargs: dict[str, Any] | None = None,
-    **index_settings: Any,
-) -> Path | None:
-    """:func:`embed_shards` on every rank, then :func:`build_index` on rank 0 (``None`` elsewhere)."""
-    out = embed_shards(dataset, model, text_column, column, shards_dir, num_shards=num_shards, **(embed_kwargs or {}))
-    return build_index(out, column, output_dir, **index_settings)
