@@ -58,12 +58,14 @@ def test_demo_rejects_unknown_stage(capsys):
 def test_report_assembles_stage_fragments(tmp_path, monkeypatch):
     """Stages may return markdown inline or as a file with its own image links; both land in report.md."""
 
-    def inline_stage(out: Path, quick: bool) -> dict:
+    def inline_stage(out: Path, quick: bool, earlier: dict) -> dict:
+        assert earlier == {}
         out.mkdir(parents=True, exist_ok=True)
         (out / "a.png").write_bytes(b"\x89PNG")
         return {"markdown": f"inline table quick={quick}", "plot": out / "a.png", "value": 1.5}
 
-    def file_stage(out: Path, quick: bool) -> dict:
+    def file_stage(out: Path, quick: bool, earlier: dict) -> dict:
+        assert earlier["one"]["value"] == 1.5  # each stage sees the results of the stages before it
         out.mkdir(parents=True, exist_ok=True)
         (out / "b.png").write_bytes(b"\x89PNG")
         (out / "frag.md").write_text("### Stage B\n\n| x |\n| --- |\n| 2 |\n\n![plot](b.png)\n")

@@ -24,7 +24,9 @@ __all__ = ["OPTIMIZERS", "run_demo"]
 #: (Trainer optim name, learning rate, weight decay, optim_args) for each optimizer compared.
 OPTIMIZERS: dict[str, tuple[str, float, float, str | None]] = {
     "AdamW": ("adamw_torch", 2e-3, 0.05, None),
-    "Adan": ("adan", 6e-3, 0.02, None),  # maintainers' advice: a few times AdamW's lr, smaller weight decay
+    # maintainers' advice: a few times AdamW's lr, smaller weight decay; fused=false: a short run of a small
+    # model never earns back the fused kernel's compile
+    "Adan": ("adan", 6e-3, 0.02, "fused=false"),
 }
 
 
@@ -98,7 +100,7 @@ def run_demo(out_dir: Path, quick: bool, seed: int = 0) -> dict[str, Any]:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    domains = rotated_digits(SOURCE_ANGLES, seed=seed)
+    domains = rotated_digits(seed=seed)[: len(SOURCE_ANGLES)]  # the AdaNPC stage adapts this model
     processor = make_processor()
     train, held_out = [], []
     for d in domains:  # 80/20 split of each source domain
@@ -106,7 +108,7 @@ def run_demo(out_dir: Path, quick: bool, seed: int = 0) -> dict[str, Any]:
         train.append(type(d)(d.angle, d.images[:cut], d.labels[:cut]))
         held_out.append(type(d)(d.angle, d.images[cut:], d.labels[cut:]))
     train_rows, eval_rows = _rows(processor, train), _rows(processor, held_out)
-    epochs = 2 if quick else 8
+    epochs = 6 if quick else 20
     curves, model_dir = {}, out_dir / "adan-digits-classifier"
     for name in OPTIMIZERS:
         logger.info("demo: training the digit classifier with %s for %d epochs", name, epochs)

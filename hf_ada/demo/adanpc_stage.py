@@ -116,11 +116,13 @@ def markdown_table(accuracy: dict, stream_angles: tuple[int, ...] = STREAM_ANGLE
     return header + rows
 
 
-def run_demo(out_dir: Path, quick: bool, train_optim: str = "adan", seed: int = 0) -> dict[str, Any]:
-    """Train, adapt along the rotated-digits stream, write ``adanpc_demo.png`` / ``adanpc_demo.md`` and the
+def run_demo(out_dir: Path, quick: bool, train_optim: str = "adan", seed: int = 0,
+             model_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train (or load ``model_dir``: the classifier ``hf-ada demo``'s Adan stage trained on the same source
+    domains), adapt along the rotated-digits stream, write ``adanpc_demo.png`` / ``adanpc_demo.md`` and the
     AdaNPC predictor folder (source memory only) into ``out_dir``; return the numbers and paths.
 
-    ``quick=True`` trains for 6 epochs (well under a minute on 2 idle cores), otherwise 30.
+    Training: 6 epochs with ``quick=True``, otherwise 30.
     """
     torch.set_num_threads(min(2, torch.get_num_threads()))
     out_dir = Path(out_dir)
@@ -129,14 +131,21 @@ def run_demo(out_dir: Path, quick: bool, train_optim: str = "adan", seed: int = 
     domains = rotated_digits(seed=seed)
     source, stream = domains[: len(SOURCE_ANGLES)], domains[len(SOURCE_ANGLES):]
     processor = make_processor()
-    epochs = 6 if quick else 30
-    model = train_digit_classifier(source, processor, epochs=epochs, seed=seed, optim=train_optim)
+    if model_dir is not None:
+        from transformers import AutoModelForImageClassification
+
+        model = AutoModelForImageClassification.from_pretrained(str(model_dir)).eval()
+        epochs = "the Adan stage's"
+    else:
+        epochs = 6 if quick else 30
+        model = train_digit_classifier(source, processor, epochs=epochs, seed=seed, optim=train_optim)
     train_seconds = time.perf_counter() - started
     accuracy, hits, predicted, predictor = evaluate_stream(model, processor, source, stream)
     adapted_entries = predictor.memory.num_test
     predictor.reset()
     predictor_dir = predictor.save_pretrained(out_dir / "adanpc_digits_predictor")
-    title = f"Rotated digits, trained on 0/15 deg ({train_optim}, {epochs} epochs)"
+    title = (f"Rotated digits, trained on 0/15 deg ({train_optim}, {epochs} epochs)" if model_dir is None else
+             "Rotated digits, the classifier the Adan stage trained on 0/15 deg")
     png = plot_stream(accuracy, hits, stream, out_dir / "adanpc_demo.png", title)
     fragment = (
         f"### AdaNPC on rotated digits\n\n{title}; test stream 30 -> 45 -> 60 -> 75 degrees in batches of 32, "

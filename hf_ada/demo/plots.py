@@ -69,8 +69,16 @@ def plot_fronts(
     return path
 
 
+def _qps(row: Mapping[str, Any]) -> str:
+    """``median (low-high)`` when the row was timed with repeats, else the single figure."""
+    if "qps_low" in row:
+        return f"{row['qps']:,.0f} ({row['qps_low']:,.0f}-{row['qps_high']:,.0f})"
+    return f"{row['qps']:,.0f}"
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]], k: int = 10) -> str:
-    """Markdown table: method, configuration, recall@k, MRR@k, FLOPs/query, queries/s, bytes/vector."""
+    """Markdown table: method, configuration, recall@k, MRR@k, FLOPs/query, queries/s (median and range of
+    the repeats when timed so), bytes/vector."""
     lines = [
         f"| method | configuration | recall@{k} | MRR@{k} | FLOPs/query | queries/s | bytes/vector |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -78,6 +86,6 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], k: int = 10) -> str:
     for row in rows:
         lines.append(
             f"| {row['method']} | {row.get('label') or describe(row)} | {row['recall']:.4f} | {row['mrr']:.4f} | "
-            f"{row['flops']:,.0f} | {row['qps']:,.0f} | {row.get('bytes', '')} |"
+            f"{row['flops']:,.0f} | {_qps(row)} | {row.get('bytes', '')} |"
         )
     return "\n".join(lines)

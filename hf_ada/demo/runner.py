@@ -27,26 +27,27 @@ logger = logging.getLogger(__name__)
 __all__ = ["run_all", "STAGES"]
 
 
-def _adan_stage(out: Path, quick: bool) -> dict[str, Any]:
+def _adan_stage(out: Path, quick: bool, earlier: dict[str, Any]) -> dict[str, Any]:
     from .adan_stage import run_demo
 
     return run_demo(out, quick)
 
 
-def _adanns_stage(out: Path, quick: bool) -> dict[str, Any]:
+def _adanns_stage(out: Path, quick: bool, earlier: dict[str, Any]) -> dict[str, Any]:
     from .adanns_stage import run_demo
 
     return run_demo(out, quick)
 
 
-def _adanpc_stage(out: Path, quick: bool) -> dict[str, Any]:
+def _adanpc_stage(out: Path, quick: bool, earlier: dict[str, Any]) -> dict[str, Any]:
+    """AdaNPC adapts the classifier the Adan stage just trained (same source domains), when it ran."""
     from .adanpc_stage import run_demo
 
-    return run_demo(out, quick)
+    return run_demo(out, quick, model_dir=(earlier.get("adan") or {}).get("model_dir"))
 
 
-#: (folder, title, runner, how to push the artifact)
-STAGES: list[tuple[str, str, Callable[[Path, bool], dict[str, Any]], str]] = [
+#: (folder, title, runner(out, quick, results of the stages run before it), how to push the artifact)
+STAGES: list[tuple[str, str, Callable[[Path, bool, dict[str, Any]], dict[str, Any]], str]] = [
     ("adan", "Adan vs AdamW (Trainer, `optim=\"adan\"`)", _adan_stage,
      "`huggingface_hub.upload_folder(repo_id=..., folder_path=\"adan/adan-digits-classifier\")`"),
     ("adanns", "AdANNS vs rigid search (Matryoshka embeddings, `datasets` index)", _adanns_stage,
@@ -103,9 +104,10 @@ def run_all(out: Path, quick: bool, stages: list[str] | None = None) -> Path:
         f"({os.cpu_count()} CPU cores); the numbers below were measured by this run.\n",
     ]
     summary: dict[str, Any] = {}
+    results: dict[str, Any] = {}
     for folder, title, runner, push_hint in tqdm(selected, desc="hf-ada demo", unit="stage"):
         start = time.perf_counter()
-        result = runner(out / folder, quick)
+        result = results[folder] = runner(out / folder, quick, results)
         seconds = time.perf_counter() - start
         summary[folder] = {"seconds": round(seconds, 1), **_jsonable(result)}
         sections.append(f"## {title}\n")
