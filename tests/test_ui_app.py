@@ -281,6 +281,19 @@ def test_queries_the_model_cannot_embed_and_foreign_models_are_explained(artifac
         next(session.run(session.open_stream(wrong)))
 
 
+def test_a_stream_run_reports_after_every_batch(artifacts):
+    """The live chart's data: one update per batch, running accuracies over the rows seen so far."""
+    session = AdaptSession(str(artifacts.predictor_dir), str(artifacts.stream))
+    updates = [(u.seen, list(u.steps), list(u.adanpc_accuracy)) for u in session.run(session.stream, 8)]
+    n = len(artifacts.stream_rows)
+    assert [seen for seen, _, _ in updates] == [min(n, 8 * (i + 1)) for i in range(-(-n // 8))]
+    seen, steps, accuracy = updates[-1]
+    assert steps == [s for s, _, _ in updates] and len(accuracy) == len(updates)
+    assert all(0.0 <= a <= 1.0 for a in accuracy)
+    with pytest.raises(UIError, match="batch size must be"):
+        next(session.run(session.stream, 0))
+
+
 def test_main_check_loads_everything_and_says_so(artifacts, capsys):
     rc = main(["--index", str(artifacts.index_dir), "--dataset", str(artifacts.rows), "--predictor",
                str(artifacts.predictor_dir), "--train-dir", str(artifacts.run_dir), "--check"])
