@@ -83,14 +83,15 @@ def test_calibrated_threshold_is_the_leave_one_out_quantile():
                                                                         abs=1e-5)
 
 
-def test_default_confident_insertion_does_something_and_follows_the_literal_rule(tiny_model):
+def test_confident_insertion_does_something_and_follows_the_literal_rule(tiny_model):
     rng = np.random.default_rng(1)
     centers = np.eye(8, dtype=np.float32)[:3] * 3
     src_labels = np.repeat(np.arange(3), 10)
     src = centers[src_labels] + rng.normal(scale=0.8, size=(30, 8)).astype(np.float32)
-    predictor = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(k=5, class_balance=False, collapse_window=None,
-                                                               blend_t3a=False))  # the vote itself is returned
-    assert predictor.config.insert == "confident" and predictor.config.confidence_threshold is None
+    predictor = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(
+        k=5, insert="confident", agreement=True, class_balance=False, collapse_window=None, blend_t3a=False,
+        reach_quantile=None))  # the vote itself is returned, for every batch
+    assert predictor.config.confidence_threshold is None
     predictor.add_source(src, src_labels)
     threshold = predictor.confidence_threshold()
     assert threshold == pytest.approx(literal_threshold(src, src_labels, 5, 0.1, 3, 0.1), abs=1e-5)
@@ -182,9 +183,10 @@ def test_default_answer_is_the_mean_of_the_vote_and_t3a_and_the_vote_alone_decid
     centers = np.eye(8, dtype=np.float32)[:3] * 3
     src_labels = np.repeat(np.arange(3), 10)
     src = centers[src_labels] + rng.normal(scale=0.8, size=(30, 8)).astype(np.float32)
-    blended = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(k=5))
+    # within the memory's reach (the gate off here; its own tests are in test_adanpc_reach.py)
+    blended = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(k=5, reach_quantile=None))
     assert blended.config.blend_t3a and not AdaNPCConfig.unguarded().blend_t3a
-    vote_only = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(k=5, blend_t3a=False))
+    vote_only = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(k=5, blend_t3a=False, reach_quantile=None))
     t3a = AdaNPCPredictor(tiny_model, None, AdaNPCConfig(method="t3a"))
     for predictor in (blended, vote_only):
         predictor.add_source(src, src_labels)
@@ -224,7 +226,7 @@ def test_guard_state_and_episodic_settings_survive_save_and_load(tmp_path, tiny_
     from transformers import AutoTokenizer  # noqa: F401  (the predictor has no processor here)
 
     rng = np.random.default_rng(5)
-    config = AdaNPCConfig(k=3, collapse_window=16, reset_every=64)
+    config = AdaNPCConfig(k=3, collapse_window=16, reset_every=64, insert="confident")
     predictor = AdaNPCPredictor(tiny_model, None, config)
     predictor.add_source(rng.normal(size=(20, 8)), rng.integers(0, 3, 20))
     predictor.predict_features(rng.normal(size=(10, 8)).astype(np.float32))
@@ -233,7 +235,7 @@ def test_guard_state_and_episodic_settings_survive_save_and_load(tmp_path, tiny_
     loaded = AdaNPCPredictor.from_pretrained(folder)
     assert loaded.config == config
     assert loaded.guard.to_dict() == predictor.guard.to_dict()
-    assert loaded.guard.threshold is not None and loaded.guard.stepped_in
+    assert loaded.guard.threshold is not None and loaded.guard.reach is not None and loaded.guard.stepped_in
     q = rng.normal(size=(6, 8)).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict_features(q), predictor.predict_features(q))
     loaded.reset()

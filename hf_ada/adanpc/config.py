@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 from ..common.config import JsonConfigMixin
 
-__all__ = ["AdaNPCConfig", "CONFIG_NAME", "SCHEMA_VERSION", "METRICS", "INSERT_POLICIES", "METHODS"]
+__all__ = ["AdaNPCConfig", "CONFIG_NAME", "SCHEMA_VERSION", "METRICS", "INSERT_POLICIES", "METHODS", "MEMORY_INDEXES"]
 
 CONFIG_NAME = "adanpc_config.json"
 SCHEMA_VERSION = 1
 METRICS = ("cosine", "inner_product", "l2")
 INSERT_POLICIES = ("all", "confident", "none")
 METHODS = ("adanpc", "t3a")
+MEMORY_INDEXES = ("auto", "flat", "ivf")
 
 
 @dataclass
@@ -42,6 +43,10 @@ class AdaNPCConfig(JsonConfigMixin):
         collapse_window: number of recent predictions the collapse monitor looks at (``None``: off).
         collapse_ratio: the monitor forgets the test entries when the entropy of the vote's predicted-class
             histogram over the window falls below this fraction of the head's.
+        reach_quantile: the reach gate (:mod:`hf_ada.adanpc.guard`): a batch whose median input is farther
+            from its nearest memory entry than all but this fraction of the training entries are from theirs
+            is *out of reach*: T3A answers it (the head if T3A cannot run) and nothing of it is inserted.
+            ``None`` turns the gate off.
         reset_every: episodic mode: forget the test entries every this many inputs (``None``: never).
         method: ``"adanpc"`` (the kNN vote) or ``"t3a"`` (T3A's template adjuster on the same features,
             the usual baseline; the guard settings do not apply to it).
@@ -60,6 +65,9 @@ class AdaNPCConfig(JsonConfigMixin):
         feature_layer: module whose input is the feature (dotted name as in ``model.named_modules()``);
             append ``":output"`` to use the module's output instead. ``None``: the input of the last
             ``nn.Linear`` with ``num_labels`` outputs, i.e. the representation entering the classifier.
+        memory_index: the memory's search structure: ``"auto"`` (default: exact below a size threshold, an
+            IVF-Flat index above it), ``"flat"`` (always exact) or ``"ivf"``; see :mod:`hf_ada.adanpc.memory_index`.
+        nprobe: IVF lists scanned per query (``None``: the default of :mod:`hf_ada.adanpc.memory_index`).
         schema_version: version of this file's schema; a mismatch on load is an error.
     """
 
@@ -71,16 +79,19 @@ class AdaNPCConfig(JsonConfigMixin):
     temperature: float = 0.1
     metric: str = "cosine"
     capacity: int | None = None
-    insert: str = "confident"
+    insert: str = "all"
     confidence_threshold: float | None = None
     confidence_quantile: float = 0.1
-    agreement: bool = True
+    agreement: bool = False
     class_balance: bool = True
     collapse_window: int | None = 128
     collapse_ratio: float = 0.8
+    reach_quantile: float | None = 0.01
     reset_every: int | None = None
     evict_source: bool = False
     feature_layer: str | None = None
+    memory_index: str = "auto"
+    nprobe: int | None = None
     method: str = "adanpc"
     blend_t3a: bool = True
     t3a_filter_k: int | None = 100
@@ -118,8 +129,17 @@ class AdaNPCConfig(JsonConfigMixin):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"AdaNPCConfig.{name} must be None or an integer >= 1, got {value!r}")
+        if self.reach_quantile is not None and not (_is_number(self.reach_quantile)
+                                                    and 0.0 <= self.reach_quantile <= 1.0):
+            raise ValueError(f"AdaNPCConfig.reach_quantile must be None (off) or lie in [0, 1], "
+                             f"got {self.reach_quantile!r}")
         if not (_is_number(self.collapse_ratio) and 0.0 <= self.collapse_ratio <= 1.0):
             raise ValueError(f"AdaNPCConfig.collapse_ratio must lie in [0, 1], got {self.collapse_ratio!r}")
+        if self.memory_index not in MEMORY_INDEXES:
+            raise ValueError(f"AdaNPCConfig.memory_index must be one of {MEMORY_INDEXES}, got {self.memory_index!r}")
+        if self.nprobe is not None and (not isinstance(self.nprobe, int) or isinstance(self.nprobe, bool)
+                                        or self.nprobe < 1):
+            raise ValueError(f"AdaNPCConfig.nprobe must be None or an integer >= 1, got {self.nprobe!r}")
         if self.method not in METHODS:
             raise ValueError(f"AdaNPCConfig.method must be one of {METHODS}, got {self.method!r}")
         if self.feature_layer is not None and not isinstance(self.feature_layer, str):
@@ -130,7 +150,7 @@ class AdaNPCConfig(JsonConfigMixin):
     def unguarded(cls, **overrides) -> AdaNPCConfig:
         """The paper's AdaNPC: every prediction inserted, no guard (for comparisons)."""
         settings = {"insert": "all", "agreement": False, "class_balance": False, "collapse_window": None,
-                    "blend_t3a": False}
+                    "blend_t3a": False, "reach_quantile": None}
         return cls(**{**settings, **overrides})
 
 

@@ -2,7 +2,7 @@
 
 AdaNPC inserts its own predictions. Under an abrupt, severe shift many of them are wrong, the wrong entries
 pull later votes towards themselves, and the vote locks onto a few classes ("memory collapse"). The guard
-works without labels, from four signals, each switchable in :class:`~hf_ada.adanpc.config.AdaNPCConfig`:
+works without labels, from five signals, each switchable in :class:`~hf_ada.adanpc.config.AdaNPCConfig`:
 
 * **calibrated confidence** (``insert="confident"``, ``confidence_threshold=None``): a test sample is
   inserted only if its vote is at least as confident as the ``confidence_quantile`` quantile of the
@@ -19,6 +19,14 @@ works without labels, from four signals, each switchable in :class:`~hf_ada.adan
   the prediction a user would have had without AdaNPC. Comparing with the head rather than with a uniform
   distribution keeps a genuine label shift (both histograms narrow) from triggering it.
 
+Before any of these, the **reach gate** (``reach_quantile``) decides who answers a batch. The vote is only
+as good as the memory near the input: a batch is *within reach* when its median input is at least as close to
+its nearest memory entry as all but ``reach_quantile`` of the training entries are to theirs
+(:func:`calibrate_reach`). Within reach the vote answers (blended with T3A) and the batch may be inserted; out
+of reach (an abrupt jump away from everything in the memory) T3A answers and nothing is inserted, so the
+memory never learns from inputs it cannot label. A gradual drift stays within reach because each step lands
+near entries inserted at the step before; an abrupt, severe shift does not.
+
 Episodic mode (``reset_every=N``) forgets the test entries every ``N`` inputs regardless.
 """
 
@@ -31,7 +39,7 @@ import numpy as np
 
 from .vote import knn_vote
 
-__all__ = ["GuardState", "calibrate_threshold", "histogram_entropy", "insertion_mask"]
+__all__ = ["GuardState", "calibrate_reach", "calibrate_threshold", "histogram_entropy", "insertion_mask", "within_reach"]
 
 CALIBRATION_SAMPLES = 2048
 
@@ -69,6 +77,38 @@ def calibrate_threshold(memory: Any, k: int, temperature: float, num_classes: in
     return float(np.quantile(confidence, quantile))
 
 
+def calibrate_reach(memory: Any, quantile: float, max_samples: int = CALIBRATION_SAMPLES) -> float | None:
+    """The similarity a test input must have to its nearest memory entry to lie *within the memory's reach*:
+    the ``quantile`` quantile of the leave-one-out nearest-neighbour similarities of the source entries
+    (each source entry to its nearest *other* source entry; at most ``max_samples`` of them, evenly spaced).
+    With ``quantile=0.01``, 99% of the training entries are at least this close to another training entry.
+    Returns ``None`` (everything within reach) for a memory with fewer than two source entries."""
+    from .memory import SOURCE, AdaNPCMemory
+
+    slots = np.flatnonzero(memory.origin == SOURCE)
+    if slots.size < 2:
+        return None
+    slots = slots[np.argsort(memory.order[slots], kind="stable")]
+    source = AdaNPCMemory(memory.dim, memory.metric, index="flat")
+    source.add(memory.features[slots], memory.labels[slots], origin=SOURCE)
+    queries = np.arange(slots.size)
+    if slots.size > max_samples:
+        queries = np.linspace(0, slots.size - 1, max_samples).round().astype(np.int64)
+    sims, _, positions = source.search(source.features[queries], 2)
+    own = positions[:, 0] == queries
+    nearest_other = np.where(own, sims[:, 1], sims[:, 0])  # exact duplicates: the twin is the neighbour
+    return float(np.quantile(nearest_other, quantile))
+
+
+def within_reach(nearest_similarity: np.ndarray, reach: float | None) -> bool:
+    """Whether a batch lies within the memory's reach: at least half of its inputs are at least ``reach``
+    similar to their nearest memory entry (the batch's median input is as close as a training entry);
+    ``reach=None``: always."""
+    if reach is None:
+        return True
+    return bool(np.mean(np.asarray(nearest_similarity) >= reach) >= 0.5)
+
+
 def insertion_mask(probs: np.ndarray, head_predicted: np.ndarray | None, threshold: float | None,
                    agreement: bool) -> np.ndarray:
     """Which samples of a batch may be inserted: confidence >= ``threshold`` (if given) and, with
@@ -100,6 +140,8 @@ class GuardState:
         seen: inputs predicted since the last reset (for ``reset_every``).
         stepped_in: the monitor detected a collapse; the head answers until ``reset()``.
         collapses: how many times the monitor reset the memory; inserted / rejected: insertion counts.
+        reach: the calibrated reach similarity (``None`` until calibrated); answered_vote / answered_t3a:
+            inputs answered within the memory's reach (vote) and out of it (T3A).
     """
 
     def __init__(self, window: int | None = None):
@@ -112,6 +154,9 @@ class GuardState:
         self.collapses = 0
         self.inserted = 0
         self.rejected = 0
+        self.reach: float | None = None
+        self.answered_vote = 0
+        self.answered_t3a = 0
 
     def reset(self) -> None:
         """Back to the start of a stream: the window, the input count and a stepped-in monitor are cleared
@@ -121,12 +166,24 @@ class GuardState:
         self.stepped_in = False
 
     def recalibrate(self) -> None:
-        """Forget the calibrated threshold (the source memory changed); it is computed again at next use."""
+        """Forget the calibrated threshold and reach (the source memory changed); computed again at next use."""
         self.threshold = None
+        self.reach = None
 
     def set_threshold(self, value: float) -> None:
         """Store the threshold calibrated on the source memory."""
         self.threshold = float(value)
+
+    def set_reach(self, value: float) -> None:
+        """Store the reach similarity calibrated on the source memory (:func:`calibrate_reach`)."""
+        self.reach = float(value)
+
+    def route(self, n: int, by_vote: bool) -> None:
+        """Record that ``n`` inputs were answered by the vote (within reach) or by T3A (out of reach)."""
+        if by_vote:
+            self.answered_vote += int(n)
+        else:
+            self.answered_t3a += int(n)
 
     def count(self, added: int, rejected: int, seen: int = 0) -> None:
         """Record ``added`` inserted and ``rejected`` refused test inputs, and ``seen`` predicted ones."""
@@ -161,7 +218,8 @@ class GuardState:
         return {"threshold": self.threshold, "vote_window": list(self.vote_window),
                 "head_window": list(self.head_window), "seen": self.seen, "stepped_in": self.stepped_in,
                 "collapses": self.collapses,
-                "inserted": self.inserted, "rejected": self.rejected}
+                "inserted": self.inserted, "rejected": self.rejected, "reach": self.reach,
+                "answered_vote": self.answered_vote, "answered_t3a": self.answered_t3a}
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any], window: int | None, num_classes: int) -> GuardState:
@@ -173,6 +231,11 @@ class GuardState:
         if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
             raise ValueError(f"guard state threshold must be null or in [0, 1], got {threshold!r}")
         state.threshold = None if threshold is None else float(threshold)
+        reach = payload.get("reach")
+        if reach is not None and (not isinstance(reach, (int, float)) or isinstance(reach, bool)
+                                  or not np.isfinite(reach)):
+            raise ValueError(f"guard state reach must be null or a number, got {reach!r}")
+        state.reach = None if reach is None else float(reach)
         for name in ("vote_window", "head_window"):
             values = payload.get(name, [])
             if not isinstance(values, list) or any(
@@ -184,7 +247,7 @@ class GuardState:
         if not isinstance(stepped_in, bool):
             raise ValueError(f"guard state stepped_in must be true or false, got {stepped_in!r}")
         state.stepped_in = stepped_in
-        for name in ("seen", "collapses", "inserted", "rejected"):
+        for name in ("seen", "collapses", "inserted", "rejected", "answered_vote", "answered_t3a"):
             value = payload.get(name, 0)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"guard state {name} must be an integer >= 0, got {value!r}")

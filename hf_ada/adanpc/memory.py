@@ -20,12 +20,12 @@ import os
 from collections import deque
 from typing import Any
 
-import faiss
 import numpy as np
 from safetensors.numpy import load_file, save
 
-from ..common.files import atomic_file
+from ..common.files import atomic_file, loads_json
 from .config import METRICS, SCHEMA_VERSION
+from .memory_index import DEFAULT_NPROBE, INDEX_KINDS, FlatMemoryIndex, IVFMemoryIndex, choose_index
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ class AdaNPCMemory:
         evict_source: allow evicting source entries once no test entry is left to evict.
     """
 
-    def __init__(self, dim: int, metric: str = "cosine", capacity: int | None = None, evict_source: bool = False):
+    def __init__(self, dim: int, metric: str = "cosine", capacity: int | None = None, evict_source: bool = False,
+                 index: str = "auto", nprobe: int | None = None):
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"AdaNPCMemory dim must be a positive integer, got {dim!r}")
         if metric not in METRICS:
@@ -84,6 +85,9 @@ class AdaNPCMemory:
         _check_capacity(capacity)
         self.dim = dim
         self.metric = metric
+        self._check_index(index, nprobe)
+        self.index_kind = index
+        self.nprobe = nprobe
         self.capacity = capacity
         self.evict_source = evict_source
         self._set(np.zeros((0, dim), dtype=np.float32), np.zeros((0,), dtype=np.int64),
@@ -150,15 +154,47 @@ class AdaNPCMemory:
         self._rebuild_index()
 
     # ------------------------------------------------------------------ basics
-    def _new_index(self) -> faiss.Index:
-        return faiss.IndexFlatL2(self.dim) if self.metric == "l2" else faiss.IndexFlatIP(self.dim)
+    @staticmethod
+    def _check_index(index: Any, nprobe: Any) -> None:
+        if index not in INDEX_KINDS:
+            raise ValueError(f"AdaNPCMemory index must be one of {INDEX_KINDS}, got {index!r}")
+        if nprobe is not None and (not isinstance(nprobe, int) or isinstance(nprobe, bool) or nprobe < 1):
+            raise ValueError(f"AdaNPCMemory nprobe must be None or an integer >= 1, got {nprobe!r}")
 
-    def _rebuild_index(self) -> None:
+    def set_search(self, index: str = "auto", nprobe: int | None = None) -> None:
+        """Choose the search structure (``"auto"``: exact below a size threshold, IVF above; ``"flat"``;
+        ``"ivf"``) and the IVF lists scanned per query (``None``: the default); see
+        :mod:`hf_ada.adanpc.memory_index`."""
+        self._check_index(index, nprobe)
+        changed = index != self.index_kind
+        self.index_kind, self.nprobe = index, nprobe
+        if changed:
+            self._rebuild_index()
+        elif isinstance(self._index, IVFMemoryIndex):
+            self._index.nprobe = nprobe or DEFAULT_NPROBE
+
+    @property
+    def search_kind(self) -> str:
+        """The structure searched now: ``"flat"`` (exact) or ``"ivf"``."""
+        return self._index.kind
+
+    def _build_index(self, centroids: np.ndarray | None = None) -> FlatMemoryIndex | IVFMemoryIndex:
+        if choose_index(self.index_kind, len(self)) == "flat":
+            return FlatMemoryIndex(self.dim, self.metric, self.features)
+        return IVFMemoryIndex(self.dim, self.metric, self.features, centroids, nprobe=self.nprobe or DEFAULT_NPROBE)
+
+    def _rebuild_index(self, centroids: np.ndarray | None = None) -> None:
         """Index and eviction queues from the arrays (O(n): used by load, copy and reset, never per insertion)."""
-        self._index = self._new_index()
-        if len(self):
-            self._index.add(self.features)
+        self._index = self._build_index(centroids)
         self._rebuild_queues()
+
+    def _grow_index(self) -> None:
+        """After an append: switch to IVF past the size threshold, fit it again after enough growth."""
+        fitted = self._index.fitted_on if isinstance(self._index, IVFMemoryIndex) else None
+        choice = choose_index(self.index_kind, len(self), fitted)
+        if choice == "refit" or (choice == "ivf" and fitted is None):
+            logger.info("AdaNPC memory: fitting an IVF index over %d entries", len(self))
+            self._index = self._build_index()
 
     def _rebuild_queues(self) -> None:
         # FIFO queues of (order, slot), oldest first. A slot that is overwritten later leaves a stale pair
@@ -215,8 +251,6 @@ class AdaNPCMemory:
         """Replace the entry in ``slot`` in place, in the arrays and in faiss's own storage (O(dim))."""
         self._features[slot] = feature
         self._labels[slot], self._origin[slot], self._order[slot] = label, origin, order
-        stored = faiss.rev_swig_ptr(self._index.get_xb(), self._index.ntotal * self.dim)
-        stored[slot * self.dim : (slot + 1) * self.dim] = feature
 
     def _count(self, origin: int, label: int) -> None:
         if origin == TEST:
@@ -304,13 +338,14 @@ class AdaNPCMemory:
             self._append(feats, labs, np.full(n, origin, dtype=np.uint8),
                          np.arange(self.next_order, self.next_order + n, dtype=np.int64))
             self.next_order += n
-            self._index.add(feats)
+            self._index.append(np.arange(first, first + n), feats)
+            self._grow_index()
             for slot, label in zip(range(first, first + n), labs.tolist()):
                 self._count(origin, label)
                 self._enqueue(slot)
             return n
         # victims are entries older than this batch: the batch's own entries join the queues at its end
-        inserted, fresh = 0, []
+        inserted, fresh, appended, replaced = 0, [], [], []
         for feature, label in zip(feats, labs.tolist()):
             slot = None
             if origin == TEST and class_quota is not None and self.test_count(label) >= class_quota.get(label, 0):
@@ -324,15 +359,23 @@ class AdaNPCMemory:
             if slot is None:
                 slot = self._size
                 self._append(feature[None], np.array([label]), np.array([origin], dtype=np.uint8), np.array([order]))
-                self._index.add(feature[None])
+                appended.append(slot)
             else:
                 self._forget(slot)
                 self._overwrite(slot, feature, label, origin, order)
+                replaced.append(slot)
             self._count(origin, label)
             fresh.append(slot)
             inserted += 1
         for slot in fresh:
             self._enqueue(slot)
+        if replaced:  # a slot is overwritten at most once per batch (victims are older than the batch)
+            slots = np.asarray(replaced, dtype=np.int64)
+            self._index.replace(slots, self._features[slots])
+        if appended:
+            slots = np.asarray(appended, dtype=np.int64)
+            self._index.append(slots, self._features[slots])
+            self._grow_index()
         return inserted
 
     def _fit(self, feats: np.ndarray, labs: np.ndarray, origin: int) -> tuple[np.ndarray, np.ndarray]:
@@ -364,10 +407,10 @@ class AdaNPCMemory:
 
     def copy(self) -> AdaNPCMemory:
         """An independent copy (arrays and faiss index)."""
-        other = AdaNPCMemory(self.dim, self.metric, self.capacity, self.evict_source)
+        other = AdaNPCMemory(self.dim, self.metric, self.capacity, self.evict_source, self.index_kind, self.nprobe)
         other._set(self.features.copy(), self.labels, self.origin, self.order)
         other.next_order, other.info = self.next_order, json.loads(json.dumps(self.info))
-        other._rebuild_index()
+        other._rebuild_index(self._index.state().get("ivf_centroids"))
         return other
 
     # ------------------------------------------------------------------ reading
@@ -382,6 +425,16 @@ class AdaNPCMemory:
         kk = min(int(k), len(self))
         scores, positions = self._index.search(q, kk)
         similarities = -scores if self.metric == "l2" else scores
+        missing = positions < 0
+        if missing.any():  # IVF: fewer than k entries in the scanned lists; such neighbours get weight 0
+            if missing.all(axis=1).any():
+                rows = np.flatnonzero(missing.all(axis=1))
+                exact = FlatMemoryIndex(self.dim, self.metric, self.features).search(q[rows], kk)
+                scores[rows], positions[rows] = exact
+                similarities[rows] = -exact[0] if self.metric == "l2" else exact[0]
+                missing = positions < 0
+            similarities = np.where(missing, -np.inf, similarities)
+            positions = np.where(missing, 0, positions)
         return similarities, self.labels[positions], positions
 
     # ------------------------------------------------------------------ persistence
@@ -401,6 +454,7 @@ class AdaNPCMemory:
             "labels": np.ascontiguousarray(self.labels),
             "origin": np.ascontiguousarray(self.origin),
             "order": np.ascontiguousarray(self.order),
+            **self._index.state(),  # the IVF's centroids, so a load finds the same lists
         }
         payload = save(tensors, metadata=metadata)
         with atomic_file(path, "wb") as handle:
@@ -408,7 +462,8 @@ class AdaNPCMemory:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, capacity: int | None = None, evict_source: bool = False
+        cls, path: str | os.PathLike, capacity: int | None = None, evict_source: bool = False,
+        index: str = "auto", nprobe: int | None = None,
     ) -> tuple[AdaNPCMemory, dict[str, str]]:
         """Read a memory written by :meth:`save`; return it and the raw metadata. Checks the file's schema."""
         from safetensors import safe_open
@@ -433,7 +488,7 @@ class AdaNPCMemory:
             raise ArtifactError(f"{path} lacks tensors {sorted(missing)}")
         if metadata["metric"] not in METRICS or not metadata["dim"].isdigit() or int(metadata["dim"]) < 1:
             raise ArtifactError(f"{path}: metadata dim/metric invalid ({metadata['dim']!r}, {metadata['metric']!r})")
-        memory = cls(int(metadata["dim"]), metadata["metric"])
+        memory = cls(int(metadata["dim"]), metadata["metric"], index=index, nprobe=nprobe)
         n = tensors["labels"].shape[0]
         feats = tensors["features"]
         if feats.shape != (n, memory.dim) or tensors["origin"].shape != (n,) or tensors["order"].shape != (n,):
@@ -446,7 +501,7 @@ class AdaNPCMemory:
             raise ArtifactError(f"{path} has origin flags other than SOURCE/TEST")
         try:
             next_order = int(metadata["next_order"])
-            info = json.loads(metadata.get("info", "{}"))
+            info = loads_json(metadata.get("info", "{}"), what=f"{path} metadata 'info'")
         except (ValueError, RecursionError) as err:
             raise ArtifactError(f"{path}: unreadable metadata ({err})") from err
         if not 0 <= next_order <= MAX_ORDER or not isinstance(info, dict):
@@ -458,7 +513,10 @@ class AdaNPCMemory:
         memory._set(feats, tensors["labels"], tensors["origin"], order)
         memory.next_order = next_order
         memory.info = info
-        memory._rebuild_index()
+        try:
+            memory._rebuild_index(tensors.get("ivf_centroids"))
+        except ValueError as err:
+            raise ArtifactError(f"{path}: {err}") from err
         try:
             memory.set_limits(capacity, evict_source)
         except ValueError as err:

@@ -15,7 +15,6 @@ mean of the vote's and T3A's (:mod:`hf_ada.adanpc.t3a`, fed the same batches); i
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -27,10 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..common.artifact import ArtifactError, HubArtifactMixin
-from ..common.files import read_json
+from ..common.files import loads_json, read_json
 from .config import CONFIG_NAME, AdaNPCConfig
 from .features import FeatureHook
-from .guard import GuardState, calibrate_threshold, insertion_mask
+from .guard import GuardState, calibrate_reach, calibrate_threshold, insertion_mask, within_reach
 from .memory import MEMORY_NAME, SOURCE, TEST, AdaNPCMemory, integer_labels
 from .t3a import T3AClassifier
 from .vote import knn_vote, softmax
@@ -151,7 +150,8 @@ class AdaNPCPredictor(HubArtifactMixin):
 
     # ------------------------------------------------------------------ memory management
     def _new_memory(self, dim: int) -> AdaNPCMemory:
-        return AdaNPCMemory(dim, self.config.metric, self.config.capacity, self.config.evict_source)
+        return AdaNPCMemory(dim, self.config.metric, self.config.capacity, self.config.evict_source,
+                            self.config.memory_index, self.config.nprobe)
 
     def _attach_memory(self, memory: AdaNPCMemory) -> None:
         if memory.metric != self.config.metric:
@@ -168,6 +168,7 @@ class AdaNPCPredictor(HubArtifactMixin):
                 f"(0..{self.num_labels - 1})"
             )
         memory.set_limits(self.config.capacity, self.config.evict_source)
+        memory.set_search(self.config.memory_index, self.config.nprobe)
         self.memory = memory
 
     def _memory_for(self, features: np.ndarray) -> AdaNPCMemory:
@@ -416,23 +417,43 @@ class AdaNPCPredictor(HubArtifactMixin):
             self.reset()
         if self.config.method == "t3a":
             return softmax(self.t3a(feats, adapt=adapt)).astype(np.float32)
-        probs = self._vote_and_adapt(feats, adapt, logits)
-        if self.t3a is None:
-            return probs
-        return ((probs + softmax(self.t3a(feats, adapt=adapt))) / 2).astype(np.float32)
-
-    def _vote_and_adapt(self, feats: np.ndarray, adapt: bool, logits: Any | None) -> np.ndarray:
-        """The kNN vote for a batch (the head's softmax while the collapse monitor has stepped in); with
-        ``adapt`` the guard inserts the batch and watches for collapse."""
         if logits is None:
             logits = self.head_logits(feats)
         elif hasattr(logits, "detach"):
             logits = logits.detach().float().cpu().numpy()
-        if self.guard.stepped_in and logits is not None:
-            return softmax(np.asarray(logits, dtype=np.float64)).astype(np.float32)
-        probs = self.vote(feats)
-        if not adapt:
+        t3a = None if self.t3a is None else softmax(self.t3a(feats, adapt=adapt))
+        if self.guard.stepped_in and logits is not None:  # the collapse monitor handed over to the head
+            probs = softmax(np.asarray(logits, dtype=np.float64)).astype(np.float32)
+        else:
+            similarities, labels, _ = self._memory_for(feats).search(feats, self.config.k)
+            head = None if logits is None else softmax(np.asarray(logits, dtype=np.float64))
+            if not within_reach(similarities[:, 0], self.reach()) and (t3a is not None or head is not None):
+                # out of the memory's reach: T3A (or the head) answers and nothing is inserted
+                if adapt:
+                    self.guard.route(len(feats), by_vote=False)
+                    self.guard.count(0, 0, seen=len(feats))
+                return (t3a if t3a is not None else head).astype(np.float32)
+            probs = knn_vote(similarities, labels, self.num_labels, self.config.temperature)
+            if adapt:
+                self.guard.route(len(feats), by_vote=True)
+                self._adapt(feats, probs, logits)
+        if t3a is None:
             return probs
+        return ((probs + t3a) / 2).astype(np.float32)
+
+    def reach(self) -> float | None:
+        """The reach gate's similarity (configured quantile, calibrated on the source memory at first use and
+        saved with the predictor); ``None`` when the gate is off or the memory has under two source entries."""
+        if self.config.reach_quantile is None:
+            return None
+        if self.guard.reach is None and self.memory is not None and self.memory.num_source >= 2:
+            self.guard.set_reach(calibrate_reach(self.memory, self.config.reach_quantile))
+            logger.info("AdaNPC: reach calibrated on %d source entries: similarity %.4f",
+                        self.memory.num_source, self.guard.reach)
+        return self.guard.reach
+
+    def _adapt(self, feats: np.ndarray, probs: np.ndarray, logits: np.ndarray | None) -> None:
+        """Let the guard insert a voted batch and watch for collapse."""
         head_predicted = None if logits is None else np.asarray(logits).argmax(axis=1)
         self.insert(feats, probs, head_predicted)
         self.guard.count(0, 0, seen=len(feats))
@@ -443,7 +464,6 @@ class AdaNPCPredictor(HubArtifactMixin):
                            self.config.collapse_ratio, self.config.collapse_window)
             self.memory.reset()
             self.guard.step_in()
-        return probs
 
     def predict_model_inputs(self, model_inputs: dict[str, Any], adapt: bool = True) -> tuple[np.ndarray, torch.Tensor]:
         """Run the model on prepared inputs; return ``(AdaNPC probabilities, the model's own logits)``."""
@@ -525,12 +545,13 @@ class AdaNPCPredictor(HubArtifactMixin):
             config = AdaNPCConfig.from_dict(payload)
         except (TypeError, ValueError) as err:
             raise ArtifactError(f"{folder / CONFIG_NAME}: {err}") from err
-        memory, metadata = AdaNPCMemory.load(folder / MEMORY_NAME, config.capacity, config.evict_source)
+        memory, metadata = AdaNPCMemory.load(folder / MEMORY_NAME, config.capacity, config.evict_source,
+                                             config.memory_index, config.nprobe)
         if model is None:
             model = _load_model(folder)
             processor = _load_processor(folder)
         try:
-            saved_labels = {int(k): v for k, v in json.loads(metadata.get("id2label", "{}")).items()}
+            saved_labels = {int(k): v for k, v in loads_json(metadata.get("id2label", "{}")).items()}
         except (ValueError, TypeError, AttributeError) as err:
             raise ArtifactError(f"{folder / MEMORY_NAME}: unreadable id2label metadata ({err})") from err
         if saved_labels != _id2label(model):
