@@ -188,3 +188,24 @@ def test_deeply_nested_index_json_is_a_clear_error(indexed, tmp_path):
     (folder / "config.json").write_text(json.dumps(config)[:-1] + ', "extra_deep": ' + deep.decode() + "}")
     with pytest.raises(ArtifactError, match="nested deeper"):
         AdANNSIndex.from_pretrained(folder)
+
+
+def test_index_manifest_claims_only_index_files(indexed, tmp_path):
+    """A hand-edited config.json claiming the user's notes.txt (with its true size and SHA-256): a re-save and a
+    hostile commit marker leave it alone, because it is not a file an index writes."""
+    import hashlib
+
+    from hf_ada.adanns.index import AdANNSIndex
+
+    ds, _ = indexed
+    folder = ds.save_adanns_index("emb", tmp_path / "claimed")
+    notes = b"my notes"
+    (folder / "notes.txt").write_bytes(notes)
+    config = json.loads((folder / "config.json").read_text())
+    config["hf_ada_artifact"]["files"]["notes.txt"] = {"size": len(notes), "sha256": hashlib.sha256(notes).hexdigest()}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="notes.txt"):
+        AdANNSIndex.from_pretrained(folder)
+    ds.save_adanns_index("emb", folder)
+    assert (folder / "notes.txt").read_bytes() == notes
+    AdANNSIndex.from_pretrained(folder)

@@ -27,7 +27,7 @@ from ..common.artifact import ArtifactError, HubArtifactMixin
 from .card import render_index_card
 from .config import SEARCH_KEYS, AdANNSConfig, SearchSettings
 from .cost import plan_cost
-from .serialization import read_storage, write_storage
+from .serialization import ARRAYS_NAME, TUNING_NAME, VECTORS_NAME, read_storage, write_storage
 from .storage import IndexStorage
 from .tuning import (
     choose_plan,
@@ -93,6 +93,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
 
     artifact_kind = "AdANNS index"
     config_name = CONFIG_NAME
+    file_patterns = (VECTORS_NAME, ARRAYS_NAME, TUNING_NAME)  # every file a save writes (with config + card)
     repo_type = "dataset"
 
     def __init__(self, config: AdANNSConfig, storage: IndexStorage | None = None, tuning: dict[str, Any] | None = None):
@@ -488,11 +489,10 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
         *,
         expected_num_rows: int | None = None,
         expected_dim: int | None = None,
-        expected_fingerprint: str | None = None,
         mmap: bool = False,
     ) -> AdANNSIndex:
-        """Build from a verified folder (``from_pretrained`` keyword arguments: ``expected_num_rows``,
-        ``expected_dim``, ``expected_fingerprint`` are checked; ``mmap=True`` memory-maps the vectors)."""
+        """Build from a verified folder (``from_pretrained`` keyword arguments: ``expected_num_rows`` and
+        ``expected_dim`` are checked; ``mmap=True`` memory-maps the vectors)."""
         payload.pop("memory_bytes", None)
         try:
             config = AdANNSConfig.from_dict(payload)
@@ -506,11 +506,6 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
             raise ValueError(
                 f"index at {folder} holds {config.num_rows} rows but the dataset has {expected_num_rows}: it was "
                 "built on another dataset (or another version of it)"
-            )
-        if expected_fingerprint is not None and config.dataset_fingerprint not in (None, expected_fingerprint):
-            raise ValueError(
-                f"index at {folder} was built on dataset fingerprint {config.dataset_fingerprint!r}, this dataset "
-                f"has {expected_fingerprint!r}; pass check_fingerprint=False if the rows are known to be the same"
             )
         storage, tuning = read_storage(folder, config, mmap=mmap)
         return cls(config, storage, tuning)
