@@ -263,3 +263,89 @@ def build_index(
     name = index_name or column
     add_adanns_index(dataset, column, name, auto_tune=auto_tune, **settings)
     return Path(save_adanns_index(dataset, name, str(output_dir)))
+
+
+def write_flat_vectors(source: Any, path: str | os.PathLike, metric: str = "ip", *, batch_size: int = 65_536,
+                       bar: Any = None) -> Path:
+    """Stream ``source`` (a :class:`~hf_ada.adanns.vectors.VectorSource`) into a faiss flat-index file at
+    ``path`` (what ``vectors.faiss`` of a saved index holds: the vectors in row order, re-normalised for
+    ``ip``), one batch at a time: the file is written with plain writes, so the process never holds more
+    than one batch of float32 vectors. ``faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC)`` maps it."""
+    import struct
+
+    import faiss
+
+    from .vectors import check_finite, prefix
+
+    n, dim = source.num_rows, source.dim
+    fourcc, metric_type = (b"IxFI", faiss.METRIC_INNER_PRODUCT) if metric == "ip" else (b"IxF2", faiss.METRIC_L2)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        # faiss's IndexFlat layout: header (fourcc, d, ntotal, two dummies, is_trained, metric), then the
+        # float vector as its element count (uint64) and the floats
+        handle.write(struct.pack("<4siqqq?i", fourcc, dim, n, 1 << 20, 1 << 20, True, metric_type))
+        handle.write(struct.pack("<Q", n * dim))
+        for start in range(0, n, batch_size):
+            batch = source.read(start, min(n, start + batch_size))
+            check_finite(batch, "the embeddings", start)
+            handle.write(np.ascontiguousarray(prefix(batch, dim, metric)).tobytes())
+            if bar is not None:
+                bar.update(len(batch))
+        handle.flush()
+        os.fsync(handle.fileno())
+        if hasattr(os, "posix_fadvise"):  # written pages need not stay cached on our account
+            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    os.replace(tmp, path)
+    return path
+
+
+def build_index_on_disk(
+    source: Any,
+    config: Any,
+    vectors_path: str | os.PathLike,
+    *,
+    batch_size: int = 65_536,
+    show_progress: bool = True,
+) -> Any:
+    """Build an :class:`~hf_ada.adanns.AdANNSIndex` larger than RAM from a memory-mapped source (a
+    :class:`~hf_ada.adanns.vectors.VectorSource`, e.g. ``ArrayVectorSource(np.load(path, mmap_mode="r"))`` or
+    a dataset column of memory-mapped Arrow shards): the float32 vectors go to ``vectors_path`` (streamed,
+    :func:`write_flat_vectors`) and are memory-mapped from there, never held in memory.
+
+    ``config`` must have ``pq_bytes`` (the in-memory store is the PQ codes; ``scan="pq"``); its ``d_rerank``
+    / ``rerank_k`` apply to the mapped vectors. Peak memory: one training sample, the codes, the lists
+    (8 bytes per row) and one batch. ``save_pretrained`` then writes the vectors from the mapping, and
+    ``AdANNSIndex.from_pretrained(folder, mmap=True)`` serves them from disk.
+    """
+    import faiss
+
+    from .index import AdANNSIndex
+    from .vectors import ArrayVectorSource
+
+    if isinstance(source, np.ndarray):
+        source = ArrayVectorSource(source)
+    if config.pq_bytes is None:
+        raise ValueError("build_index_on_disk needs pq_bytes: the PQ codes are what stays in memory")
+    if config.scan not in (None, "pq"):
+        raise ValueError(f"build_index_on_disk builds scan='pq' indexes (lists + codes in memory), got {config.scan!r}")
+    if config.graph_dims:
+        raise ValueError("build_index_on_disk does not build HNSW graphs (they need the vectors in memory)")
+    from tqdm.auto import tqdm
+
+    config.num_rows = source.num_rows
+    if not config.is_complete:
+        config.fill_defaults(source.num_rows)
+    d_rerank, rerank_k = config.d_rerank, config.rerank_k
+
+    with tqdm(total=source.num_rows, desc="vectors to disk", unit="vec", disable=not show_progress) as bar:
+        path = write_flat_vectors(source, vectors_path, config.metric, batch_size=batch_size, bar=bar)
+    # lists and codes only (no float32 copy), then the mapped vectors attached for the re-rank
+    config.scan, config.store_vectors, config.d_rerank = "pq", False, None
+    index = AdANNSIndex.build(source, config, batch_size=batch_size, show_progress=show_progress)
+    index.storage.vectors = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+    config.store_vectors, config.d_rerank = True, d_rerank
+    if rerank_k is not None:
+        config.rerank_k = rerank_k
+    config.validate()
+    return index
