@@ -170,42 +170,42 @@ def test_every_push_publishes_exactly_the_index(local_hub, indexed, tmp_path):
     assert set(pushed) - {".gitattributes"} == index_files
 
 
-def test_deeply_nested_index_json_is_a_clear_error(indexed, tmp_path):
-    """A re-signed index whose tuning.json / config.json nest 50,000 levels deep: ArtifactError, not RecursionError."""
+def _sign(folder, name: str, data: bytes) -> None:
+    """Write ``folder/name`` and record it in the index's manifest, as a hand-edited (re-signed) folder would."""
     import hashlib
 
+    (folder / name).write_bytes(data)
+    config = json.loads((folder / "config.json").read_text())
+    config["hf_ada_artifact"]["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_deeply_nested_index_json_is_a_clear_error(indexed, tmp_path):
+    """A re-signed index whose tuning.json / config.json nest 50,000 levels deep: ArtifactError, not RecursionError."""
     from hf_ada.adanns.index import AdANNSIndex
 
     ds, _ = indexed
     folder = ds.save_adanns_index("emb", tmp_path / "deep")
-    deep = ("[" * 50_000 + "]" * 50_000).encode()
-    (folder / "tuning.json").write_bytes(deep)
-    config = json.loads((folder / "config.json").read_text())
-    config["hf_ada_artifact"]["files"]["tuning.json"] = {"size": len(deep), "sha256": hashlib.sha256(deep).hexdigest()}
-    (folder / "config.json").write_text(json.dumps(config))
+    deep = "[" * 50_000 + "]" * 50_000
+    _sign(folder, "tuning.json", deep.encode())
     with pytest.raises(ArtifactError, match="tuning.json is nested deeper"):
         AdANNSIndex.from_pretrained(folder)
-    (folder / "config.json").write_text(json.dumps(config)[:-1] + ', "extra_deep": ' + deep.decode() + "}")
+    config = (folder / "config.json").read_text().rstrip()
+    (folder / "config.json").write_text(config[:-1] + ', "extra_deep": ' + deep + "}")
     with pytest.raises(ArtifactError, match="nested deeper"):
         AdANNSIndex.from_pretrained(folder)
 
 
 def test_index_manifest_claims_only_index_files(indexed, tmp_path):
-    """A hand-edited config.json claiming the user's notes.txt (with its true size and SHA-256): a re-save and a
-    hostile commit marker leave it alone, because it is not a file an index writes."""
-    import hashlib
-
+    """A hand-edited config.json claiming the user's notes.txt (with its true size and SHA-256): the load refuses
+    it and a re-save leaves the file alone, because it is not a file an index writes."""
     from hf_ada.adanns.index import AdANNSIndex
 
     ds, _ = indexed
     folder = ds.save_adanns_index("emb", tmp_path / "claimed")
-    notes = b"my notes"
-    (folder / "notes.txt").write_bytes(notes)
-    config = json.loads((folder / "config.json").read_text())
-    config["hf_ada_artifact"]["files"]["notes.txt"] = {"size": len(notes), "sha256": hashlib.sha256(notes).hexdigest()}
-    (folder / "config.json").write_text(json.dumps(config))
+    _sign(folder, "notes.txt", b"my notes")
     with pytest.raises(ArtifactError, match="notes.txt"):
         AdANNSIndex.from_pretrained(folder)
     ds.save_adanns_index("emb", folder)
-    assert (folder / "notes.txt").read_bytes() == notes
+    assert (folder / "notes.txt").read_bytes() == b"my notes"
     AdANNSIndex.from_pretrained(folder)
