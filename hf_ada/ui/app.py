@@ -100,7 +100,8 @@ def _search_tab(gr: Any, session: SearchSession | str | None) -> None:
                       elem_id="search-k", scale=1)
     if len(labels) > 1:
         plan = gr.Slider(1, len(labels), value=session.default_position() + 1, step=1, elem_id="search-plan",
-                         label="plan: 1 = fastest ... " f"{len(labels)} = most accurate (tuned recall / compute)")
+                         label=f"plan, by compute: 1 = fewest FLOPs ... {len(labels)} = most (measured when the "
+                               "index was tuned: the recall / compute front and the index's own choice)")
         plan_text = gr.Markdown(labels[session.default_position()], elem_id="search-plan-label")
         plan.change(lambda p: labels[int(p) - 1], inputs=plan, outputs=plan_text)
     else:

@@ -38,6 +38,11 @@ class SearchResult:
     notes: list[str] = field(default_factory=list)
 
 
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two measured plans have the same search settings."""
+    return all(a.get(key) == b.get(key) for key in SEARCH_KEYS)
+
+
 class SearchSession:
     """A loaded index + dataset + query model.
 
@@ -79,7 +84,11 @@ class SearchSession:
         else:
             self.notes.append("no --dataset: hits show row numbers only")
         self.columns = self._columns(show_columns)
-        self.plans = sorted(self.index.pareto_front, key=lambda p: (p["flops"], p["recall"]))
+        plans = list(self.index.pareto_front)
+        chosen = self.index.plan
+        if chosen and "flops" in chosen and not any(_same(p, chosen) for p in plans):
+            plans.append(chosen)  # chosen by queries/s, it may lie off the recall-vs-FLOPs front
+        self.plans = sorted(plans, key=lambda p: (p["flops"], p["recall"]))
         self._model: Any = None
         self._model_error: str | None = None
         self._lock = threading.Lock()
@@ -116,7 +125,9 @@ class SearchSession:
     # ------------------------------------------------------------------ plans
     def plan_labels(self) -> list[str]:
         """One line per tuned plan, fastest first (what each slider position means)."""
+        chosen = self.index.plan
         return [f"{i + 1}: recall@{self.index.tuning.get('k', 10)} {p['recall']:.3f}, {p['flops']:,.0f} FLOPs/query"
+                + (" (the plan the index chose when tuned)" if chosen and _same(p, chosen) else "")
                 for i, p in enumerate(self.plans)]
 
     def default_position(self) -> int:
@@ -126,7 +137,7 @@ class SearchSession:
             return 0
         if plan:
             for i, p in enumerate(self.plans):
-                if all(p.get(k) == plan.get(k) for k in SEARCH_KEYS):
+                if _same(p, plan):
                     return i
         return len(self.plans) - 1
 
