@@ -400,3 +400,16 @@ def test_commit_marker_never_overwrites_a_file_it_cannot_verify(tmp_path):
     (staging / "config.json").write_bytes((folder / "config.json").read_bytes())
     assert same(Arrays.from_pretrained(folder), arrays(0))  # rolled forward
     assert (folder / "d.safetensors").read_bytes() == b"hostile" and not staging.exists()
+
+
+def test_subfolder_through_a_link_and_unparseable_numbers_are_refused(tmp_path, victim):
+    folder = _saved(tmp_path)
+    arrays(5).save_pretrained(victim / "elsewhere")
+    (folder / "sub").symlink_to(victim / "elsewhere", target_is_directory=True)
+    with pytest.raises(ValueError, match="symbolic link"):
+        Arrays.from_pretrained(folder, subfolder="sub")
+    with pytest.raises(JsonLimitError, match="cannot be parsed"):
+        loads_json('{"n": ' + "9" * 5000 + "}")
+    (folder / "config.json").write_text('{"n": ' + "9" * 5000 + "}")
+    with pytest.raises(ArtifactError, match="config.json"):
+        Arrays.from_pretrained(folder)

@@ -94,6 +94,10 @@ def loads_json(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH, what: str 
         return json.loads(text)
     except RecursionError as err:  # a lower recursion limit than max_depth needs
         raise JsonLimitError(f"{what} is nested too deeply to parse") from err
+    except json.JSONDecodeError:
+        raise
+    except ValueError as err:  # e.g. an integer literal beyond Python's digit limit
+        raise JsonLimitError(f"{what} holds a value that cannot be parsed ({err})") from err
 
 
 def read_regular_file(path: str | os.PathLike, *, max_bytes: int = MAX_JSON_BYTES, follow_symlinks: bool = True,

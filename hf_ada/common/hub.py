@@ -20,7 +20,7 @@ from huggingface_hub import create_repo, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
 from .folder import ArtifactError, open_snapshot
-from .paths import check_member_name
+from .paths import UnsafePathError, check_member_name
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -188,6 +188,16 @@ def push_folder(
     return str(info)
 
 
+def _refuse_links(root: Path, subfolder: str) -> None:
+    """Refuse a ``subfolder`` reached through a symbolic link (it would lead out of ``root``)."""
+    path = root
+    for part in subfolder.split("/"):
+        path = path / part
+        if path.is_symlink():
+            raise UnsafePathError(f"subfolder {subfolder!r}: {path} is a symbolic link; hf-ada never follows a link "
+                                  "out of a folder")
+
+
 def looks_like_path(value: str | os.PathLike) -> bool:
     """Whether ``value`` can only be meant as a local path, not as a Hub repo id (``name`` or ``owner/name``)."""
     if not isinstance(value, str):
@@ -243,6 +253,8 @@ def resolve_folder(
                 f"downloaded: {_describe(err)}"
             ) from err
     folder = root / subfolder if subfolder else root
+    if subfolder:
+        _refuse_links(root, str(subfolder).strip("/"))
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} does not exist (subfolder={subfolder!r} of {path_or_repo_id!r})")
     return folder
