@@ -317,7 +317,7 @@ class Adan(Optimizer):
         first = params[0]
         state = self.state[first]
         key = _kernel.kernel_key(first, first.grad, state["exp_avg"])
-        if _kernel.is_compiled(key):
+        if _kernel.is_compiled(key) and not _distributed():  # ranks must agree: they measure together instead
             group["chosen_path"] = "fused"
             return "fused"
         return "measure"
@@ -460,14 +460,15 @@ class Adan(Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            flat = group["fused"] is True or (
+            flat = _fused_eligible(params) and (group["fused"] is True or (
                 group["fused"] is None and group["foreach"] is None and group.get("chosen_path") in (None, "fused")
-            )
+            ))  # fmt: skip
             lists = self._init_group(group, clip_coef, flat)
             path = self._path_of(group, lists["params"])
             if path == "measure":
                 eager = "foreach" if all(p.is_cuda for p in params) else "single"
-                elapsed = _timed(lambda: self._update(group, lists, clip_coef, eager), params[0].device)
+                elapsed = _agreed(_timed(lambda: self._update(group, lists, clip_coef, eager), params[0].device),
+                                  params[0].device)  # fmt: skip
                 group["chosen_path"] = "fused" if _kernel.compile_pays_off(elapsed) else eager
                 logger.info("Adan: parameter group of %d tensors: eager step %.1f ms; chose the %s path",
                             len(params), elapsed * 1e3, group["chosen_path"])  # fmt: skip
@@ -509,6 +510,21 @@ def _timed(fn: Any, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return clock() - start
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+
+
+def _agreed(seconds: float, device: torch.device) -> float:
+    """The slowest rank's time under torch.distributed (every rank then takes the same path, so data-parallel
+    replicas apply bit-identical updates), else ``seconds``."""
+    if not _distributed():
+        return seconds
+    backend = torch.distributed.get_backend()
+    value = torch.tensor([seconds], dtype=torch.float64, device=device if backend == "nccl" else "cpu")
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return float(value)
 
 
 def _fused_eligible(params: list[Tensor]) -> bool:

@@ -29,7 +29,7 @@ STATE_KEYS = ("exp_avg", "exp_avg_diff", "exp_avg_sq", "prev_grad")
 
 #: Parameters with fewer elements than this are gathered into one kernel call per contiguous run (a compiled
 #: call has a fixed Python / guard overhead that dominates for biases and norms).
-FUSED_SMALL_NUMEL = 1 << 16
+FUSED_SMALL_NUMEL = 1 << 14
 
 
 class AdanHyperparameters(NamedTuple):
@@ -299,7 +299,7 @@ def _fused_adan(
     total_numel = sum(p.numel() for p in params)
     calls = [[i] for i in large] + list(buckets.values())
     for n_call, idx in enumerate(calls):
-        columns = [[t.reshape(-1) for t in column] for column in zip(*(tensors[i] for i in idx))]
+        columns = [[t.view(-1) for t in column] for column in zip(*(tensors[i] for i in idx))]
         write_back: list[int] = []  # columns gathered by cat, to be split back after the call
         buffers = []
         for c, column in enumerate(columns):
