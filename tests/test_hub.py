@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -242,9 +243,10 @@ def test_push_refuses_a_changed_file_before_anything_is_sent(local_hub, tmp_path
         local_hub.commit_titles(repo_id)  # not even created
 
 
-@pytest.mark.parametrize("change", ["resave", "in_place"])
+@pytest.mark.parametrize("change", ["resave", "in_place", "resave_without_proc_fd"])
 def test_folder_changed_mid_upload_never_mixes_saves(local_hub, tmp_path, empty_cache, monkeypatch, change, caplog):
-    """The folder is re-saved (or a file rewritten in place) after the LFS upload and before the commit."""
+    """The folder is re-saved (or a file rewritten in place) after the LFS upload and before the commit. Where
+    files cannot be read through their open handles by path (no ``/proc/self/fd``), a re-save is refused."""
     import logging
 
     import huggingface_hub
@@ -258,7 +260,7 @@ def test_folder_changed_mid_upload_never_mixes_saves(local_hub, tmp_path, empty_
 
     def preupload_then_change(*args, **kwargs):
         real(*args, **kwargs)
-        if change == "resave":
+        if change.startswith("resave"):
             second.save_pretrained(folder)
         else:
             with open(folder / "a.safetensors", "r+b") as handle:
@@ -267,8 +269,12 @@ def test_folder_changed_mid_upload_never_mixes_saves(local_hub, tmp_path, empty_
 
     monkeypatch.setattr(huggingface_hub, "preupload_lfs_files", preupload_then_change)
     repo_id = local_hub.repo_id(f"mid-upload-{change}")
-    if change == "in_place":
-        with pytest.raises(ArtifactError, match="modified in place.*nothing was published"):
+    if change == "resave_without_proc_fd":
+        real_isfile = os.path.isfile
+        monkeypatch.setattr(os.path, "isfile", lambda p: not str(p).startswith("/proc/self/fd/") and real_isfile(p))
+    if change != "resave":
+        match = "modified in place" if change == "in_place" else "re-saved while it was being pushed"
+        with pytest.raises(ArtifactError, match=f"{match}.*nothing was published"):
             hub.push_folder(folder, repo_id)
         assert local_hub.commit_titles(repo_id) == ["initial commit"]
         return

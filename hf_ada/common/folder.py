@@ -546,7 +546,11 @@ def read_artifact(folder: str | os.PathLike, *, kind: str, config_name: str,
 @dataclass
 class ArtifactSnapshot:
     """An artifact's files opened for reading: each handle keeps reading the bytes it had when opened (a re-save
-    moves new files in, it never writes into these), so uploading from it publishes exactly one save."""
+    moves new files in, it never writes into these), so uploading from it publishes exactly one save.
+
+    :meth:`source` gives a path that reads through the open handle (``/proc/self/fd/N``) where the system has
+    one, so libraries that want paths (``hf_xet``) read the snapshot too; elsewhere the file's own path, and
+    :meth:`check_unchanged` then refuses a folder re-saved meanwhile."""
 
     folder: Path
     kind: str
@@ -554,23 +558,42 @@ class ArtifactSnapshot:
     config_bytes: bytes
     entries: dict[str, dict[str, Any]]
     handles: dict[str, BinaryIO] = field(default_factory=dict)
-    _stats: dict[str, tuple[int, int]] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+    _stats: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     _config_id: tuple[int, int] = (0, 0)
+    _by_path: bool = False
+
+    def source(self, name: str) -> str:
+        """A path reading the snapshot's bytes of ``name`` (see the class docstring)."""
+        through_handle = f"/proc/self/fd/{self.handles[name].fileno()}"
+        if os.path.isfile(through_handle):
+            return through_handle
+        self._by_path = True
+        return str(self.paths[name])
 
     def check_unchanged(self) -> None:
-        """Raise :class:`ArtifactError` if an opened file was modified in place; log when the folder was re-saved
-        meanwhile (the snapshot still holds the complete earlier save)."""
+        """Raise :class:`ArtifactError` if an opened file was modified in place (or, when files were read by path,
+        replaced); log when the folder was re-saved meanwhile (the snapshot holds the complete earlier save)."""
         for name, handle in self.handles.items():
             info = os.fstat(handle.fileno())
-            if (info.st_size, info.st_mtime_ns) != self._stats[name]:
+            if (info.st_size, info.st_mtime_ns) != self._stats[name][:2]:
                 raise ArtifactError(f"{self.folder}: {name} was modified in place while it was read; nothing was "
                                     "published, try again")
+            if self._by_path:
+                try:
+                    current = os.lstat(self.paths[name])
+                    same_file = (current.st_ino, current.st_dev) == self._stats[name][2:]
+                except OSError:
+                    same_file = False
+                if not same_file:
+                    raise ArtifactError(f"{self.folder} was re-saved while it was being pushed; nothing was "
+                                        "published, push again")
         try:
             info = os.stat(self.folder / self.config_name)
-            current = (info.st_ino, info.st_dev)
+            current_config = (info.st_ino, info.st_dev)
         except OSError:
-            current = (0, 0)
-        if current != self._config_id:
+            current_config = (0, 0)
+        if current_config != self._config_id:
             logger.warning("%s was re-saved while it was being pushed; the push publishes the complete earlier save",
                            self.folder)
 
@@ -634,7 +657,8 @@ def _open_files(folder: Path, kind: str, config_name: str, links_into: Path | No
             raise ArtifactError(f"{folder}: {name} has {info.st_size} bytes, but {config_name} was saved with "
                                 f"{expected['size']}: the folder mixes files of different saves")
         snapshot.handles[name] = handle
-        snapshot._stats[name] = (info.st_size, info.st_mtime_ns)
+        snapshot.paths[name] = path
+        snapshot._stats[name] = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev)
     return snapshot
 
 

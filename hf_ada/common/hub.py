@@ -151,9 +151,9 @@ def push_folder(
     create_pr = options.get("create_pr", False)
     with open_snapshot(folder, kind=kind, config_name=config_name, lock_timeout=lock_timeout) as snapshot:
         operations = []
-        for name, handle in snapshot.handles.items():
+        for name in snapshot.handles:  # by path, not file object: hf_xet uploads only paths and bytes
             operation = CommitOperationAdd(path_in_repo=_repo_path(options.get("path_in_repo"), name),
-                                           path_or_fileobj=handle)
+                                           path_or_fileobj=snapshot.source(name))
             expected = snapshot.entries[name]
             if operation.upload_info.sha256.hex() != expected["sha256"] or operation.upload_info.size != expected["size"]:
                 raise ArtifactError(
