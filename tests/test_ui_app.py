@@ -221,7 +221,8 @@ def test_train_tab_shows_the_runs_curves_and_optimizer_section(page, artifacts):
     losses = [h["loss"] for h in state["log_history"] if "loss" in h]
     rates = [h["learning_rate"] for h in state["log_history"] if "learning_rate" in h]
     assert len(losses) == 4
-    assert float(page.get_attribute("#train-loss polyline[data-series='loss']", "data-last")) == pytest.approx(losses[-1], rel=1e-5)
+    last_loss = float(page.get_attribute("#train-loss polyline[data-series='loss']", "data-last"))
+    assert last_loss == pytest.approx(losses[-1], rel=1e-5)
     assert float(page.get_attribute("#train-lr polyline", "data-last")) == pytest.approx(rates[-1], rel=1e-5)
     points = page.get_attribute("#train-loss polyline[data-series='loss']", "points").split()
     assert len(points) == 4

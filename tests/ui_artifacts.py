@@ -111,10 +111,11 @@ def _trainer_run(output_dir: Path, model_dir: Path, tokenizer) -> None:
 
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     encoded = tokenizer([t for t, _ in SENTIMENT], padding="max_length", max_length=8, truncation=True)
-    rows = [{"input_ids": torch.tensor(encoded["input_ids"][i]), "attention_mask": torch.tensor(encoded["attention_mask"][i]),
+    rows = [{"input_ids": torch.tensor(encoded["input_ids"][i]),
+             "attention_mask": torch.tensor(encoded["attention_mask"][i]),
              "labels": torch.tensor(0 if label == "neg" else 1)} for i, (_, label) in enumerate(SENTIMENT)]
-    args = TrainingArguments(output_dir=str(output_dir), optim="adan", optim_args="fused=false", learning_rate=1e-3, max_steps=4,
-                             per_device_train_batch_size=2, logging_steps=1, save_strategy="no", report_to="none",
+    args = TrainingArguments(output_dir=str(output_dir), optim="adan", optim_args="fused=false", learning_rate=1e-3,
+                             max_steps=4, per_device_train_batch_size=2, logging_steps=1, save_strategy="no", report_to="none",
                              use_cpu=True, disable_tqdm=True, warmup_steps=1, lr_scheduler_type="linear")
     trainer = Trainer(model=model, args=args, train_dataset=rows)
     trainer.train()

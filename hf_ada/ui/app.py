@@ -29,7 +29,8 @@ CSS = """
 .hfada-error { border: 1px solid #dc2626; background: #fef2f2; color: #991b1b; padding: 8px 12px; border-radius: 6px; }
 .hfada-note { border: 1px solid #d1d5db; background: #f9fafb; padding: 8px 12px; border-radius: 6px; }
 .hfada-table { border-collapse: collapse; width: 100%; font-size: 14px; }
-.hfada-table th, .hfada-table td { border-bottom: 1px solid #e5e7eb; padding: 4px 8px; text-align: left; vertical-align: top; }
+.hfada-table th, .hfada-table td { border-bottom: 1px solid #e5e7eb; padding: 4px 8px; text-align: left;
+  vertical-align: top; }
 .hfada-chart svg .grid { stroke: #e5e7eb; }
 .hfada-chart svg .tick { font-size: 11px; fill: #6b7280; }
 .hfada-chart svg .hfada-chart-title { font-size: 13px; fill: #111827; }
@@ -85,12 +86,16 @@ def _guarded_stream(handler: Callable[..., Iterator[Any]], outputs: int) -> Call
     return call
 
 
+def _not_loaded(gr: Any, error: str | None, elem_id: str, hint: str) -> None:
+    """A tab whose input did not load: the error, or how to give the input."""
+    gr.HTML(render.message(error) if error else render.message(hint, "note"), elem_id=elem_id)
+
+
 # ---------------------------------------------------------------------------------------------- Search
 def _search_tab(gr: Any, session: SearchSession | str | None) -> None:
     if not isinstance(session, SearchSession):
-        gr.HTML(render.message(session) if session else render.message(
-            "no index loaded: start the app with --index FOLDER_OR_REPO [--dataset FILE] (or run `hf-ada demo` "
-            "first to get one)", "note"), elem_id="search-status")
+        _not_loaded(gr, session, "search-status", "no index loaded: start the app with --index FOLDER_OR_REPO "
+                    "[--dataset FILE] (or run `hf-ada demo` first to get one)")
         return
     gr.Markdown(session.summary(), elem_id="search-summary")
     labels = session.plan_labels()
@@ -126,9 +131,8 @@ def _search_tab(gr: Any, session: SearchSession | str | None) -> None:
 # ---------------------------------------------------------------------------------------------- Adapt
 def _adapt_tab(gr: Any, session: AdaptSession | str | None) -> None:
     if not isinstance(session, AdaptSession):
-        gr.HTML(render.message(session) if session else render.message(
-            "no predictor loaded: start the app with --predictor FOLDER_OR_REPO [--stream FILE] (or run "
-            "`hf-ada demo` first to get one)", "note"), elem_id="adapt-status")
+        _not_loaded(gr, session, "adapt-status", "no predictor loaded: start the app with --predictor "
+                    "FOLDER_OR_REPO [--stream FILE] (or run `hf-ada demo` first to get one)")
         return
     labels = ", ".join(session.id2label[i] for i in sorted(session.id2label))
     default = (f"default stream: **{session.stream.name}** ({len(session.stream.inputs):,} rows"
@@ -180,8 +184,9 @@ def _adapt_view(update: Any, stream: Stream, run_id: int) -> tuple[str, str, str
     else:
         chart = render.message("the stream has no labels: no accuracy to chart (predictions below)", "note")
     status = "done" if update.seen == update.total else "running"
-    counts = (f'<div class="hfada-meta" id="adapt-counts" data-status="{status}" data-run="{run_id}">rows <b id="adapt-seen">{update.seen}'
-              f'</b> / {update.total} ({status}) &middot; guard: inserted <b id="adapt-inserted">{update.inserted}</b>, '
+    counts = (f'<div class="hfada-meta" id="adapt-counts" data-status="{status}" data-run="{run_id}">'
+              f'rows <b id="adapt-seen">{update.seen}</b> / {update.total} ({status}) &middot; guard: inserted '
+              f'<b id="adapt-inserted">{update.inserted}</b>, '
               f'rejected <b id="adapt-rejected">{update.rejected}</b>, collapses <b id="adapt-collapses">'
               f"{update.collapses}</b>{' (the head answers: the vote collapsed)' if update.stepped_in else ''}</div>")
     columns = list(update.latest[0]) if update.latest else []
@@ -191,9 +196,8 @@ def _adapt_view(update: Any, stream: Stream, run_id: int) -> tuple[str, str, str
 # ---------------------------------------------------------------------------------------------- Train
 def _train_tab(gr: Any, run: TrainRun | str | None) -> None:
     if not isinstance(run, TrainRun):
-        gr.HTML(render.message(run) if run else render.message(
-            "no training run loaded: start the app with --train-dir TRAINER_OUTPUT_DIR (or run `hf-ada demo` "
-            "first)", "note"), elem_id="train-status")
+        _not_loaded(gr, run, "train-status", "no training run loaded: start the app with --train-dir "
+                    "TRAINER_OUTPUT_DIR (or run `hf-ada demo` first)")
         return
     notes = "".join(f"  \n_{n}_" for n in run.notes)
     gr.Markdown(f"**Trainer output** `{run.folder}` (curves from {run.source or 'nothing'}){notes}",

@@ -12,10 +12,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UIError", "describe_error", "load_rows", "is_local", "find_artifact_subfolder", "DATA_SUFFIXES"]
-
-#: Data files the app reads, by suffix, and the ``datasets`` builder that reads them.
-DATA_SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".txt": "text"}
+__all__ = ["UIError", "describe_error", "load_rows", "is_local", "find_artifact_subfolder"]
 
 
 class UIError(ValueError):
@@ -37,33 +34,15 @@ def is_local(spec: str | os.PathLike) -> bool:
 
 def load_rows(spec: str | os.PathLike, *, what: str, split: str = "train") -> Any:
     """A ``datasets.Dataset`` from a data file (parquet/csv/json/jsonl/txt), a ``save_to_disk`` folder or a
-    Hub dataset id; anything else raises :class:`UIError` naming ``what``."""
-    import datasets
+    Hub dataset id (read as ``hf-ada``'s commands read them); any failure raises :class:`UIError` naming
+    ``what``."""
+    from ..commands._base import load_dataset
 
-    path = Path(spec).expanduser()
     try:
-        if path.is_file():
-            builder = DATA_SUFFIXES.get(path.suffix.lower())
-            if builder is None:
-                raise UIError(f"{what} {path.name}: a data file must end in one of {', '.join(sorted(DATA_SUFFIXES))}")
-            return datasets.load_dataset(builder, data_files=str(path), split="train")
-        if path.is_dir():
-            if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
-                loaded = datasets.load_from_disk(str(path))
-                if isinstance(loaded, datasets.DatasetDict):
-                    if split not in loaded:
-                        raise UIError(f"{what} {spec} has no split {split!r}; its splits are {sorted(loaded)}")
-                    loaded = loaded[split]
-                return loaded
-            raise UIError(f"{what} {spec} is a folder but not a saved dataset (no dataset_info.json); give a "
-                          f"data file ({', '.join(sorted(DATA_SUFFIXES))}) or a save_to_disk folder")
-        if is_local(spec):
-            raise UIError(f"{what} {spec}: no such file or folder")
-        return datasets.load_dataset(str(spec), split=split)
-    except UIError:
-        raise
+        return load_dataset(str(spec), flag=what, split=split)
     except Exception as err:  # noqa: BLE001 - any reader failure becomes one line in the page
-        raise UIError(f"{what} {spec} could not be read: {describe_error(err)}") from err
+        text = describe_error(err)
+        raise UIError(text if text.startswith(what) or what in text else f"{what} {spec}: {text}") from err
 
 
 def find_artifact_subfolder(repo_id: str, *, repo_type: str, prefix: str, revision: str | None = None,
