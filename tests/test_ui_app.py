@@ -255,8 +255,14 @@ def test_bad_inputs_are_messages_in_the_page(browser, artifacts, tmp_path):
 
 def test_queries_the_model_cannot_embed_and_foreign_models_are_explained(artifacts, tmp_path):
     missing = SearchSession(str(artifacts.index_dir), str(artifacts.rows), model=str(tmp_path / "gone"))
-    with pytest.raises(UIError, match="cannot be loaded here"):
+    with pytest.raises(UIError, match="cannot be loaded here.*#ROW searches with a stored row's vector"):
         missing.search("anything", 3)
+    # "#N": the rows nearest to row N's stored vector, no model needed (exact plan: the row itself first)
+    found = missing.search("#17", 4, len(missing.plans) - 1)
+    expected = np.argsort(-(artifacts.vectors @ artifacts.vectors[17]), kind="stable")[:4]
+    assert [r["row"] for r in found.rows] == expected.tolist() and found.rows[0]["package"] == "pkg-17"
+    with pytest.raises(UIError, match="the index has rows 0..63"):
+        missing.search("#64", 3)
     # a model with another embedding size: the index was built for another model
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense

@@ -72,6 +72,10 @@ def _demo_defaults(args: argparse.Namespace) -> None:
                        "name your artifacts", demo)
         return
     args.index = str(index) if index.is_dir() else None
+    # the demo's rows and query model (MiniLM + its Matryoshka head), where the demo saved them
+    corpus, query_model = demo / "adanns" / "corpus.parquet", demo / "adanns" / "query_model"
+    args.dataset = args.dataset or (str(corpus) if corpus.is_file() else None)
+    args.model = args.model or (str(query_model) if query_model.is_dir() else None)
     if predictor.is_dir():
         args.predictor, args.stream = str(predictor), args.stream or DEMO_STREAM
     args.train_dir = str(train) if train.is_dir() else None

@@ -100,7 +100,7 @@ def _search_tab(gr: Any, session: SearchSession | str | None) -> None:
     gr.Markdown(session.summary(), elem_id="search-summary")
     labels = session.plan_labels()
     with gr.Row():
-        query = gr.Textbox(label="query", placeholder="type a query and press Enter", elem_id="search-query", scale=4)
+        query = gr.Textbox(label="query", placeholder="type a query and press Enter (#ROW: the rows nearest to a stored row)", elem_id="search-query", scale=4)
         k = gr.Slider(1, min(50, session.index.num_rows), value=min(10, session.index.num_rows), step=1, label="k",
                       elem_id="search-k", scale=1)
     if len(labels) > 1:

