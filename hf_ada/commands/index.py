@@ -121,6 +121,8 @@ def build_index_cli(argv: list[str] | None = None) -> Path:
 
 
 def _build(args: argparse.Namespace, output: Path, name: str) -> Path:
+    import hf_ada  # noqa: F401  (attaches the Dataset methods)
+
     ds = load_dataset(args.dataset, flag="--dataset", split=args.split)
     model_name = None
     if args.column not in ds.column_names:
@@ -129,7 +131,6 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> Path:
                              "(and optionally --model) to embed a text column first")
         if args.text_column not in ds.column_names:
             raise UsageError(f"--text-column {args.text_column!r} is not in the dataset ({ds.column_names})")
-        import hf_ada  # noqa: F401  (attaches the Dataset methods)
         from ..adanns.dataset import text_content_hash
         from ..adanns.embed import embed
 
@@ -138,8 +139,6 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> Path:
         text_hash = text_content_hash(ds, args.text_column)
         ds = embed(ds, model, args.text_column, output_column=args.column, model_name=model_name,
                    devices=args.embed_devices)
-    import hf_ada  # noqa: F401,F811  (attaches the Dataset methods)
-
     settings = {key: getattr(args, key) for key in ("d_cluster", "d_search", "nlist", "nprobe", "pq_bytes", "d_pq",
                                                     "d_rerank", "rerank_k", "train_size") if getattr(args, key) is not None}
     search_flags = [key for key in ("d_search", "nprobe", "d_rerank", "rerank_k") if getattr(args, key) is not None]
