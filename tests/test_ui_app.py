@@ -301,6 +301,40 @@ def test_a_stream_run_reports_after_every_batch(artifacts):
         next(session.run(session.stream, 0))
 
 
+def test_train_tab_reads_checkpoints_cards_and_refuses_links(artifacts, tmp_path):
+    from hf_ada.ui.train import read_run
+
+    state = json.loads((artifacts.run_dir / "trainer_state.json").read_text())
+    run = tmp_path / "run"
+    for step in (2, 10):  # the newest checkpoint's state is read (10, not 2: numeric order)
+        (run / f"checkpoint-{step}").mkdir(parents=True)
+        history = [h for h in state["log_history"] if h.get("step", 0) <= step // 2 * 2]
+        (run / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    read = read_run(run)
+    assert read.source == "checkpoint-10/trainer_state.json" and len(read.loss["loss"][0]) == 4
+    card_only = tmp_path / "card-only"
+    card_only.mkdir()
+    (card_only / "README.md").write_text(
+        "# m\n\n### Training results\n\n| Training Loss | Epoch | Step | Validation Loss | Accuracy |\n"
+        "|:---:|:---:|:---:|:---:|:---:|\n| 0.8897 | 1.0 | 45 | 0.2200 | 0.95 |\n| 0.1518 | 2.0 | 90 | 0.1267 | 0.97 |\n")
+    read = read_run(card_only)
+    assert read.loss == {"loss": ([45.0, 90.0], [0.8897, 0.1518]), "eval_loss": ([45.0, 90.0], [0.22, 0.1267])}
+    assert read.learning_rate is None and "no trainer_state.json" in read.notes[0]
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "trainer_state.json").symlink_to(artifacts.run_dir / "trainer_state.json")
+    with pytest.raises(UIError, match="is a link"):
+        read_run(linked)
+    with pytest.raises(UIError, match="not a Trainer output folder"):
+        read_run(_empty(tmp_path))
+
+
+def _empty(tmp_path: Path) -> Path:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    return folder
+
+
 def test_main_check_loads_everything_and_says_so(artifacts, capsys):
     rc = main(["--index", str(artifacts.index_dir), "--dataset", str(artifacts.rows), "--predictor",
                str(artifacts.predictor_dir), "--train-dir", str(artifacts.run_dir), "--check"])

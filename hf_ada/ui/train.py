@@ -45,7 +45,7 @@ def _state_file(folder: Path) -> Path | None:
     if own.is_file():
         return own
     checkpoints = [p for p in folder.glob("checkpoint-*/trainer_state.json")
-                   if p.parent.name.split("-", 1)[1].isdigit()]
+                   if p.parent.name.split("-", 1)[1].isdigit() and not p.parent.is_symlink()]
     return max(checkpoints, key=lambda p: int(p.parent.name.split("-", 1)[1])) if checkpoints else None
 
 
