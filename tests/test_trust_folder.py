@@ -413,3 +413,22 @@ def test_subfolder_through_a_link_and_unparseable_numbers_are_refused(tmp_path, 
     (folder / "config.json").write_text('{"n": ' + "9" * 5000 + "}")
     with pytest.raises(ArtifactError, match="config.json"):
         Arrays.from_pretrained(folder)
+
+
+def test_deeply_nested_memory_metadata_is_a_clear_error(tmp_path):
+    """AdaNPC memory metadata (JSON inside a safetensors header) nested 50,000 deep: ArtifactError naming it."""
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from hf_ada.adanpc.memory import AdaNPCMemory
+
+    memory = AdaNPCMemory(4, "cosine")
+    memory.add(np.eye(4, dtype=np.float32), np.array([0, 1, 0, 1]))
+    path = tmp_path / "memory.safetensors"
+    memory.save(path)
+    with safe_open(str(path), framework="numpy") as handle:
+        metadata = handle.metadata()
+    save_file(load_file(str(path)), str(path), metadata={**metadata, "info": "[" * 50_000 + "]" * 50_000})
+    with pytest.raises(ArtifactError, match="metadata 'info' is nested deeper"):
+        AdaNPCMemory.load(path)
