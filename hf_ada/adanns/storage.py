@@ -96,9 +96,10 @@ class IndexStorage:
         self.graphs: dict[int, dict[str, np.ndarray]] = {}  # d -> GRAPH_ARRAYS
         self._rotation: tuple[np.ndarray, faiss.LinearTransform] | None = None  # (opq_rotation, its transform)
         self._hnsw: dict[int, faiss.IndexHNSW] = {}
+        self._twins: dict[int, faiss.IndexIVF] = {}  # id(IVF index) -> its parallel_mode-3 twin
         self._lock = threading.RLock()  # derived structures are built once, whichever thread asks first
 
-    _DERIVED = ("_coarse", "_ivf", "_ivfpq", "_pq", "_flat", "_hnsw")
+    _DERIVED = ("_coarse", "_ivf", "_ivfpq", "_pq", "_flat", "_hnsw", "_twins")
 
     def __getstate__(self) -> dict[str, Any]:
         """Copies (``copy.deepcopy``, pickling) carry the stored arrays; derived structures are rebuilt on use."""
@@ -170,14 +171,31 @@ class IndexStorage:
         return self._cached(self._flat, dim, make)
 
     def ivf(self, d_cluster: int, dim: int) -> faiss.IndexIVFFlat:
-        """``IndexIVFFlat`` over the ``dim``-prefixes with the lists of the ``d_cluster`` quantizer."""
+        """``IndexIVFFlat`` over the ``dim``-prefixes with the lists of the ``d_cluster`` quantizer.
+
+        When ``d_cluster <= dim`` its quantizer is the ``d_cluster`` centroids behind a faiss transform that
+        keeps the first ``d_cluster`` dims of the ``dim``-prefix query (for ``ip`` the same list ranking as
+        the re-normalised ``d_cluster`` prefix: a positive rescaling), so ``search`` runs entirely in faiss
+        like ``IndexIVFFlat.search`` (queries split over the threads). Otherwise the lists are chosen
+        beforehand and scanned with ``search_preassigned`` (:meth:`preassigned`)."""
 
         def make() -> faiss.IndexIVFFlat:
             cfg = self.config
-            quantizer = faiss.IndexFlat(dim, faiss_metric(cfg.metric))  # never searched: lists are preassigned
-            index = faiss.IndexIVFFlat(quantizer, dim, cfg.nlist, faiss_metric(cfg.metric))
+            metric = faiss_metric(cfg.metric)
+            if d_cluster <= dim:
+                coarse = self.coarse(d_cluster)
+                if d_cluster < dim:
+                    remap = faiss.RemapDimensionsTransform(dim, d_cluster, False)  # keeps the first d_cluster dims
+                    quantizer = faiss.IndexPreTransform(remap, coarse)
+                    quantizer.referenced_objects = [remap, coarse]
+                else:
+                    quantizer = coarse
+            else:
+                quantizer = faiss.IndexFlat(dim, metric)  # never searched: lists are preassigned
+            index = faiss.IndexIVFFlat(quantizer, dim, cfg.nlist, metric)
+            index.referenced_objects = [quantizer]
             index.is_trained = True
-            index.parallel_mode = _PARALLEL_OVER_QUERIES
+            index.parallel_mode = 0  # faiss's default: split the queries over the threads
             view, assign = self.vector_view(), self.list_of_rows(d_cluster)
             for start in range(0, self.num_rows, 65536):
                 x = prefix(view[start : start + 65536], dim, cfg.metric)
@@ -190,6 +208,28 @@ class IndexStorage:
 
         return self._cached(self._ivf, (d_cluster, dim), make)
 
+    def preassigned(self, index: faiss.IndexIVF) -> faiss.IndexIVF:
+        """The index to call ``search_preassigned`` on: ``index`` itself (faiss's serial scan) with one faiss
+        thread, else a twin sharing its lists with ``parallel_mode`` 3 (``search_preassigned`` spreads the
+        queries over the threads only in that mode, which costs a few times more with one thread)."""
+        if faiss.omp_get_max_threads() <= 1:
+            return index
+
+        def make() -> faiss.IndexIVF:
+            quantizer = faiss.IndexFlat(index.d, index.metric_type)
+            if isinstance(index, faiss.IndexIVFPQ):
+                twin = faiss.IndexIVFPQ(quantizer, index.d, index.nlist, index.pq.M, 8, index.metric_type)
+                twin.by_residual = False
+                twin.pq = index.pq
+            else:
+                twin = faiss.IndexIVFFlat(quantizer, index.d, index.nlist, index.metric_type)
+            twin.replace_invlists(index.invlists, False)
+            twin.referenced_objects = [quantizer, index]  # the lists stay owned by (and alive with) index
+            twin.ntotal, twin.is_trained, twin.parallel_mode = index.ntotal, True, _PARALLEL_OVER_QUERIES
+            return twin
+
+        return self._cached(self._twins, id(index), make)
+
     def ivfpq(self, d_cluster: int) -> faiss.IndexIVFPQ:
         """``IndexIVFPQ`` (no residuals) over the stored codes with the lists of the ``d_cluster`` quantizer."""
         if self.codes is None:
@@ -201,7 +241,7 @@ class IndexStorage:
             index = faiss.IndexIVFPQ(quantizer, cfg.d_pq, cfg.nlist, cfg.pq_bytes, 8, faiss_metric(cfg.metric))
             index.by_residual = False
             index.is_trained = True
-            index.parallel_mode = _PARALLEL_OVER_QUERIES
+            index.parallel_mode = 0
             faiss.copy_array_to_vector(np.ascontiguousarray(self.pq_codebooks.ravel()), index.pq.centroids)
             ids, offsets = self.ids[d_cluster], self.offsets[d_cluster]
             for lst in range(cfg.nlist):
@@ -263,6 +303,8 @@ class IndexStorage:
             self._ivfpq = {dc: v for dc, v in self._ivfpq.items() if s.scan == "pq" and dc == s.d_cluster}
             if not (s.scan == "pq" and s.nprobe >= self.config.nlist):
                 self._pq = {}
+            kept = {id(v) for v in [*self._ivf.values(), *self._ivfpq.values()]}
+            self._twins = {key: v for key, v in self._twins.items() if key in kept}
 
     def graph_bytes(self, dim: int) -> int:
         """Bytes of the stored graph of the ``dim``-prefix (levels, offsets, neighbours)."""
@@ -384,6 +426,7 @@ class IndexStorage:
                 for table in (self.centroids, self.ids, self.offsets, self._coarse, self._ivfpq):
                     table.pop(d_cluster, None)
                 self._ivf = {key: v for key, v in self._ivf.items() if key[0] != d_cluster}
+                self._twins = {}
             if graph is not None:
                 self.graphs.pop(graph, None)
                 self._hnsw.pop(graph, None)
@@ -440,6 +483,11 @@ class IndexStorage:
         elif s.scan == "pq" and s.nprobe >= cfg.nlist:  # every list: faiss's exhaustive PQ scan
             xq = self.rotate(prefix(queries, cfg.d_pq, cfg.metric))
             scores, rows = self.pq().search(xq, k)
+        elif s.scan == "flat" and s.d_cluster <= s.d_search:  # faiss chooses the lists and scans them
+            params = faiss.SearchParametersIVF()
+            params.nprobe = min(s.nprobe, cfg.nlist)
+            scores, rows = self.ivf(s.d_cluster, s.d_search).search(prefix(queries, s.d_search, cfg.metric), k,
+                                                                     params=params)
         else:
             lists = self.probe(queries, s.d_cluster, s.nprobe)
             if s.scan == "pq":
@@ -448,7 +496,7 @@ class IndexStorage:
             else:
                 index = self.ivf(s.d_cluster, s.d_search)
                 xq = prefix(queries, s.d_search, cfg.metric)
-            scores, rows = _search_preassigned(index, xq, k, lists)
+            scores, rows = _search_preassigned(self.preassigned(index), xq, k, lists)
         if cfg.metric == "l2":
             scores = -scores
         scores = np.where(rows >= 0, scores, -np.inf).astype(np.float32)
