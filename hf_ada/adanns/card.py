@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from huggingface_hub import DatasetCard, DatasetCardData
+from huggingface_hub import DatasetCardData
 
-from ..common.cards import render_dataset_card
 from .config import AdANNSConfig
 from .tuning import describe_plan
 
-__all__ = ["card_values", "render_index_card"]
+__all__ = ["card_data", "card_values"]
 
 
 def card_values(config: AdANNSConfig, tuning: dict[str, Any], memory: dict[str, int],
@@ -48,10 +47,9 @@ def card_values(config: AdANNSConfig, tuning: dict[str, Any], memory: dict[str, 
     return values
 
 
-def render_index_card(config: AdANNSConfig, tuning: dict[str, Any], memory: dict[str, int],
-                      repo_id: str | None = None) -> DatasetCard:
-    """The index's README card (rendered once per save by the artifact protocol)."""
-    card_data = DatasetCardData(tags=["hf-ada", "adanns", "faiss", "matryoshka", "vector-index"])
+def card_data(config: AdANNSConfig) -> DatasetCardData:
+    """The card's YAML metadata (the template is the index class's ``card_template``)."""
+    data = DatasetCardData(tags=["hf-ada", "adanns", "faiss", "matryoshka", "vector-index"])
     if config.embedding_model:
-        card_data.embedding_model = config.embedding_model
-    return render_dataset_card("adanns_index", card_data, **card_values(config, tuning, memory, repo_id))
+        data.embedding_model = config.embedding_model
+    return data

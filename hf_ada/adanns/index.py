@@ -24,7 +24,7 @@ from datasets.search import BaseIndex, BatchedSearchResults, SearchResults
 from tqdm.auto import tqdm
 
 from ..common.artifact import ArtifactError, HubArtifactMixin
-from .card import render_index_card
+from .card import card_data, card_values
 from .config import SEARCH_KEYS, AdANNSConfig, SearchSettings
 from .cost import plan_cost
 from .serialization import ARRAYS_NAME, TUNING_NAME, VECTORS_NAME, read_storage, write_storage
@@ -79,7 +79,7 @@ def _check_relevant(relevant_ids: Any, num_queries: int, num_rows: int) -> list[
 _MAX_BUFFER = 4_000_000  # query x candidate cells kept at once (bounds search memory)
 
 
-class AdANNSIndex(BaseIndex, HubArtifactMixin):
+class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
     """A :class:`datasets.search.BaseIndex` implementing AdANNS-IVF, AdANNS-OPQ, their composite, HNSW
     graphs over prefixes, exact and rigid plans, all scanned by faiss kernels.
 
@@ -478,8 +478,8 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin):
         write_storage(self.storage, tuning, folder)
         return {**self.config.to_dict(), "memory_bytes": self.storage.memory()}
 
-    def _render_card(self, repo_id: str | None = None) -> Any:
-        return render_index_card(self.config, self.tuning, self.storage.memory(), repo_id=repo_id)
+    def _card_values(self, repo_id: str | None = None) -> tuple[Any, dict[str, Any]]:
+        return card_data(self.config), card_values(self.config, self.tuning, self.storage.memory(), repo_id)
 
     @classmethod
     def _from_files(

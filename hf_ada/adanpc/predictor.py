@@ -63,7 +63,7 @@ def _id2label(model: torch.nn.Module) -> dict[int, str]:
     return {int(k): str(v) for k, v in model.config.id2label.items()}
 
 
-class AdaNPCPredictor(HubArtifactMixin):
+class AdaNPCPredictor(HubArtifactMixin, card_template="adanpc_predictor"):
     """Test-time adaptation of a classification model with a non-parametric (kNN) classifier (AdaNPC).
 
     Args:
@@ -532,8 +532,9 @@ class AdaNPCPredictor(HubArtifactMixin):
             save_file(self.t3a.state(), str(folder / T3A_NAME))
         return {**self.config.to_dict(), "guard_state": self.guard.to_dict()}
 
-    def _render_card(self, repo_id: str | None = None):
-        return _render_card(self.card_values(repo_id))
+    def _card_values(self, repo_id: str | None = None) -> tuple[Any, dict[str, Any]]:
+        values = self.card_values(repo_id)
+        return _card_data(values), values
 
     @classmethod
     def _from_files(cls, folder: Path, payload: dict[str, Any], *, model: torch.nn.Module | None = None,
@@ -591,18 +592,15 @@ def _load_t3a(path: Path, t3a: T3AClassifier) -> T3AClassifier:
     return t3a
 
 
-def _render_card(values: dict[str, Any]):
+def _card_data(values: dict[str, Any]):
     from huggingface_hub import ModelCardData
 
-    from ..common.cards import render_model_card
-
     base = values["base_model"]
-    card_data = ModelCardData(
+    return ModelCardData(
         library_name="hf-ada",
         tags=["hf-ada", "adanpc", "test-time-adaptation", "knn"],
         base_model=base if base and not os.path.isabs(str(base)) and "/" in str(base) else None,
     )
-    return render_model_card("adanpc_predictor", card_data, **values)
 
 
 def _load_model(folder: Path) -> torch.nn.Module:
