@@ -17,7 +17,7 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from ui_artifacts import Artifacts, build_artifacts, snapshot  # noqa: E402  (tests/ is on sys.path)
+from ui_artifacts import Artifacts, shared_artifacts, snapshot  # noqa: E402  (tests/ is on sys.path)
 
 from hf_ada.ui.__main__ import build_parser, load_sessions, main  # noqa: E402
 from hf_ada.ui.adapt import AdaptSession  # noqa: E402
@@ -38,9 +38,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory) -> Artifacts:
-    built = build_artifacts(tmp_path_factory.mktemp("ui-artifacts"))
-    built.before = snapshot(built.root)  # type: ignore[attr-defined]
-    return built
+    return shared_artifacts(tmp_path_factory)
 
 
 def _serve(sessions: dict):

@@ -8,7 +8,7 @@ import runpy
 
 import numpy as np
 import pytest
-from ui_artifacts import build_artifacts  # tests/ is on sys.path
+from ui_artifacts import shared_artifacts  # tests/ is on sys.path
 
 from hf_ada.common.hub import HubError, push_folder
 from hf_ada.ui.__main__ import build_parser, load_sessions
@@ -19,7 +19,7 @@ from hf_ada.ui.space import create_space
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
-    return build_artifacts(tmp_path_factory.mktemp("ui-space"), trainer_run=False)
+    return shared_artifacts(tmp_path_factory)
 
 
 def _space_app_args(local_hub, space_id, tmp_path) -> list[str]:
