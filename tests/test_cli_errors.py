@@ -187,12 +187,28 @@ def test_a_bad_optim_args_key_is_one_line_in_scripts_and_under_the_launcher(tmp_
     assert not (tmp_path / "out").exists()
 
 
-def test_debug_shows_the_traceback(vector_index):
+def test_debug_shows_the_traceback(vector_index, capsys, monkeypatch):
+    argv = ["index", "search", "--dataset", str(vector_index / "vectors.parquet"), "--index",
+            str(vector_index / "missing"), "--query-vectors", str(vector_index / "queries.npy")]
+    monkeypatch.delenv("HF_ADA_DEBUG", raising=False)
+    assert cli.main(argv) == 2 and "Traceback" not in capsys.readouterr().err
+    for debug_argv in ([*argv, "--debug"], ["--debug", *argv]):
+        with pytest.raises(FileNotFoundError, match="--index"):
+            cli.main(debug_argv)
+        assert "HF_ADA_DEBUG" not in os.environ  # the flag does not outlive the command
+    monkeypatch.setenv("HF_ADA_DEBUG", "1")
+    with pytest.raises(FileNotFoundError):
+        cli.main(argv)
+    monkeypatch.setenv("HF_ADA_DEBUG", "0")
+    assert cli.main(argv) == 2 and "--index" in _one_line(capsys.readouterr().err)
+
+
+def test_the_console_entry_point_exits_with_the_status(vector_index):
+    """The installed ``hf-ada`` (``python -m hf_ada.cli``): a real process, one line, status 2."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    argv = [sys.executable, "-m", "hf_ada.cli", "index", "search", "--dataset", str(vector_index / "vectors.parquet"),
-            "--index", str(vector_index / "missing"), "--query-vectors", str(vector_index / "queries.npy")]
-    plain = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
-    assert plain.returncode == 2 and len(plain.stderr.strip().splitlines()) == 1
-    debug = subprocess.run([*argv, "--debug"], capture_output=True, text=True, env=env, timeout=300)
-    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
-    assert "FileNotFoundError" in debug.stderr
+    env.pop("HF_ADA_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-m", "hf_ada.cli", "index", "search", "--dataset",
+                           str(vector_index / "vectors.parquet"), "--index", str(vector_index / "index"),
+                           "--query-vectors", str(vector_index / "queries.npy"), "--k", "0"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and "--k" in _one_line(proc.stderr)

@@ -96,11 +96,5 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("hf_ada").setLevel(logging.INFO)
     cmd = table[name]
-    if debug and cmd.own_arguments:
-        rest = [*rest, "--debug"]
-    elif debug:
-        import os
-
-        os.environ["HF_ADA_DEBUG"] = "1"
     return run_main(cmd.run, rest, prog=f"hf-ada {name}", strip_debug=cmd.own_arguments,
-                    only_own_errors=not cmd.own_arguments)
+                    only_own_errors=not cmd.own_arguments, debug=debug)

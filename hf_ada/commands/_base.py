@@ -66,19 +66,30 @@ def _is_usage_error(err: BaseException) -> bool:
 
 
 def run_main(func: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *, prog: str,
-             strip_debug: bool = True, only_own_errors: bool = False) -> int:
+             strip_debug: bool = True, only_own_errors: bool = False, debug: bool = False) -> int:
     """Run ``func(argv)`` under the error policy of the module docstring and return the exit status.
 
     ``strip_debug`` removes ``--debug`` from ``argv`` (commands whose arguments belong to another program,
-    like ``hf-ada run``, keep it). With ``only_own_errors`` an exception raised outside hf-ada's own code
-    (a third-party script's bug) keeps its traceback.
+    like ``hf-ada run``, keep it; ``debug=True`` asks for the traceback then). With ``only_own_errors`` an
+    exception raised outside hf-ada's own code (a third-party script's bug) keeps its traceback.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = debug_requested(argv if strip_debug else None)
+    debug = debug or debug_requested(argv if strip_debug else None)
     if strip_debug:
         argv = [a for a in argv if a != "--debug"]
+    previous = os.environ.get("HF_ADA_DEBUG")
     if debug:
         os.environ["HF_ADA_DEBUG"] = "1"  # for nested entry points (hf-ada index -> index build)
+    try:
+        return _run(func, argv, prog, debug, only_own_errors)
+    finally:
+        if previous is None:
+            os.environ.pop("HF_ADA_DEBUG", None)
+        else:
+            os.environ["HF_ADA_DEBUG"] = previous
+
+
+def _run(func: Callable[[list[str]], Any], argv: list[str], prog: str, debug: bool, only_own_errors: bool) -> int:
     try:
         result = func(argv)
     except SystemExit as exc:
