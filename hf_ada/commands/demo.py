@@ -28,8 +28,9 @@ def main(argv: list[str]) -> int:
 
     parser = Parser(prog="hf-ada demo", description=DESCRIPTION)
     parser.add_argument("--out", type=Path, default=Path("hf-ada-demo"), help="output folder (default: ./hf-ada-demo)")
-    parser.add_argument("--quick", action="store_true", help="small settings (fewer epochs, a smaller corpus, one "
-                        "timing repeat): about a minute on 2 idle CPU cores, a few on loaded ones")
+    parser.add_argument("--quick", action="store_true", help="small settings (6 epochs instead of 20, 400 documents "
+                        "instead of ~1,100, 5 timing repeats instead of 15): a few minutes on 2 CPU cores (the "
+                        "README gives measured times and the load they ran under)")
     parser.add_argument("--only", default=None, help="comma-separated subset of stages: "
                         + ", ".join(s[0] for s in STAGES))
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
