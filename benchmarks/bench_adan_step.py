@@ -360,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS_DIR), help="results folder")
     parser.add_argument("--name", default="adan_step", help="base name of the results files (default adan_step)")
     parser.add_argument("--from-json", default=None, help="no measuring: re-render the markdown/PNG from a results JSON")
+    parser.add_argument("--shared-inductor-cache", action="store_true",
+                        help="one Inductor cache for every compiling row (only the first compile is cold) and no "
+                             "warm-cache re-run: step times only, no compile-cost table (e.g. for a --threads 2 run)")  # fmt: skip
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--agreement", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--copy", action="store_true", help=argparse.SUPPRESS)
@@ -415,7 +418,9 @@ def main(argv: list[str] | None = None) -> int:
         for rnd in range(repeats.get(size, repeats["*"])):
             for opt_id in opt_ids:
                 env = dict(os.environ)
-                if opt_id in ("hf_fused", "hf_fused_nocheck", "hf_auto"):  # cold Inductor cache for every compiling run
+                if args.shared_inductor_cache:
+                    env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(inductor_dir, "shared")
+                elif opt_id in ("hf_fused", "hf_fused_nocheck", "hf_auto"):  # cold Inductor cache for every compiling run
                     env["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="cold_", dir=inductor_dir)
                 n_steps = steps.get(size, steps["*"])
                 flags = ["--worker", opt_id, "--size", size, "--steps", str(n_steps), "--warmup", str(args.warmup)]
@@ -431,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                     + (f"  chose {res['chosen_path']}" if opt_id == "hf_auto" else ""),
                     flush=True,
                 )
-                if opt_id == "hf_fused" and rnd == 0:  # same cache, now warm: the cost of later runs
+                if opt_id == "hf_fused" and rnd == 0 and not args.shared_inductor_cache:  # same cache, now warm
                     warm = _spawn(
                         ["--worker", opt_id, "--size", size, "--steps", "0", "--warmup", "2"] + _common_flags(args),
                         env,
@@ -464,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_end": load_average(),
         "wall_s": time.time() - t_start,
         "reference_adan": bool(args.reference_adan),
+        "shared_inductor_cache": args.shared_inductor_cache,
         "command": "python benchmarks/bench_adan_step.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     out = Path(args.out)
@@ -667,7 +673,7 @@ def render_markdown(summary: dict[str, Any], agreement: dict[str, Any] | None, m
     ]
     for size, block in summary.items():
         c = block["compile"]
-        if not c:
+        if not c or meta.get("shared_inductor_cache"):
             continue
         never = "never (fused is not faster)"
         lines.append(

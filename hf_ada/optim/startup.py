@@ -118,7 +118,7 @@ def add_adan_member(enum_cls: Any) -> None:
 
 def _prepare(training_args: Any) -> None:
     """Right after ``transformers.training_args`` is imported: the enum member now, the rest of hf-ada's
-    registration at the first ``TrainingArguments.__post_init__`` (importing hf_ada in the middle of
+    registration at the first ``TrainingArguments.__post_init__`` (registering in the middle of
     transformers' own imports could see half-initialised modules)."""
     add_adan_member(training_args.OptimizerNames)
     cls = training_args.TrainingArguments
@@ -128,8 +128,11 @@ def _prepare(training_args: Any) -> None:
         if cls.__post_init__ is not __post_init__:  # hf_ada was imported meanwhile and wrapped this: be transparent
             return original(self, *args, **kwargs)
         cls.__post_init__ = original
-        import hf_ada  # noqa: F401  (registers Adan: wraps __post_init__ with its checks, the Trainer's table)
+        # absolute: this file runs outside its package here (loaded by path); registering wraps __post_init__
+        # with its checks and fills the Trainer's table
+        from hf_ada.optim import integration
 
+        integration.register()
         return cls.__post_init__(self, *args, **kwargs)
 
     cls.__post_init__ = __post_init__
