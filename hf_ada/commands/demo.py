@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
 
     parser = Parser(prog="hf-ada demo", description=DESCRIPTION)
     parser.add_argument("--out", type=Path, default=Path("hf-ada-demo"), help="output folder (default: ./hf-ada-demo)")
-    parser.add_argument("--quick", action="store_true", help="small settings (6 epochs instead of 20, 400 documents "
+    parser.add_argument("--quick", action="store_true", help="small settings (4 epochs instead of 20, 400 documents "
                         "instead of ~1,100, 5 timing repeats instead of 15): a few minutes on 2 CPU cores (the "
                         "README gives measured times and the load they ran under)")
     parser.add_argument("--only", default=None, help="comma-separated subset of stages: "

@@ -108,7 +108,7 @@ def run_demo(out_dir: Path, quick: bool, seed: int = 0) -> dict[str, Any]:
         train.append(type(d)(d.angle, d.images[:cut], d.labels[:cut]))
         held_out.append(type(d)(d.angle, d.images[cut:], d.labels[cut:]))
     train_rows, eval_rows = _rows(processor, train), _rows(processor, held_out)
-    epochs = 6 if quick else 20
+    epochs = 4 if quick else 20
     curves, model_dir = {}, out_dir / "adan-digits-classifier"
     for name in OPTIMIZERS:
         logger.info("demo: training the digit classifier with %s for %d epochs", name, epochs)
