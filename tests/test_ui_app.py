@@ -146,6 +146,7 @@ def test_search_in_the_browser_ranks_rows_like_exact_search(page, artifacts, ser
     assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4, 5]
     assert page.inner_text("#search-plan-used") == describe_plan(plans[-1])
     assert float(page.inner_text("#search-latency")) > 0
+    assert f"(tuned: {plans[-1]['ms']:.3f} ms per query in a batch)" in page.inner_text("#search-meta")
     shot = tmp_path / "search.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000

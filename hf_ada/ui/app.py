@@ -100,7 +100,8 @@ def _search_tab(gr: Any, session: SearchSession | str | None) -> None:
     gr.Markdown(session.summary(), elem_id="search-summary")
     labels = session.plan_labels()
     with gr.Row():
-        query = gr.Textbox(label="query", placeholder="type a query and press Enter (#ROW: the rows nearest to a stored row)", elem_id="search-query", scale=4)
+        query = gr.Textbox(label="query", placeholder="type a query and press Enter (#ROW: the rows nearest to a "
+                           "stored row)", elem_id="search-query", scale=4)
         k = gr.Slider(1, min(50, session.index.num_rows), value=min(10, session.index.num_rows), step=1, label="k",
                       elem_id="search-k", scale=1)
     if len(labels) > 1:
@@ -118,9 +119,10 @@ def _search_tab(gr: Any, session: SearchSession | str | None) -> None:
 
     def search(text: str, k_value: float, position: float | None) -> str:
         found = session.search(text, int(k_value), None if position is None else int(position) - 1)
-        meta = (f'<div class="hfada-meta" id="search-meta">plan: <span id="search-plan-used">{render.escape(found.plan)}'
-                f'</span> &middot; embed {found.embed_ms:.1f} ms &middot; search <span id="search-latency">'
-                f"{found.search_ms:.2f}</span> ms per query &middot; {len(found.rows)} hits</div>")
+        tuned = f" (tuned: {found.tuned_ms:.3f} ms per query in a batch)" if found.tuned_ms is not None else ""
+        meta = (f'<div class="hfada-meta" id="search-meta">plan: <span id="search-plan-used">'
+                f'{render.escape(found.plan)}</span> &middot; embed {found.embed_ms:.1f} ms &middot; search '
+                f'<span id="search-latency">{found.search_ms:.2f}</span> ms{tuned} &middot; {len(found.rows)} hits</div>')
         return meta + render.table(found.rows, found.columns, "search-table")
 
     handler = _guarded(search, 1)

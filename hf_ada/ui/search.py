@@ -38,6 +38,7 @@ class SearchResult:
     embed_ms: float
     search_ms: float
     notes: list[str] = field(default_factory=list)
+    tuned_ms: float | None = None  # the plan's ms/query measured when the index was tuned (a batch of queries)
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -202,7 +203,7 @@ class SearchSession:
             chosen = self.plans[int(min(max(int(position), 0), len(self.plans) - 1))]
             settings = {key: chosen[key] for key in SEARCH_KEYS if key in chosen}
         else:
-            settings = self.index.plan_settings()
+            chosen, settings = self.index.plan or {}, self.index.plan_settings()
         start = time.perf_counter()
         scores, rows = self.index.search_batch(vector, k, **settings)
         search_ms = 1000 * (time.perf_counter() - start)
@@ -219,7 +220,7 @@ class SearchSession:
             hits.append(hit)
         plan = self._describe_plan(settings)
         return SearchResult(query, hits, ["rank", "score", "row", *self.columns], plan, embed_ms, search_ms,
-                            list(self.notes))
+                            list(self.notes), chosen.get("ms"))
 
     def _row_vector(self, query: str) -> np.ndarray:
         """The stored vector of row ``#N`` (a "more like this row" query; no model needed)."""
