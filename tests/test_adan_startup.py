@@ -31,19 +31,18 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=240)
 
 
-def test_training_args_with_adan_unpickle_without_hf_ada(tmp_path):
-    from transformers import TrainingArguments
+def test_training_args_with_adan_pickle_as_plain_string(tmp_path):
+    """The ADAN member pickles as "adan" (a fresh interpreter without hf_ada loads it: see the venv test
+    below), and with hf_ada the plain string still selects Adan."""
+    import pickle
+
+    from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(str(tmp_path / "out"), optim="adan", report_to="none", use_cpu=True)
+    assert b"OptimizerNames" not in pickle.dumps(args.optim) and pickle.loads(pickle.dumps(args.optim)) == "adan"
     torch.save(args, tmp_path / "training_args.bin")
-    proc = _run([sys.executable, "-c", _LOAD_WITHOUT_HF_ADA, str(tmp_path / "training_args.bin")], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split() == ["str", "adan"]
-    # and with hf_ada the plain string still selects Adan
     loaded = torch.load(tmp_path / "training_args.bin", weights_only=False)
-    from transformers import Trainer
-
-    assert Trainer.get_optimizer_cls_and_kwargs(loaded)[0] is hf_ada.Adan
+    assert type(loaded.optim) is str and Trainer.get_optimizer_cls_and_kwargs(loaded)[0] is hf_ada.Adan
 
 
 def test_enable_and_disable_are_reversible(tmp_path):
@@ -71,10 +70,6 @@ def venv(tmp_path_factory):
 def test_plain_script_with_optim_adan_after_enable(venv, tmp_path):
     python, site = venv
     script = str(ASSETS / "plain_trainer_script.py")
-    startup.disable(site_dir=site)
-    proc = _run([str(python), script, "--output_dir", str(tmp_path / "before"), *ARGS], tmp_path)
-    assert proc.returncode != 0 and "adan" in proc.stderr  # transformers refuses the unknown optimizer
-
     startup.enable(site_dir=site)
     try:
         # the hook costs nothing at start-up: no hf_ada, torch or transformers module is imported
