@@ -470,8 +470,9 @@ class Adan(Optimizer):
                 elapsed = _agreed(_timed(lambda: self._update(group, lists, clip_coef, eager), params[0].device),
                                   params[0].device)  # fmt: skip
                 group["chosen_path"] = "fused" if _kernel.compile_pays_off(elapsed) else eager
-                logger.info("Adan: parameter group of %d tensors: eager step %.1f ms; chose the %s path",
-                            len(params), elapsed * 1e3, group["chosen_path"])  # fmt: skip
+                logger.info("Adan: parameter group of %d tensors: eager step %.1f ms, so compiling would pay off "
+                            "after ~%d steps by the cost model; chose the %s path", len(params), elapsed * 1e3,
+                            _kernel.break_even_steps(elapsed), group["chosen_path"])  # fmt: skip
             else:
                 self._update(group, lists, clip_coef, path)
         return loss
