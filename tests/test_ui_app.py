@@ -298,6 +298,9 @@ def test_a_stream_run_reports_after_every_batch(artifacts):
     assert all(0.0 <= a <= 1.0 for a in accuracy)
     with pytest.raises(UIError, match="batch size must be"):
         next(session.run(session.stream, 0))
+    session.warm_up()  # one predictor loaded ahead, taken by the next run only
+    spare = session._spare
+    assert spare is not None and session.load_predictor() is spare and session.load_predictor() is not spare
 
 
 def test_train_tab_reads_checkpoints_cards_and_refuses_links(artifacts, tmp_path):

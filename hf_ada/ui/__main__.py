@@ -115,20 +115,27 @@ def load_sessions(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _warm_up(sessions: dict[str, Any]) -> None:
-    """Load the query model in the background, so the first search does not wait for it."""
+    """Load the query model and a predictor in the background, so the first search or run does not wait."""
     import threading
 
+    from .adapt import AdaptSession
     from .search import SearchSession
     from .sources import UIError
 
-    search = sessions.get("search")
-    if isinstance(search, SearchSession):
-        def load() -> None:
-            try:
-                search.load_model()
-            except UIError:
-                pass  # the page shows it at the first search
+    jobs = []
+    if isinstance(sessions.get("search"), SearchSession):
+        jobs.append(sessions["search"].load_model)
+    if isinstance(sessions.get("adapt"), AdaptSession):
+        jobs.append(sessions["adapt"].warm_up)
 
+    def load() -> None:
+        for job in jobs:
+            try:
+                job()
+            except UIError:
+                pass  # the page shows it when the tab is used
+
+    if jobs:
         threading.Thread(target=load, name="hf-ada-ui-warm-up", daemon=True).start()
 
 

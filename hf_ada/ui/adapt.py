@@ -6,7 +6,9 @@ is never written, and two runs of the same stream give the same numbers.
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,15 +78,43 @@ class AdaptSession:
             self.folder = resolve_folder(predictor, repo_type="model", revision=revision)
         except Exception as err:  # noqa: BLE001 - shown in the page
             raise UIError(f"--predictor {predictor}: {describe_error(err)}") from err
-        probe = self.load_predictor()  # checked now, not at the first run
-        self.id2label = dict(probe.id2label)
-        self.kind = type(probe.processor).__name__ if probe.processor is not None else "no processor"
-        probe.close()
+        self.id2label, self.kind = self._check()
+        self._spare: Any = None  # a loaded, unused predictor (warm_up), taken by the next run
+        self._lock = threading.Lock()
         self.input_column, self.label_column = input_column, label_column
         self.stream = self.open_stream(stream) if stream else None
 
+    def _check(self) -> tuple[dict[int, str], str]:
+        """Every file checked against its recorded SHA-256 and the label map read, without loading the model
+        (that happens in :meth:`warm_up` or at the first run, so the page is served sooner)."""
+        from ..adanpc import AdaNPCPredictor
+        from ..common.artifact import read_artifact
+
+        try:
+            read_artifact(self.folder, kind=AdaNPCPredictor.artifact_kind, config_name=AdaNPCPredictor.config_name)
+            model_config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
+            id2label = {int(k): str(v) for k, v in model_config["id2label"].items()}
+        except Exception as err:  # noqa: BLE001 - shown in the page
+            raise UIError(f"--predictor {self.predictor_spec} is not a loadable AdaNPC predictor: "
+                          f"{describe_error(err)}") from err
+        return id2label, str(model_config.get("model_type") or "model")
+
+    def warm_up(self) -> None:
+        """Load one predictor ahead of the first run (call from a background thread)."""
+        predictor = self._load()
+        with self._lock:
+            if self._spare is None:
+                self._spare, predictor = predictor, None
+        if predictor is not None:
+            predictor.close()
+
     def load_predictor(self) -> Any:
         """A fresh copy of the saved predictor (every run adapts its own)."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        return spare if spare is not None else self._load()
+
+    def _load(self) -> Any:
         from ..adanpc import AdaNPCPredictor
 
         try:

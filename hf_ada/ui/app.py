@@ -122,7 +122,8 @@ def _search_tab(gr: Any, session: SearchSession | str | None) -> None:
         tuned = f" (tuned: {found.tuned_ms:.3f} ms per query in a batch)" if found.tuned_ms is not None else ""
         meta = (f'<div class="hfada-meta" id="search-meta">plan: <span id="search-plan-used">'
                 f'{render.escape(found.plan)}</span> &middot; embed {found.embed_ms:.1f} ms &middot; search '
-                f'<span id="search-latency">{found.search_ms:.2f}</span> ms{tuned} &middot; {len(found.rows)} hits</div>')
+                f'<span id="search-latency">{found.search_ms:.2f}</span> ms{tuned} &middot; {len(found.rows)} '
+                "hits</div>")
         return meta + render.table(found.rows, found.columns, "search-table")
 
     handler = _guarded(search, 1)
@@ -140,7 +141,7 @@ def _adapt_tab(gr: Any, session: AdaptSession | str | None) -> None:
     default = (f"default stream: **{session.stream.name}** ({len(session.stream.inputs):,} rows"
                f"{', labelled' if session.stream.labels is not None else ''})" if session.stream
                else "no default stream: upload one")
-    gr.Markdown(f"**Predictor** `{session.predictor_spec}` ({session.kind}; labels {labels})  \n{default}",
+    gr.Markdown(f"**Predictor** `{session.predictor_spec}` ({session.kind} classifier; labels {labels})  \n{default}",
                 elem_id="adapt-summary")
     with gr.Row():
         upload = gr.File(label="stream file (csv / json / jsonl / parquet / txt); empty: the default stream",
