@@ -501,11 +501,12 @@ class Adan(Optimizer):
 
 
 def _timed(fn: Any, device: torch.device) -> float:
-    """Seconds ``fn()`` took: CPU time of this thread with one torch thread on CPU (robust to a shared
-    machine), wall time otherwise (after a device sync on CUDA)."""
+    """Seconds ``fn()`` took: on CPU the calling thread's CPU time (it works or waits at the other torch
+    threads' barriers, but time the OS gave other processes is not counted, so the figure does not depend on
+    the machine's load), elsewhere wall time after a device sync."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    clock = time.thread_time if device.type == "cpu" and torch.get_num_threads() == 1 else time.perf_counter
+    clock = time.thread_time if device.type == "cpu" else time.perf_counter
     start = clock()
     fn()
     if device.type == "cuda":
