@@ -41,10 +41,10 @@ def artifacts(tmp_path_factory) -> Artifacts:
     return shared_artifacts(tmp_path_factory)
 
 
-def _serve(sessions: dict):
+def _serve(sessions: dict, on_page_load=None):
     from hf_ada.ui.app import build_app, launch
 
-    app = build_app(**sessions)
+    app = build_app(**sessions, on_page_load=on_page_load)
     port = _free_port()
     launch(app, host="127.0.0.1", port=port, block=False)
     return app, f"http://127.0.0.1:{port}/"
@@ -235,7 +235,8 @@ def test_bad_inputs_are_messages_in_the_page(browser, artifacts, tmp_path):
         "--predictor", str(artifacts.model_dir), "--train-dir", str(tmp_path / "no-such-run")])
     sessions = load_sessions(args)
     assert all(isinstance(s, str) for s in sessions.values()), sessions
-    app, url = _serve(sessions)
+    loads: list[int] = []
+    app, url = _serve(sessions, on_page_load=lambda: loads.append(1))
     try:
         page = browser.new_page()
         page.set_default_timeout(TIMEOUT_MS)
@@ -247,6 +248,12 @@ def test_bad_inputs_are_messages_in_the_page(browser, artifacts, tmp_path):
         page.click("button[role=tab]:has-text('Train')")
         assert "no-such-run: no such folder" in page.inner_text("#train-status")
         assert "Traceback" not in page.content()
+        page.wait_for_timeout(100)
+        for _ in range(300):  # the page-load hook (the app's model warm-up) runs once the page has loaded
+            if loads:
+                break
+            page.wait_for_timeout(100)
+        assert loads == [1]
         page.close()
     finally:
         app.close()

@@ -19,6 +19,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +115,10 @@ def load_sessions(args: argparse.Namespace) -> dict[str, Any]:
     return sessions
 
 
-def _warm_up(sessions: dict[str, Any]) -> None:
-    """Load the query model and a predictor in the background, so the first search or run does not wait."""
+def _warm_up(sessions: dict[str, Any]) -> Callable[[], None]:
+    """A callable that, the first time it is called (when the first page has loaded: loading models while
+    the page is being served would slow its first paint), loads the query model and a predictor in the
+    background, so the first search or run does not wait for them."""
     import threading
 
     from .adapt import AdaptSession
@@ -135,8 +138,14 @@ def _warm_up(sessions: dict[str, Any]) -> None:
             except UIError:
                 pass  # the page shows it when the tab is used
 
-    if jobs:
-        threading.Thread(target=load, name="hf-ada-ui-warm-up", daemon=True).start()
+    started = threading.Event()
+
+    def start() -> None:
+        if jobs and not started.is_set():
+            started.set()
+            threading.Thread(target=load, name="hf-ada-ui-warm-up", daemon=True).start()
+
+    return start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if all(not isinstance(s, str) for s in sessions.values()) else 1
     from .app import build_app, launch
 
-    app = build_app(**sessions)
-    _warm_up(sessions)
+    app = build_app(**sessions, on_page_load=_warm_up(sessions))
     port = args.port or None
     print(f"hf-ada ui: serving on http://{args.host}:{port or 7860} (loaded in {time.perf_counter() - started:.1f} s; "
           "Ctrl+C stops it)", file=sys.stderr)

@@ -216,8 +216,10 @@ def _train_tab(gr: Any, run: TrainRun | str | None) -> None:
 
 # ---------------------------------------------------------------------------------------------- app
 def build_app(*, search: SearchSession | str | None = None, adapt: AdaptSession | str | None = None,
-              train: TrainRun | str | None = None, title: str = "hf-ada") -> Any:
-    """The ``gradio.Blocks`` app (not launched); see the module docstring for the arguments."""
+              train: TrainRun | str | None = None, title: str = "hf-ada",
+              on_page_load: Callable[[], None] | None = None) -> Any:
+    """The ``gradio.Blocks`` app (not launched); see the module docstring for the arguments.
+    ``on_page_load``: called each time a page has loaded (after its first paint), e.g. to warm models up."""
     gr = _import_gradio()
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(f"# {title}: AdANNS search, AdaNPC adaptation, Adan training", elem_id="hfada-title")
@@ -227,6 +229,8 @@ def build_app(*, search: SearchSession | str | None = None, adapt: AdaptSession 
             _adapt_tab(gr, adapt)
         with gr.Tab("Train", elem_id="tab-train"):
             _train_tab(gr, train)
+        if on_page_load is not None:
+            app.load(on_page_load, inputs=None, outputs=None, queue=False, show_progress="hidden")
     return app
 
 
