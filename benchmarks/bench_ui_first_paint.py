@@ -112,8 +112,8 @@ def main() -> None:
     ours, bare = medians.values()
     lines += ["", f"Ratio hf-ada ui / bare Gradio: server start {ours['server'] / bare['server']:.2f}x, first "
               f"contentful paint {ours['fcp'] / bare['fcp']:.2f}x, process start -> usable "
-              f"{ours['total'] / bare['total']:.2f}x. The server start is mostly importing torch / transformers "
-              "and loading the predictor; the page itself paints as fast as any Gradio page.", "",
+              f"{ours['total'] / bare['total']:.2f}x. The server start is mostly importing torch, transformers and "
+              "faiss (models load in the background once the page is there); the page paints like any Gradio page.", "",
               "Command: `python benchmarks/bench_ui_first_paint.py --demo DIR` after `hf-ada demo --quick --out DIR`.", "",
               "![the Adapt tab after a run of the demo's stream](ui_demo_adapt.png)", ""]
     text = "\n".join(lines)
