@@ -214,12 +214,13 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     first_peak_kib = _proc_status_kib("VmHWM") - rss0
     _reset_peak_rss()
     rss1 = _proc_status_kib("VmRSS")
-    step_ms, step_cpu_ms = [], []
+    step_ms, step_cpu_ms, step_proc_ms = [], [], []
     for _ in range(args.steps):
-        c0, t0 = time.thread_time(), time.perf_counter()
+        c0, p0, t0 = time.thread_time(), time.process_time(), time.perf_counter()
         optimizer.step()
         step_ms.append((time.perf_counter() - t0) * 1e3)
         step_cpu_ms.append((time.thread_time() - c0) * 1e3)
+        step_proc_ms.append((time.process_time() - p0) * 1e3)
     transient_kib = _proc_status_kib("VmHWM") - rss1
     return {
         "skipped": False,
@@ -231,6 +232,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         "min_ms": min(step_ms) if step_ms else None,
         "step_cpu_ms": step_cpu_ms,
         "median_cpu_ms": statistics.median(step_cpu_ms) if step_cpu_ms else None,
+        "median_proc_ms": statistics.median(step_proc_ms) if step_proc_ms else None,
         "state_mib": state_bytes(optimizer) / 2**20,
         "chosen_path": optimizer.param_groups[0].get("chosen_path"),
         "transient_mib": transient_kib / 1024 if peak_ok else None,
@@ -253,9 +255,9 @@ def run_copy_bandwidth(args: argparse.Namespace) -> dict[str, Any]:
     def median_s(fn) -> float:
         times = []
         for i in range(args.warmup + max(args.steps, 3)):
-            c0, t0 = time.thread_time(), time.perf_counter()
+            c0, p0 = time.thread_time(), time.process_time()
             fn()
-            elapsed = (time.thread_time() - c0) if args.threads == 1 else (time.perf_counter() - t0)
+            elapsed = (time.thread_time() - c0) if args.threads == 1 else (time.process_time() - p0) / args.threads
             if i >= args.warmup:
                 times.append(elapsed)
         return statistics.median(times)
@@ -491,7 +493,7 @@ def summarise(runs, compile_rows, sizes, opt_ids, copy_rows=None, threads=1) -> 
     """Per size: every row's best round (CPU time with 1 thread, wall time with more: the CPU time of the
     calling thread misses the other threads' work), ratios, achieved bandwidth, targets, compile cost."""
     summary: dict[str, Any] = {}
-    key = "median_cpu_ms" if threads == 1 else "median_ms"
+    key = "median_cpu_ms" if threads == 1 else "median_proc_ms"
     for size in sizes:
         rows = {}
         copy = (copy_rows or {}).get(size)
@@ -500,11 +502,12 @@ def summarise(runs, compile_rows, sizes, opt_ids, copy_rows=None, threads=1) -> 
             if not rs:
                 continue
             best = min(rs, key=lambda r: r[key])
+            ms = best[key] / threads  # all threads' CPU time / threads: the step's time with the cores to itself
             floor = FLOOR_BYTES_PER_ELEMENT["adamw" if opt_id.startswith("adamw") else "adan"] * best["n_params"]
-            gb_per_s = floor / (best[key] / 1e3) / 1e9
+            gb_per_s = floor / (ms / 1e3) / 1e9
             rows[opt_id] = {
                 "label": OPTIMIZERS[opt_id][0],
-                "ms": best[key],
+                "ms": ms,
                 "floor_bytes": floor,
                 "gb_per_s": gb_per_s,
                 "of_copy_bandwidth": gb_per_s / copy["gb_per_s"] if copy else None,
@@ -583,8 +586,9 @@ def render_markdown(summary: dict[str, Any], agreement: dict[str, Any] | None, m
         f"Method: GPT-2 models from a config, fixed random gradients, {meta['warmup']} warm-up steps, then the "
         f"median of the timed steps ({meta['steps']}), the minimum of that median over the interleaved rounds "
         f"({meta['repeats']}); CPU ms = CPU time of the (single) torch thread, which excludes time the process "
-        "waited for a core while other jobs ran, wall ms = elapsed time; ratios use CPU ms with 1 thread and "
-        "wall ms with more (the calling thread's CPU time misses the other threads' work). "
+        "waited for a core while other jobs ran, wall ms = elapsed time; with more threads, step ms = the "
+        "process's CPU time over all threads / threads (what the step takes with the cores to itself; it "
+        "counts OpenMP's spin-waiting too, so it is an upper bound); ratios use step ms. "
         "Achieved GB/s = the bytes a step must move at best (Adan: 11 fp32 arrays read or written per "
         "parameter, AdamW: 7) / step time; \"of copy\" divides it by the bandwidth of `dst.copy_(src)` "
         "(`dst = torch.empty_like(src)`, allocated once) moving the same bytes with the same threads: the "
