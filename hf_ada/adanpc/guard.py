@@ -22,7 +22,7 @@ works without labels, from five signals, each switchable in :class:`~hf_ada.adan
 Before any of these, the **reach gate** (``reach_quantile``) decides who answers a batch. The vote is only
 as good as the memory near the input: a batch is *within reach* when its median input is at least as close to
 its nearest memory entry as all but ``reach_quantile`` of the training entries are to theirs
-(:func:`calibrate_reach`). Within reach the vote answers (blended with T3A) and the batch may be inserted; out
+(:func:`calibrate_reach`; ``reach_quantile=0.05`` by default). Within reach the vote answers (blended with T3A) and the batch may be inserted; out
 of reach (an abrupt jump away from everything in the memory) T3A answers and nothing is inserted, so the
 memory never learns from inputs it cannot label. A gradual drift stays within reach because each step lands
 near entries inserted at the step before; an abrupt, severe shift does not.
@@ -81,7 +81,7 @@ def calibrate_reach(memory: Any, quantile: float, max_samples: int = CALIBRATION
     """The similarity a test input must have to its nearest memory entry to lie *within the memory's reach*:
     the ``quantile`` quantile of the leave-one-out nearest-neighbour similarities of the source entries
     (each source entry to its nearest *other* source entry; at most ``max_samples`` of them, evenly spaced).
-    With ``quantile=0.01``, 99% of the training entries are at least this close to another training entry.
+    With ``quantile=0.05``, 95% of the training entries are at least this close to another training entry.
     Returns ``None`` (everything within reach) for a memory with fewer than two source entries."""
     from .memory import SOURCE, AdaNPCMemory
 
