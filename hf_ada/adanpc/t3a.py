@@ -23,9 +23,8 @@ __all__ = ["T3AClassifier"]
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` on torch's thread pool. A numpy matmul would wake numpy's BLAS threads, which keep spinning
-    while the model's next forward pass runs on torch's threads: on 2 cores that doubled a MiniLM
-    pipeline's time per batch."""
+    """``a @ b`` on torch's thread pool: a numpy matmul would wake numpy's BLAS threads, which keep spinning
+    while the model's next forward pass runs on torch's threads."""
     return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b))).numpy()
 
 
