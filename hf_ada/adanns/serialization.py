@@ -165,14 +165,34 @@ def read_storage(folder: Path, config: AdANNSConfig, *, mmap: bool = False) -> t
             raise ArtifactError(f"{VECTORS_NAME} is not a readable faiss index ({str(err).splitlines()[0]})") from err
         view = storage.vector_view()
         for start in range(0, n, 1 << 16):
-            if not np.isfinite(view[start : start + (1 << 16)]).all():
+            chunk = view[start : start + (1 << 16)]
+            if not np.isfinite(chunk).all():
                 raise ArtifactError(f"{VECTORS_NAME} holds NaN or infinite values")
+            if mmap:
+                _release_pages(chunk)
     try:
         tuning = read_json(folder / TUNING_NAME)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ArtifactError(f"{TUNING_NAME} is not valid JSON ({err})") from err
     _check_tuning(tuning, config)
     return storage, tuning
+
+
+def _release_pages(chunk: np.ndarray) -> None:
+    """Drop the checked pages of a memory-mapped, read-only array from this process's resident set
+    (``madvise(MADV_DONTNEED)``; they stay in the page cache and are read back if a search needs them), so
+    that loading with ``mmap=True`` does not leave the whole vector file mapped in."""
+    import ctypes
+    import mmap as _mmap
+
+    if not hasattr(_mmap, "MADV_DONTNEED") or chunk.nbytes == 0:
+        return
+    page = _mmap.PAGESIZE
+    first = -(-chunk.ctypes.data // page) * page  # whole pages inside the chunk only
+    last = (chunk.ctypes.data + chunk.nbytes) // page * page
+    if last > first:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), ctypes.c_int(_mmap.MADV_DONTNEED))
 
 
 def _check_tuning(tuning: Any, config: AdANNSConfig) -> None:
