@@ -196,3 +196,22 @@ def test_index_built_on_disk_equals_the_in_memory_index_and_serves_mapped(tmp_pa
     assert faiss.read_index(str(tmp_path / "vectors.faiss")).ntotal == 3000
     with pytest.raises(ValueError, match="needs pq_bytes"):
         build_index_on_disk(mapped, AdANNSConfig(dim=48), tmp_path / "x.faiss")
+
+
+def test_open_rows_reads_save_to_disk_folders_and_parquet_shards(tmp_path):
+    from hf_ada.adanns.sharding import open_rows
+
+    rng = np.random.default_rng(0)
+    ds = Dataset.from_dict({"id": list(range(90)), "embeddings": rng.standard_normal((90, 8)).astype(np.float32).tolist()})
+    ds.save_to_disk(str(tmp_path / "saved"))
+    (tmp_path / "parquet").mkdir()
+    for i in range(3):
+        ds.select(range(30 * i, 30 * i + 30)).to_parquet(str(tmp_path / "parquet" / f"part-{i:03d}.parquet"))
+    for folder in ("saved", "parquet"):
+        got = open_rows(tmp_path / folder)
+        assert got["id"] == list(range(90)) and got.cache_files  # memory-mapped Arrow, in shard order
+        np.testing.assert_allclose(np.asarray(got.with_format("numpy")["embeddings"]), np.asarray(ds["embeddings"]))
+    with pytest.raises(ValueError, match="neither a save_to_disk dataset nor"):
+        open_rows(tmp_path)
+    with pytest.raises(ValueError, match="must be a folder"):
+        open_rows(tmp_path / "parquet" / "part-000.parquet")

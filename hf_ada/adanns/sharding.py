@@ -349,3 +349,24 @@ def build_index_on_disk(
         config.rerank_k = rerank_k
     config.validate()
     return index
+
+
+def open_rows(path: str | os.PathLike, *, split: str = "train") -> datasets.Dataset:
+    """A dataset saved with ``save_to_disk`` or a folder of parquet shards (``*.parquet``, in name order),
+    as a memory-mapped Arrow dataset: rows are streamed from disk by whatever reads them (the index build
+    reads its column batch by batch with a rows/s + ETA progress bar), never loaded whole. For
+    ``hf-ada index build --dataset FOLDER``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"path must be a folder (a save_to_disk dataset or parquet shards), got {str(path)!r}")
+    if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise ValueError(f"split {split!r} is not in {str(path)!r}; available: {list(loaded)}")
+            loaded = loaded[split]
+        return loaded
+    shards = sorted(p for p in path.glob("*.parquet") if p.is_file() and not p.is_symlink())
+    if not shards:
+        raise ValueError(f"{str(path)!r} holds neither a save_to_disk dataset nor *.parquet shards")
+    return datasets.load_dataset("parquet", data_files=[str(p) for p in shards], split="train")
