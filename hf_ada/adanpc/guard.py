@@ -44,6 +44,24 @@ __all__ = ["GuardState", "calibrate_reach", "calibrate_threshold", "histogram_en
 CALIBRATION_SAMPLES = 2048
 
 
+def _source_sample(memory: Any, max_samples: int) -> tuple[Any, np.ndarray]:
+    """A memory of the source entries alone (exact search, oldest first) and the positions of at most
+    ``max_samples`` of them, evenly spaced, that take part in a leave-one-out calibration; ``(None, ...)``
+    with fewer than two source entries."""
+    from .memory import SOURCE, AdaNPCMemory
+
+    slots = np.flatnonzero(memory.origin == SOURCE)
+    if slots.size < 2:
+        return None, np.zeros(0, dtype=np.int64)
+    slots = slots[np.argsort(memory.order[slots], kind="stable")]
+    source = AdaNPCMemory(memory.dim, memory.metric, index="flat")  # neighbours among the source entries only
+    source.add(memory.features[slots], memory.labels[slots], origin=SOURCE)
+    queries = np.arange(slots.size)
+    if slots.size > max_samples:
+        queries = np.linspace(0, slots.size - 1, max_samples).round().astype(np.int64)
+    return source, queries
+
+
 def calibrate_threshold(memory: Any, k: int, temperature: float, num_classes: int, quantile: float,
                         max_samples: int = CALIBRATION_SAMPLES) -> float:
     """The ``quantile`` of the leave-one-out vote confidence (max probability) over the source entries.
@@ -52,18 +70,10 @@ def calibrate_threshold(memory: Any, k: int, temperature: float, num_classes: in
     out). At most ``max_samples`` entries vote (evenly spaced by insertion order), so the cost stays bounded.
     Returns 0.0 for a memory with fewer than two source entries.
     """
-    from .memory import SOURCE, AdaNPCMemory
-
-    slots = np.flatnonzero(memory.origin == SOURCE)
-    if slots.size < 2:
+    source, queries = _source_sample(memory, max_samples)
+    if source is None:
         return 0.0
-    slots = slots[np.argsort(memory.order[slots], kind="stable")]
-    source = AdaNPCMemory(memory.dim, memory.metric)  # neighbours among the source entries only
-    source.add(memory.features[slots], memory.labels[slots], origin=SOURCE)
-    queries = np.arange(slots.size)
-    if slots.size > max_samples:
-        queries = np.linspace(0, slots.size - 1, max_samples).round().astype(np.int64)
-    kk = min(k + 1, slots.size)
+    kk = min(k + 1, len(source))
     sims, labels, positions = source.search(source.features[queries], kk)
     own = positions == queries[:, None]
     # drop the entry itself; where it is absent (exact ties), drop the last neighbour instead
@@ -83,17 +93,9 @@ def calibrate_reach(memory: Any, quantile: float, max_samples: int = CALIBRATION
     (each source entry to its nearest *other* source entry; at most ``max_samples`` of them, evenly spaced).
     With ``quantile=0.05``, 95% of the training entries are at least this close to another training entry.
     Returns ``None`` (everything within reach) for a memory with fewer than two source entries."""
-    from .memory import SOURCE, AdaNPCMemory
-
-    slots = np.flatnonzero(memory.origin == SOURCE)
-    if slots.size < 2:
+    source, queries = _source_sample(memory, max_samples)
+    if source is None:
         return None
-    slots = slots[np.argsort(memory.order[slots], kind="stable")]
-    source = AdaNPCMemory(memory.dim, memory.metric, index="flat")
-    source.add(memory.features[slots], memory.labels[slots], origin=SOURCE)
-    queries = np.arange(slots.size)
-    if slots.size > max_samples:
-        queries = np.linspace(0, slots.size - 1, max_samples).round().astype(np.int64)
     sims, _, positions = source.search(source.features[queries], 2)
     own = positions[:, 0] == queries
     nearest_other = np.where(own, sims[:, 1], sims[:, 0])  # exact duplicates: the twin is the neighbour
