@@ -1,33 +1,20 @@
-"""The collapse guard: which predicted test samples AdaNPC may insert, and when it goes back to the source memory.
+"""The guard: who answers a batch, which predictions AdaNPC inserts, and when it goes back to its source memory.
 
-AdaNPC inserts its own predictions. Under an abrupt, severe shift many of them are wrong, the wrong entries
-pull later votes towards themselves, and the vote locks onto a few classes ("memory collapse"). The guard
-works without labels, from five signals, each switchable in :class:`~hf_ada.adanpc.config.AdaNPCConfig`:
+All signals are label-free and each is a setting of :class:`~hf_ada.adanpc.config.AdaNPCConfig`:
 
-* **calibrated confidence** (``insert="confident"``, ``confidence_threshold=None``): a test sample is
-  inserted only if its vote is at least as confident as the ``confidence_quantile`` quantile of the
-  leave-one-out votes of the source memory (:func:`calibrate_threshold`): "as sure as on the training
-  data". Under a severe shift few votes are that sure, so few are inserted.
-* **agreement** (``agreement=True``): the vote and the model's own head must predict the same class.
-* **class balance** (``class_balance=True``): a class never holds more test entries than source entries;
-  a new entry of a full class replaces that class's oldest test entry.
-* **collapse monitor** (``collapse_window``, ``collapse_ratio``): over the last ``collapse_window``
-  predictions, if the entropy of the vote's predicted-class histogram falls below ``collapse_ratio`` times
-  that of the head's predictions on the same inputs, the guard *steps in*: the test entries are forgotten
-  and, until :meth:`~hf_ada.adanpc.AdaNPCPredictor.reset`, the model's own head answers (its softmax) and
-  nothing is inserted. A shift that collapses the memory once would collapse it again, and the head is
-  the prediction a user would have had without AdaNPC. Comparing with the head rather than with a uniform
-  distribution keeps a genuine label shift (both histograms narrow) from triggering it.
+* **reach gate** (``reach_quantile``, on by default): a batch whose median input is farther from its nearest
+  memory entry than all but ``reach_quantile`` of the training entries are from theirs
+  (:func:`calibrate_reach`, :func:`within_reach`) is out of reach, an abrupt jump: T3A answers it and nothing
+  of it is inserted. Within reach (a gradual drift lands near entries inserted just before) the vote answers.
+* **confident insertion** (``insert="confident"``): only votes at least as confident as the
+  ``confidence_quantile`` quantile of the source's leave-one-out votes (:func:`calibrate_threshold`).
+* **agreement** (``agreement``): only where the vote and the model's head predict the same class.
+* **class balance** (``class_balance``): a class holds at most as many test entries as source entries.
+* **collapse monitor** (``collapse_window``, ``collapse_ratio``): when the entropy of the vote's
+  predicted-class histogram falls below ``collapse_ratio`` x the head's, the test entries are forgotten and
+  the head answers until :meth:`~hf_ada.adanpc.AdaNPCPredictor.reset`.
 
-Before any of these, the **reach gate** (``reach_quantile``) decides who answers a batch. The vote is only
-as good as the memory near the input: a batch is *within reach* when its median input is at least as close to
-its nearest memory entry as all but ``reach_quantile`` of the training entries are to theirs
-(:func:`calibrate_reach`; ``reach_quantile=0.05`` by default). Within reach the vote answers (blended with T3A) and the batch may be inserted; out
-of reach (an abrupt jump away from everything in the memory) T3A answers and nothing is inserted, so the
-memory never learns from inputs it cannot label. A gradual drift stays within reach because each step lands
-near entries inserted at the step before; an abrupt, severe shift does not.
-
-Episodic mode (``reset_every=N``) forgets the test entries every ``N`` inputs regardless.
+:class:`GuardState` is what the guard remembers between batches; only its methods change it.
 """
 
 from __future__ import annotations
