@@ -47,12 +47,18 @@ def main():
     if rank == 0:
         np.save(os.path.join(args.out, "vectors.npy"), np.asarray(ds.with_format("numpy")["embeddings"]))
     build_index(ds, "embeddings", os.path.join(args.out, "index"), **SETTINGS)
-    if args.init_group:  # every rank past its collectives before the group goes (gloo can abort at exit)
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    if args.init_group:
+        _leave_group()
+
+
+def _leave_group() -> None:
+    """Leave the gloo group once every rank is done, then exit without interpreter teardown (gloo's
+    worker threads can abort a process there after all work is complete)."""
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
