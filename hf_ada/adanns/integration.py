@@ -15,9 +15,9 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from ..common.lazy import call_when_imported
+from ..common.patches import Patch, apply_patches
 
-__all__ = ["register", "attach_dataset_methods", "METHOD_NAMES"]
+__all__ = ["register", "attach_dataset_methods", "METHOD_NAMES", "PATCHES"]
 
 #: The methods attached to :class:`datasets.Dataset`: the functions of these names in :mod:`hf_ada.adanns.dataset`.
 METHOD_NAMES = ("add_adanns_index", "add_adanns_index_from_external_arrays", "save_adanns_index",
@@ -53,6 +53,13 @@ def attach_dataset_methods(_module: ModuleType | None = None) -> None:
             setattr(datasets.Dataset, name, _MethodOnFirstUse(name))
 
 
+#: Every change this method makes to other libraries (ARCHITECTURE.md lists the same rows; a test checks it).
+PATCHES = tuple(
+    Patch("datasets", f"Dataset.{name}", f"`hf_ada.adanns.dataset.{name}` as a `Dataset` method", attach_dataset_methods)
+    for name in METHOD_NAMES
+)
+
+
 def register() -> None:
     """Attach the methods as soon as ``datasets`` is imported (now, if it already is)."""
-    call_when_imported("datasets", attach_dataset_methods)
+    apply_patches(PATCHES)

@@ -16,8 +16,9 @@ import sys
 from types import ModuleType
 
 from ..common.lazy import call_when_imported
+from ..common.patches import Patch, apply_patches
 
-__all__ = ["register", "register_pipelines"]
+__all__ = ["register", "register_pipelines", "PATCHES"]
 
 
 def _on_transformers_pipelines_imported(_module: ModuleType) -> None:
@@ -41,8 +42,15 @@ def register_pipelines() -> None:
         PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=impl, pt_model=auto_model, type=kind)
 
 
+#: Every change this method makes to other libraries (ARCHITECTURE.md lists the same rows; a test checks it).
+PATCHES = (
+    Patch("transformers.pipelines", "PIPELINE_REGISTRY", "the `adanpc-*` tasks of `transformers.pipeline`",
+          _on_transformers_pipelines_imported),
+)
+
+
 def register() -> None:
     """Register the pipeline tasks once ``transformers.pipelines`` is imported (now, if it already is)."""
-    call_when_imported("transformers.pipelines", _on_transformers_pipelines_imported)
+    apply_patches(PATCHES)
     # where hf_ada.adanpc.pipeline itself is the first importer of transformers.pipelines
     call_when_imported(f"{__package__}.pipeline", lambda _module: register_pipelines())

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ._base import DATA_FILE_BUILDERS, UsageError
+from ..common.patches import Patch, apply_patches
 
 logger = logging.getLogger(__name__)
 
@@ -235,39 +236,49 @@ def _fix_loss_scaling(trainer: Any) -> None:
 _warned = False
 
 
+def _add_loss_warning_callback(module: Any) -> None:
+    """Append the read-only warning callback to transformers' ``DEFAULT_CALLBACKS`` (idempotent)."""
+    from transformers import TrainerCallback
+
+    if any(getattr(callback, "__name__", "") == "_ProcessDependentLossWarning" for callback in module.DEFAULT_CALLBACKS):
+        return
+
+    class _ProcessDependentLossWarning(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+            global _warned
+            if _warned or args.world_size < 2 or not args.average_tokens_across_devices:
+                return
+            if train_dataloader is None or model is None or getattr(model, "accepts_loss_kwargs", True) is False:
+                return
+            dataset = getattr(train_dataloader, "dataset", None)
+            if dataset is None or not hasattr(dataset, "__len__"):
+                return
+            if loss_ignores_num_items_in_batch(model, getattr(train_dataloader, "collate_fn", None), dataset):
+                _warned = True
+                if state.is_world_process_zero:
+                    print(f"hf-ada: warning: {type(model).__name__}'s loss ignores num_items_in_batch, so with "
+                          f"average_tokens_across_devices=True on {args.world_size} processes transformers "
+                          f"reports (and trains on) {args.world_size}x the loss of a 1-process run; pass "
+                          "--average_tokens_across_devices false for a loss that does not depend on the "
+                          "process count", file=sys.stderr)
+
+    module.DEFAULT_CALLBACKS.append(_ProcessDependentLossWarning)
+
+
+#: What ``hf-ada run`` (only) changes in transformers (ARCHITECTURE.md lists the same row; a test checks it).
+RUN_PATCHES = (
+    Patch("transformers.trainer", "DEFAULT_CALLBACKS",
+          "a read-only callback that warns once when a model's loss ignores `num_items_in_batch` on several processes",
+          _add_loss_warning_callback),
+)
+
+
 def warn_on_process_dependent_loss() -> None:
     """For ``hf-ada run``: warn once when a Trainer of a third-party script trains a model whose loss ignores
     ``num_items_in_batch`` on several processes with ``average_tokens_across_devices=True`` (transformers
-    then reports, and trains on, the loss times the process count). Adds a callback to transformers'
-    ``DEFAULT_CALLBACKS`` when ``transformers.trainer`` is imported; it only reads and warns."""
-    from ..common.lazy import call_when_imported
-
-    def add_callback(module: Any) -> None:
-        from transformers import TrainerCallback
-
-        class _ProcessDependentLossWarning(TrainerCallback):
-            def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
-                global _warned
-                if _warned or args.world_size < 2 or not args.average_tokens_across_devices:
-                    return
-                if train_dataloader is None or model is None or getattr(model, "accepts_loss_kwargs", True) is False:
-                    return
-                dataset = getattr(train_dataloader, "dataset", None)
-                if dataset is None or not hasattr(dataset, "__len__"):
-                    return
-                if loss_ignores_num_items_in_batch(model, getattr(train_dataloader, "collate_fn", None), dataset):
-                    _warned = True
-                    if state.is_world_process_zero:
-                        print(f"hf-ada: warning: {type(model).__name__}'s loss ignores num_items_in_batch, so with "
-                              f"average_tokens_across_devices=True on {args.world_size} processes transformers "
-                              f"reports (and trains on) {args.world_size}x the loss of a 1-process run; pass "
-                              "--average_tokens_across_devices false for a loss that does not depend on the "
-                              "process count", file=sys.stderr)
-
-        if _ProcessDependentLossWarning not in module.DEFAULT_CALLBACKS:
-            module.DEFAULT_CALLBACKS.append(_ProcessDependentLossWarning)
-
-    call_when_imported("transformers.trainer", add_callback)
+    then reports, and trains on, the loss times the process count). Applies :data:`RUN_PATCHES` when
+    ``transformers.trainer`` is imported; the callback only reads and warns."""
+    apply_patches(RUN_PATCHES)
 
 
 def train_evaluate_push(

@@ -11,14 +11,14 @@ Without any patch: ``Trainer(..., optimizer_cls_and_kwargs=(Adan, adan_kwargs_fr
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ..common.files import atomic_file
-from ..common.lazy import call_when_imported
+from ..common.patches import Patch, apply_patches, wrap_method
 from ._notice import notice
 from .adan import Adan
 from .model_card import is_generated_card, render_adan_model_card
@@ -44,7 +44,6 @@ def _handler(ctx: Any) -> tuple[type, dict[str, Any]]:
 
 
 def _validate_on_post_init(post_init: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(post_init)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
         post_init(self, *args, **kwargs)
         if str(getattr(self, "optim", "")) in (ADAN_OPTIM_NAME, "OptimizerNames.ADAN"):
@@ -60,7 +59,6 @@ def _validate_on_post_init(post_init: Callable[..., None]) -> Callable[..., None
                 )  # fmt: skip
             validate_adan_training_args(self)
 
-    wrapper.__hf_ada_wrapped__ = True  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -84,13 +82,11 @@ def _rewrite_card(trainer: Any) -> None:
 
 
 def _wrap_create_model_card(create_model_card: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(create_model_card)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
         create_model_card(self, *args, **kwargs)
         if _is_adan(self.args.optim) and self.is_world_process_zero():
             _rewrite_card(self)
 
-    wrapper.__hf_ada_wrapped__ = True  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -98,7 +94,6 @@ def _wrap_save(save: Callable[..., None]) -> Callable[..., None]:
     """sentence-transformers' ``_save`` writes the model (and its own card) into ``output_dir`` or a
     checkpoint folder: give that card the Adan section too."""
 
-    @functools.wraps(save)
     def wrapper(self: Any, output_dir: str | None = None, *args: Any, **kwargs: Any) -> None:
         save(self, output_dir, *args, **kwargs)
         if not _is_adan(self.args.optim) or not self.is_world_process_zero():
@@ -110,19 +105,16 @@ def _wrap_save(save: Callable[..., None]) -> Callable[..., None]:
             with atomic_file(path) as handle:
                 handle.write(str(card))
 
-    wrapper.__hf_ada_wrapped__ = True  # type: ignore[attr-defined]
     return wrapper
 
 
 def _wrap_train(train: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(train)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         output = train(self, *args, **kwargs)
         if _is_adan(self.args.optim) and self.is_world_process_zero():
             write_card_at_train_end(self)
         return output
 
-    wrapper.__hf_ada_wrapped__ = True  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -142,40 +134,62 @@ def write_card_at_train_end(trainer: Any) -> Path | None:
     return path if path.is_file() else None
 
 
-def _install_model_card_hook(trainer_module: Any) -> None:
-    """Make ``Trainer.create_model_card`` record Adan in the cards of ``optim="adan"`` runs, and
-    ``Trainer.train`` write that card when training ends (idempotent)."""
-    trainer_cls = trainer_module.Trainer
-    if not getattr(trainer_cls.create_model_card, "__hf_ada_wrapped__", False):
-        trainer_cls.create_model_card = _wrap_create_model_card(trainer_cls.create_model_card)
-    if not getattr(trainer_cls.train, "__hf_ada_wrapped__", False):
-        trainer_cls.train = _wrap_train(trainer_cls.train)
+def _add_optimizer_name(training_args: ModuleType) -> None:
+    add_adan_member(training_args.OptimizerNames)
 
 
-def _install_sentence_transformers_hook(st_trainer_module: Any) -> None:
-    """sentence-transformers' trainers override ``create_model_card`` (their own card) without calling
-    transformers': wrap theirs and their ``_save`` the same way (idempotent)."""
-    trainer_cls = getattr(st_trainer_module, "BaseTrainer", None)
-    if trainer_cls is None:  # an older / newer layout: keep working without the card section
-        logger.debug("sentence_transformers.base.trainer has no BaseTrainer; Adan card hook not installed")
-        return
-    if "create_model_card" in vars(trainer_cls) and not getattr(trainer_cls.create_model_card, "__hf_ada_wrapped__", False):
-        trainer_cls.create_model_card = _wrap_create_model_card(trainer_cls.create_model_card)
-    if "_save" in vars(trainer_cls) and not getattr(trainer_cls._save, "__hf_ada_wrapped__", False):
-        trainer_cls._save = _wrap_save(trainer_cls._save)
-
-
-def register() -> None:
-    """Make ``optim="adan"`` / ``--optim adan`` work in every Trainer of this process (idempotent)."""
-    from transformers import trainer_optimizer
-    from transformers.training_args import OptimizerNames, TrainingArguments
+def _add_optimizer_handler(trainer_optimizer: ModuleType) -> None:
+    from transformers.training_args import OptimizerNames
 
     add_adan_member(OptimizerNames)
     trainer_optimizer._OPTIMIZER_HANDLERS[OptimizerNames.ADAN] = _handler
     trainer_optimizer._OPTIMIZER_HANDLERS[ADAN_OPTIM_NAME] = _handler  # an unpickled plain "adan" (startup.add_adan_member)
-    if not getattr(TrainingArguments.__post_init__, "__hf_ada_wrapped__", False):
-        TrainingArguments.__post_init__ = _validate_on_post_init(TrainingArguments.__post_init__)
-    # transformers.trainer takes ~1.5 s to import: hook the card when the user's script imports it
-    call_when_imported("transformers.trainer", _install_model_card_hook)
-    call_when_imported("sentence_transformers.base.trainer", _install_sentence_transformers_hook)
 
+
+def _sentence_transformers_trainer(module: ModuleType) -> type | None:
+    trainer_cls = getattr(module, "BaseTrainer", None)
+    if trainer_cls is None:  # an older / newer layout: keep working without the card section
+        logger.debug("sentence_transformers.base.trainer has no BaseTrainer; Adan card hook not installed")
+    return trainer_cls
+
+
+def _wrap_in(owner: Callable[[ModuleType], type | None], name: str, make_wrapper: Callable[..., Any]) -> Callable[[ModuleType], None]:
+    def apply(module: ModuleType) -> None:
+        cls = owner(module)
+        if cls is not None:
+            wrap_method(cls, name, make_wrapper)
+
+    return apply
+
+
+#: Every change this method makes to other libraries (ARCHITECTURE.md lists the same rows; a test checks it).
+PATCHES = (
+    Patch("transformers.training_args", "OptimizerNames.ADAN", "`optim=\"adan\"` is a valid optimizer name",
+          _add_optimizer_name),
+    Patch("transformers.trainer_optimizer", "_OPTIMIZER_HANDLERS", "builds `Adan` from the Trainer's arguments",
+          _add_optimizer_handler),
+    Patch("transformers.training_args", "TrainingArguments.__post_init__",
+          "checks `--optim_args` and applies `from_adamw=true` when the arguments are created",
+          _wrap_in(lambda m: m.TrainingArguments, "__post_init__", _validate_on_post_init)),
+    Patch("transformers.trainer", "Trainer.create_model_card", "adds the *Optimizer: Adan* section to the card",
+          _wrap_in(lambda m: m.Trainer, "create_model_card", _wrap_create_model_card)),
+    Patch("transformers.trainer", "Trainer.train", "writes that card to `output_dir/README.md` when training ends",
+          _wrap_in(lambda m: m.Trainer, "train", _wrap_train)),
+    Patch("sentence_transformers.base.trainer", "BaseTrainer.create_model_card",
+          "the Adan section in sentence-transformers' own card",
+          _wrap_in(_sentence_transformers_trainer, "create_model_card", _wrap_create_model_card)),
+    Patch("sentence_transformers.base.trainer", "BaseTrainer._save",
+          "the Adan section in the card sentence-transformers writes with each save",
+          _wrap_in(_sentence_transformers_trainer, "_save", _wrap_save)),
+)
+
+
+def register() -> None:
+    """Make ``optim="adan"`` / ``--optim adan`` work in every Trainer of this process (idempotent).
+
+    The name, its handler and the arguments check are applied now (``import hf_ada`` imports
+    ``transformers.trainer_optimizer`` for it); the card hooks when the user's script imports the trainers.
+    """
+    import transformers.trainer_optimizer  # noqa: F401  (what makes --optim adan parse in any script)
+
+    apply_patches(PATCHES)
