@@ -144,3 +144,12 @@ def test_sample_data_is_shaped_like_user_data_and_never_overwrites(tmp_path):
     with pytest.raises(FileExistsError, match="already has"):
         write_sample_data(tmp_path / "data")
     assert (tmp_path / "data" / "stream.csv").read_text() == "mine"
+
+
+def test_the_card_names_the_packaged_minilm_by_its_hub_name(tmp_path):
+    from hf_ada.commands.trainer import base_model_name
+    from hf_ada.demo.pretrained import MINILM_NAME, minilm_path
+
+    assert base_model_name(str(minilm_path())) == MINILM_NAME == "sentence-transformers/all-MiniLM-L6-v2"
+    assert base_model_name(str(tmp_path)) == str(tmp_path) and base_model_name("me/model") == "me/model"
+    assert base_model_name(None) is None

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ModelArguments", "DataArguments", "load_raw_datasets", "load_config_and_tokenizer", "parse_script_args",
            "train_evaluate_push", "add_perplexity", "loss_ignores_num_items_in_batch", "script_parser",
-           "warn_on_process_dependent_loss"]
+           "warn_on_process_dependent_loss", "base_model_name"]
 
 
 @dataclass
@@ -281,6 +281,20 @@ def warn_on_process_dependent_loss() -> None:
     apply_patches(RUN_PATCHES)
 
 
+def base_model_name(model_name_or_path: str | None) -> str | None:
+    """What the model card names as the base model: the Hub name of the pip-shipped all-MiniLM-L6-v2 for its
+    local folder (a card links the base model on the Hub), else ``model_name_or_path`` itself."""
+    if model_name_or_path and Path(model_name_or_path).is_dir():
+        try:
+            from ..demo.pretrained import MINILM_NAME, minilm_path
+
+            if Path(model_name_or_path).resolve() == minilm_path().resolve():
+                return MINILM_NAME
+        except Exception:  # noqa: BLE001  (the demo extra is not installed: keep the path)
+            pass
+    return model_name_or_path
+
+
 def train_evaluate_push(
     trainer: Any,
     model_args: ModelArguments,
@@ -320,7 +334,7 @@ def train_evaluate_push(
         metrics.update(eval_metrics)
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics)
-    card = {"finetuned_from": model_args.model_name_or_path, "tasks": task}
+    card = {"finetuned_from": base_model_name(model_args.model_name_or_path), "tasks": task}
     if dataset_names:
         card["dataset"] = dataset_names
     if args.do_train and trainer.is_world_process_zero():
