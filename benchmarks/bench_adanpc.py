@@ -556,7 +556,9 @@ def report(digits: dict, text: dict | None, inserts: dict, args: argparse.Namesp
         g = text["guard"]
         lines += [
             "",
-            f"Guard on the text stream (default): threshold {g['threshold']:.3f} (calibrated on the source), "
+            f"Guard on the text stream (default, through the pipeline): reach similarity "
+            f"{g['reach'] if g.get('reach') is None else format(g['reach'], '.3f')} (calibrated on the source), "
+            f"{g.get('answered_vote', 0)} inputs answered by the vote, {g.get('answered_t3a', 0)} by T3A; "
             f"{g['inserted']} inserted, {g['rejected']} not inserted, collapses detected {g['collapses']}.",
             "",
             f"Latency at batch size 32 ({text['latency_samples']} synopses, median of {text['latency_repeats']} "
@@ -605,6 +607,9 @@ def report(digits: dict, text: dict | None, inserts: dict, args: argparse.Namesp
         lines.append(f"| {kind} | {share:.2f} |")
     if memory_scale is not None:
         lines += ["", memory_report(memory_scale, level="##")]
+    else:
+        lines += ["", "Memory at scale (exact vs IVF-Flat up to 1M entries): [adanpc_memory.md](adanpc_memory.md) "
+                  "(`--memory-only`)."]
     lines += ["", "## Insert throughput of a bounded memory", "",
               f"dim {inserts['dim']}, capacity {inserts['capacity']}, batches of 32 (half the capacity source entries):", "",
               "| eviction | below capacity (entries/s) | at capacity (entries/s) | at / below | search, batch 32 (ms) |",
@@ -661,7 +666,7 @@ def memory_report(scale: dict, level: str = "#") -> str:
               "exact insert/s | IVF insert/s | exact RSS (MiB) | IVF RSS (MiB) | IVF build (s) |",
               "| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in scale["rows"]:
-        lines.append(f"| {r['entries']:,} | {r['flat_predictions_per_s']:,.0f} | {r['ivf_predictions_per_s']:,.0f} | "
+        lines.append(f"| {r['entries']:,} | {r['flat_predictions_per_s']:,.1f} | {r['ivf_predictions_per_s']:,.1f} | "
                      f"{r['speedup']:.1f}x | {100 * r['agreement']:.1f}% | {r['ivf_nlist']} / {r['ivf_nprobe']} | "
                      f"{r['flat_insert_per_s']:,.0f} | {r['ivf_insert_per_s']:,.0f} | {r['flat_rss_mib']:,.0f} | "
                      f"{r['ivf_rss_mib']:,.0f} | {r['ivf_build_s']:.1f} |")
@@ -792,14 +797,14 @@ def main(argv: list[str] | None = None) -> int:
     elif text is not None:
         text.pop("_scale_inputs")
     seconds = time.perf_counter() - t0
+    curves = digits.pop("curves")
+    digits["curves_first_seed_distinct"] = {n: c["distinct"] for n, c in curves.items()}
+    # the numbers first, so that a report can always be rewritten from them (--report-only)
+    write_json(RESULTS / "adanpc.json", _jsonable({"digits": digits, "text": text, "inserts": inserts, "quick": args.quick,
+                                                   "seconds": seconds, "memory_scale": memory_scale}))
     md = report(digits, text, inserts, args, seconds, memory_scale)
     with atomic_file(RESULTS / "adanpc.md") as handle:
         handle.write(md + "\n")
-    curves = digits.pop("curves")
-    digits["curves_first_seed_distinct"] = {n: c["distinct"] for n, c in curves.items()}
-    write_json(RESULTS / "adanpc.json", _jsonable({"digits": digits, "text": text, "inserts": inserts, "quick": args.quick,
-                                                   "seconds": seconds, "targets": check_targets(digits, text),
-                                                   "memory_scale": memory_scale}))
     print(md)
     return 0
 
