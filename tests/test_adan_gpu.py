@@ -1,6 +1,7 @@
 """Adan on CUDA: the compiled kernel through Triton over the flat state layout, against the reference
-transcription and the eager paths. Marked ``gpu``: run ``pytest -m gpu tests/test_adan_gpu.py`` on a
-machine with a CUDA device; without one these tests are skipped with that reason."""
+transcription and the eager paths. Marked ``gpu``, which the default test run deselects (pyproject
+``addopts``): run ``pytest -m gpu tests/test_adan_gpu.py`` on a machine with a CUDA device (without one,
+``-m gpu`` skips them with that reason)."""
 
 from __future__ import annotations
 
