@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from hf_ada import Adan
-from tests.test_adan_optimizer import CASES, _make_problem, _run_reference
+
+from adan_reference import CASES, make_problem, run_reference
 
 pytestmark = [
     pytest.mark.gpu,
@@ -38,9 +39,9 @@ def _run_cuda(params, grads, specs, max_grad_norm, **path):
 @pytest.mark.parametrize("case", list(CASES))
 def test_cuda_paths_match_reference(path, case):
     specs, max_grad_norm = CASES[case]
-    params, grads = _make_problem(seed=hash(case) % 1000, dtype=torch.float32)
+    params, grads = make_problem(seed=hash(case) % 1000, dtype=torch.float32)
     _opt, ours = _run_cuda(params, grads, specs, max_grad_norm, **PATHS[path])
-    ref = _run_reference([p.double() for p in params], [[g.double() for g in s] for s in grads], specs, max_grad_norm)
+    ref = run_reference([p.double() for p in params], [[g.double() for g in s] for s in grads], specs, max_grad_norm)
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a.double().numpy(), b, rtol=2e-5, atol=2e-6)
 

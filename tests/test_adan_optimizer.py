@@ -2,81 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 
 from hf_ada import Adan
 
-
-class ReferenceAdan:
-    """Literal numpy transcription of sail-sg/Adan ``adan.py`` (``_single_tensor_adan`` + ``step``).
-
-    Kept deliberately naive: one float64 array per buffer, the reference's own variable names
-    (``neg_pre_grad``, group-level step, clipping by ``max_norm / (norm + eps)``).
-    """
-
-    def __init__(self, groups, max_grad_norm=0.0):
-        # groups: list of dicts with "params" (list of np arrays) and hyperparameters
-        self.groups = groups
-        self.max_grad_norm = max_grad_norm
-        self.state = {}
-
-    def step(self, grads_per_group):
-        if self.max_grad_norm > 0:
-            total = 0.0
-            for grads in grads_per_group:
-                for g in grads:
-                    total += float((g**2).sum())
-            norm = math.sqrt(total)
-            clip = min(self.max_grad_norm / (norm + self.groups[-1]["eps"]), 1.0)
-        else:
-            clip = 1.0
-        for gi, (group, grads) in enumerate(zip(self.groups, grads_per_group)):
-            beta1, beta2, beta3 = group["betas"]
-            group["step"] = group.get("step", 0) + 1
-            bias_correction1 = 1.0 - beta1 ** group["step"]
-            bias_correction2 = 1.0 - beta2 ** group["step"]
-            bias_correction3 = 1.0 - beta3 ** group["step"]
-            lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-            for pi, (param, grad) in enumerate(zip(group["params"], grads)):
-                st = self.state.setdefault((gi, pi), {})
-                if not st:
-                    st["exp_avg"] = np.zeros_like(param)
-                    st["exp_avg_sq"] = np.zeros_like(param)
-                    st["exp_avg_diff"] = np.zeros_like(param)
-                if "neg_pre_grad" not in st or group["step"] == 1:
-                    st["neg_pre_grad"] = -clip * grad
-                grad = grad * clip
-                neg_grad_or_diff = st["neg_pre_grad"] + grad
-                st["exp_avg"] = st["exp_avg"] * beta1 + (1 - beta1) * grad
-                st["exp_avg_diff"] = st["exp_avg_diff"] * beta2 + (1 - beta2) * neg_grad_or_diff
-                neg_grad_or_diff = neg_grad_or_diff * beta2 + grad
-                st["exp_avg_sq"] = st["exp_avg_sq"] * beta3 + (1 - beta3) * neg_grad_or_diff * neg_grad_or_diff
-                denom = np.sqrt(st["exp_avg_sq"]) / math.sqrt(bias_correction3) + eps
-                step_size_diff = lr * beta2 / bias_correction2
-                step_size = lr / bias_correction1
-                if group["no_prox"]:
-                    param *= 1 - lr * wd
-                    param -= step_size * st["exp_avg"] / denom
-                    param -= step_size_diff * st["exp_avg_diff"] / denom
-                else:
-                    param -= step_size * st["exp_avg"] / denom
-                    param -= step_size_diff * st["exp_avg_diff"] / denom
-                    param /= 1 + lr * wd
-                st["neg_pre_grad"] = -grad
-
-
-SHAPES = [(7, 5), (5,), (3, 4, 2)]
-
-
-def _make_problem(seed: int, dtype=torch.float64):
-    gen = torch.Generator().manual_seed(seed)
-    params = [torch.randn(s, generator=gen, dtype=dtype) for s in SHAPES]
-    grads = [[torch.randn(s, generator=gen, dtype=dtype) * (1 + step) for s in SHAPES] for step in range(6)]
-    return params, grads
+from adan_reference import CASES, SHAPES, make_problem, run_reference
 
 
 def _run_hf_ada(params, grads, group_specs, max_grad_norm=0.0, **path):
@@ -92,47 +24,15 @@ def _run_hf_ada(params, grads, group_specs, max_grad_norm=0.0, **path):
     return [p.detach().numpy() for p in torch_params]
 
 
-def _run_reference(params, grads, group_specs, max_grad_norm=0.0):
-    np_params = [p.numpy().copy() for p in params]
-    groups = []
-    for spec in group_specs:
-        g = {k: v for k, v in spec.items() if k != "idx"}
-        g.setdefault("betas", (0.98, 0.92, 0.99))
-        g.setdefault("eps", 1e-8)
-        g.setdefault("weight_decay", 0.0)
-        g.setdefault("no_prox", False)
-        g["params"] = [np_params[i] for i in spec["idx"]]
-        groups.append(g)
-    ref = ReferenceAdan(groups, max_grad_norm=max_grad_norm)
-    for step_grads in grads:
-        ref.step([[step_grads[i].numpy() for i in spec["idx"]] for spec in group_specs])
-    return np_params
-
-
 PATHS = {"single": dict(foreach=False), "foreach": dict(foreach=True)}
-
-CASES = {
-    "defaults": ([dict(idx=[0, 1, 2], lr=1e-3)], 0.0),
-    "prox_wd": ([dict(idx=[0, 1, 2], lr=5e-2, weight_decay=0.1)], 0.0),
-    "no_prox_wd": ([dict(idx=[0, 1, 2], lr=5e-2, weight_decay=0.1, no_prox=True)], 0.0),
-    "clipping": ([dict(idx=[0, 1, 2], lr=1e-2, weight_decay=0.02)], 0.5),
-    "groups": (
-        [
-            dict(idx=[0, 2], lr=3e-2, weight_decay=0.05, betas=(0.9, 0.9, 0.999)),
-            dict(idx=[1], lr=1e-2, weight_decay=0.0, no_prox=True, eps=1e-6),
-        ],
-        1.0,
-    ),
-}
-
 
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("case", list(CASES))
 def test_matches_reference_transcription(path, case):
     specs, max_grad_norm = CASES[case]
-    params, grads = _make_problem(seed=hash(case) % 1000)
+    params, grads = make_problem(seed=hash(case) % 1000)
     ours = _run_hf_ada(params, grads, specs, max_grad_norm, **PATHS[path])
-    ref = _run_reference(params, grads, specs, max_grad_norm)
+    ref = run_reference(params, grads, specs, max_grad_norm)
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
     # and the update actually moved the parameters
@@ -140,7 +40,7 @@ def test_matches_reference_transcription(path, case):
 
 
 def test_single_and_foreach_are_bitwise_identical_float32():
-    params, grads = _make_problem(3, dtype=torch.float32)
+    params, grads = make_problem(3, dtype=torch.float32)
     specs = CASES["groups"][0]
     a = _run_hf_ada(params, grads, specs, 1.0, foreach=False)
     b = _run_hf_ada(params, grads, specs, 1.0, foreach=True)
@@ -150,10 +50,10 @@ def test_single_and_foreach_are_bitwise_identical_float32():
 
 def test_fused_matches_reference():
     """The torch.compile-fused kernel (compiled once, ~15 s on CPU) agrees to float32 rounding."""
-    params, grads = _make_problem(4, dtype=torch.float32)
+    params, grads = make_problem(4, dtype=torch.float32)
     specs = [dict(idx=[0, 1, 2], lr=1e-2, weight_decay=0.1)]
     ours = _run_hf_ada(params, grads, specs, 0.5, fused=True)
-    ref = _run_reference([p.double() for p in params], [[g.double() for g in s] for s in grads], specs, 0.5)
+    ref = run_reference([p.double() for p in params], [[g.double() for g in s] for s in grads], specs, 0.5)
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
 
@@ -183,9 +83,9 @@ def test_grad_not_modified_by_clipping():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("fp32_state", [False, True])
 def test_low_precision_params(dtype, fp32_state):
-    params, grads = _make_problem(5, dtype=torch.float32)
+    params, grads = make_problem(5, dtype=torch.float32)
     specs = [dict(idx=[0, 1, 2], lr=1e-2, weight_decay=0.01)]
-    ref = _run_reference([p.double() for p in params], [[g.double() for g in s] for s in grads], specs)
+    ref = run_reference([p.double() for p in params], [[g.double() for g in s] for s in grads], specs)
     torch_params = [torch.nn.Parameter(p.to(dtype)) for p in params]
     opt = Adan(torch_params, lr=1e-2, weight_decay=0.01, fp32_state=fp32_state)
     for step_grads in grads:
@@ -200,9 +100,9 @@ def test_low_precision_params(dtype, fp32_state):
 
 
 def test_fp32_state_is_closer_than_low_precision_state():
-    params, grads = _make_problem(6, dtype=torch.float32)
+    params, grads = make_problem(6, dtype=torch.float32)
     specs = [dict(idx=[0, 1, 2], lr=1e-2)]
-    ref = _run_reference([p.double() for p in params], [[g.double() for g in s] for s in grads], specs)
+    ref = run_reference([p.double() for p in params], [[g.double() for g in s] for s in grads], specs)
     errors = {}
     for fp32_state in (False, True):
         torch_params = [torch.nn.Parameter(p.to(torch.bfloat16)) for p in params]
@@ -352,9 +252,9 @@ def test_flat_fused_path_matches_reference(case):
     """The compiled kernel over the flat state layout, every reference case (float32: the kernel compiles
     once per dtype), to float32 rounding."""
     specs, max_grad_norm = CASES[case]
-    params, grads = _make_problem(seed=hash(case) % 1000, dtype=torch.float32)
+    params, grads = make_problem(seed=hash(case) % 1000, dtype=torch.float32)
     ours = _run_hf_ada(params, grads, specs, max_grad_norm, fused=True)
-    ref = _run_reference([p.double() for p in params], [[g.double() for g in s] for s in grads], specs, max_grad_norm)
+    ref = run_reference([p.double() for p in params], [[g.double() for g in s] for s in grads], specs, max_grad_norm)
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
     assert any(not np.allclose(a, p.numpy()) for a, p in zip(ours, params))

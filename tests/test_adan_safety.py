@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from hf_ada import Adan
-from tests.test_adan_optimizer import SHAPES, _make_problem, _run_reference
+
+from adan_reference import make_problem, run_reference
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -143,7 +144,7 @@ def test_state_dict_of_hf_ada_0_1_loads_and_resumes_exactly():
 
 
 def _run_with_bad_step(path, max_grad_norm, policy, bad_value, bad_step=2):
-    params, grads = _make_problem(11, dtype=torch.float32 if path == "fused" else torch.float64)
+    params, grads = make_problem(11, dtype=torch.float32 if path == "fused" else torch.float64)
     torch_params = [torch.nn.Parameter(p.clone()) for p in params]
     opt = Adan([{"params": torch_params, "param_names": ["w", "b", "k"]}], lr=1e-2, weight_decay=0.02,
                max_grad_norm=max_grad_norm, nonfinite_grads=policy, **PATHS[path])  # fmt: skip
@@ -168,7 +169,7 @@ def test_nonfinite_step_is_skipped_and_the_run_equals_one_without_it(path, max_g
     # the reference transcription, fed the same gradients minus the skipped step
     kept = [g for i, g in enumerate(grads) if i != 2]
     specs = [dict(idx=[0, 1, 2], lr=1e-2, weight_decay=0.02)]
-    ref = _run_reference([p.double() for p in params], [[g.double() for g in s] for s in kept], specs, max_grad_norm)
+    ref = run_reference([p.double() for p in params], [[g.double() for g in s] for s in kept], specs, max_grad_norm)
     tol = dict(rtol=2e-5, atol=2e-6) if path == "fused" else dict(rtol=1e-12, atol=1e-14)
     for a, b in zip(ours, ref):
         assert torch.isfinite(a).all()
@@ -179,7 +180,7 @@ def test_nonfinite_step_is_skipped_and_the_run_equals_one_without_it(path, max_g
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("max_grad_norm", [0.0, 2.0])
 def test_nonfinite_raise_names_the_parameter_and_changes_nothing(path, max_grad_norm):
-    params, grads = _make_problem(12, dtype=torch.float32)
+    params, grads = make_problem(12, dtype=torch.float32)
     torch_params = [torch.nn.Parameter(p.clone()) for p in params]
     opt = Adan([{"params": torch_params, "param_names": ["w", "b", "k"]}], lr=1e-2, max_grad_norm=max_grad_norm,
                nonfinite_grads="raise", **PATHS[path])  # fmt: skip
@@ -297,8 +298,18 @@ def test_load_state_dict_with_invalid_saved_settings_is_refused():
         Adan([p]).load_state_dict(sd)
 
 
-def test_shapes_cover_every_test_problem():
-    assert len(SHAPES) == 3  # _run_with_bad_step names three parameters
+@pytest.mark.parametrize("path", list(PATHS))
+def test_nonfinite_raise_without_param_names_names_the_position_and_shape(path):
+    params, grads = make_problem(13, dtype=torch.float32)
+    torch_params = [torch.nn.Parameter(p.clone()) for p in params]
+    opt = Adan(torch_params, lr=1e-2, nonfinite_grads="raise", **PATHS[path])
+    for p, g in zip(torch_params, grads[0]):
+        p.grad = g.clone()
+    torch_params[2].grad[1, 0, 1] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"parameter param_groups\[0\]\['params'\]\[2\] \(shape \[3, 4, 2\]"):
+        opt.step()
+    for a, b in zip(torch_params, params):
+        torch.testing.assert_close(a.detach(), b, rtol=0, atol=0)
 
 
 def test_notices_reach_stderr_without_logging_configuration():
