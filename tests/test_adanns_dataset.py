@@ -12,13 +12,11 @@ from datasets import Dataset
 import hf_ada  # noqa: F401  (attaches the methods)
 from hf_ada.adanns import AdANNSIndex
 
+from adanns_reference import unit
+
 faiss.omp_set_num_threads(1)
 
 D = 16
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,10 @@ from hf_ada.adanns import AdANNSConfig, AdANNSIndex, choose_plan
 from hf_ada.adanns.config import SEARCH_KEYS
 from hf_ada.common.artifact import ArtifactError
 
+from adanns_reference import unit
+
 faiss.omp_set_num_threads(1)
 D = 32
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 @pytest.fixture(scope="module")

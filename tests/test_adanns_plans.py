@@ -15,9 +15,12 @@ import pytest
 from hf_ada.adanns import AdANNSConfig, AdANNSIndex
 from hf_ada.adanns.tuning import choose_plan
 from hf_ada.common.artifact import ArtifactError
-from test_adanns_index import D, unit  # same dim, same reference helper
+
+from adanns_reference import unit
 
 faiss.omp_set_num_threads(1)
+
+D = 24
 
 
 @pytest.fixture(scope="module")
