@@ -493,10 +493,8 @@ def report(digits: dict, text: dict | None, inserts: dict, args: argparse.Namesp
         "",
         "Methods: **ERM** = the model's own head (no adaptation); **T3A** = `adanpc_config={\"method\": \"t3a\"}`; "
         "**kNN** = the AdaNPC vote over the source memory, nothing inserted; **paper** = AdaNPC inserting every "
-        "prediction (`AdaNPCConfig.unguarded()`); **+ X** = the paper's rule plus one part of the guard; **episodic** = "
-        "paper + reset every 128 inputs; **guard, vote alone** = calibrated confident insertion + agreement with the "
-        "head + class balance + collapse monitor, answering with the vote; **previous default** = that guard "
-        "answering with the mean of the vote's and T3A's probabilities (last round's default); **reach gate, vote "
+        "prediction (`AdaNPCConfig.unguarded()`); **previous default** = calibrated confident insertion + "
+        "agreement with the head + class balance + collapse monitor, answering with the mean of the vote's and T3A's probabilities (last round's default); **reach gate, vote "
         "alone** = the new default answering with the vote alone within reach; **default, IVF memory** = the "
         "default with `memory_index=\"ivf\"` (the faiss IVF-Flat memory; the exact one is used below 50,000 "
         "entries); **default (reach gate)** = `AdaNPCConfig()` as a user gets it: a batch within the memory's reach "
