@@ -67,7 +67,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     cfg.add_argument("--confidence-threshold", type=float, default=None,
                      help="vote confidence needed to insert with --insert confident (default: calibrated on the memory)")
     cfg.add_argument("--no-guard", action="store_true",
-                     help="turn off the collapse guard's agreement test, class balance and collapse monitor")
+                     help="turn off the guard: the reach gate, the agreement test, class balance and the collapse "
+                     "monitor (with --insert all: the paper's rule)")
+    cfg.add_argument("--reach-quantile", type=float, default=defaults.reach_quantile,
+                     help="reach gate: batches farther from the memory than this quantile of the training entries' "
+                     "own distances are answered by T3A and not inserted (default: %(default)s)")
+    cfg.add_argument("--memory-index", choices=("auto", "flat", "ivf"), default=defaults.memory_index,
+                     help="the memory's search: exact (flat), faiss IVF, or chosen by size (default: %(default)s)")
     cfg.add_argument("--reset-every", type=positive_int, default=None,
                      help="episodic mode: forget the inserted entries every N inputs (default: never)")
     cfg.add_argument("--method", choices=METHODS, default=defaults.method,
@@ -144,12 +150,14 @@ def _check_outputs(args: argparse.Namespace) -> None:
 def _config(args: argparse.Namespace) -> Any:
     from ..adanpc.config import AdaNPCConfig
 
-    guard = {"agreement": False, "class_balance": False, "collapse_window": None} if args.no_guard else {}
+    guard = ({"agreement": False, "class_balance": False, "collapse_window": None, "reach_quantile": None}
+             if args.no_guard else {"reach_quantile": args.reach_quantile})
     try:
         return AdaNPCConfig(k=args.k, temperature=args.temperature, metric=args.metric, capacity=args.capacity,
                             insert=args.insert, confidence_threshold=args.confidence_threshold,
                             reset_every=args.reset_every, method=args.method, evict_source=args.evict_source,
-                            feature_layer=args.feature_layer, blend_t3a=not args.no_blend_t3a, **guard)
+                            feature_layer=args.feature_layer, blend_t3a=not args.no_blend_t3a,
+                            memory_index=args.memory_index, **guard)
     except ValueError as err:
         _fail(str(err))
         raise

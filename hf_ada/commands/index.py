@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embed-devices", type=_devices, metavar="DEV,DEV[,...]",
                         help="embed --text-column data-parallel, one worker process per device (e.g. cuda:0,cuda:1 "
                         "or cpu,cpu; default: one process)")
+    parser.add_argument("--shards-dir", help="under accelerate launch / torchrun: folder of the per-rank embedding "
+                        "shards (a rerun embeds only the missing or corrupt ones; default: a folder in the datasets "
+                        "cache)")
     parser.add_argument("--batch-size", type=positive_int, default=10_000, help="rows read per batch while building")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the samples and k-means")
     return parser
@@ -138,7 +141,11 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> Path:
         model_name = args.model or _PACKAGED_MODEL
         text_hash = text_content_hash(ds, args.text_column)
         ds = embed(ds, model, args.text_column, output_column=args.column, model_name=model_name,
-                   devices=args.embed_devices)
+                   devices=args.embed_devices, shards_dir=args.shards_dir)
+    from ..adanns.sharding import is_main_process
+
+    if not is_main_process():  # under accelerate launch / torchrun every rank embedded its shards; rank 0 builds
+        return output
     settings = {key: getattr(args, key) for key in ("d_cluster", "d_search", "nlist", "nprobe", "pq_bytes", "d_pq",
                                                     "d_rerank", "rerank_k", "train_size") if getattr(args, key) is not None}
     search_flags = [key for key in ("d_search", "nprobe", "d_rerank", "rerank_k") if getattr(args, key) is not None]
@@ -152,7 +159,7 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> Path:
     if tune:
         from ..adanns.dataset import DatasetColumnSource
 
-        index.tune_on_rows(DatasetColumnSource(ds, args.column), tune, seed=args.seed, grid=index.default_grid())
+        index.tune_on_rows(DatasetColumnSource(ds, args.column), tune, seed=args.seed)
     out = ds.save_adanns_index(name, output)
     plan = index.plan or index.config.settings().as_dict()
     from ..adanns.tuning import describe_plan
