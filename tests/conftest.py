@@ -14,7 +14,8 @@ import) this file:
 
 Fixtures: ``hub_server`` (session, the :class:`~hub_server.LocalHub`), ``local_hub`` (per test: endpoint,
 token, ``repo_id(name)``, failure injection, cleared before and after the test), ``empty_cache`` (a fresh
-download cache folder) and ``tiny_model_dir`` (session: a tiny sentence-transformers model folder). Every test
+download cache folder), ``tiny_model_dir`` (session: a tiny sentence-transformers model folder) and
+``one_process_run`` (session: the one-process Trainer run the multi-process Adan tests compare with). Every test
 gets torch's and faiss's thread counts back as they were before it.
 """
 
@@ -174,3 +175,16 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                 device="cpu")
     model.save(str(folder / "st"))
     return folder / "st"
+
+
+@pytest.fixture(scope="session")
+def one_process_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference the multi-process Adan tests compare with, run once per session: the Trainer script of
+    :mod:`launchers` in one process, batch 8, 6 steps, a checkpoint at step 3 (``--output_dir``)."""
+    from launchers import TRAIN_ARGS, read_world, run_launcher, single_process
+
+    out = tmp_path_factory.mktemp("one_process_run")
+    run_launcher(single_process("--output_dir", str(out), "--per_device_train_batch_size", "8", *TRAIN_ARGS,
+                                "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3"), out)
+    assert read_world(out)["world_size"] == 1
+    return out

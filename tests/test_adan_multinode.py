@@ -21,22 +21,14 @@ from launchers import ASSETS, TRAIN_ARGS, launch_two_machines, launcher_env, max
 
 pytestmark = pytest.mark.multiprocess
 
-# 6 steps of batch 8 in total; a checkpoint at step 3 (the run's scheduler state and optimizer state)
+# 6 steps of batch 8 in total; a checkpoint at step 3 (the run's scheduler state and optimizer state): the
+# settings of the one-process reference, conftest's ``one_process_run``
 COMMON = [*TRAIN_ARGS, "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3"]
 
 
 def _run_single(*args: str, timeout: float = 180) -> None:
     proc = subprocess.run(single_process(*args), env=launcher_env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-5000:]
-
-
-@pytest.fixture(scope="module")
-def one_process(tmp_path_factory) -> Path:
-    """The reference: one process, batch 8, 6 steps, a checkpoint at step 3."""
-    out = tmp_path_factory.mktemp("one_process")
-    _run_single("--output_dir", str(out), "--per_device_train_batch_size", "8", *COMMON)
-    assert read_world(out)["world_size"] == 1
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +39,18 @@ def two_machines(tmp_path_factory) -> Path:
     return out
 
 
-def test_ddp_on_two_machines_equals_one_process(one_process, two_machines):
+def test_ddp_on_two_machines_equals_one_process(one_process_run, two_machines):
     world = read_world(two_machines)
     assert world["world_size"] == 2 and world["wrapped_model"] == "DistributedDataParallel"
-    assert world["optimizer"] == read_world(one_process)["optimizer"] == "Adan"
+    assert world["optimizer"] == read_world(one_process_run)["optimizer"] == "Adan"
     assert world["param_groups"][0]["max_grad_norm"] == 0.5  # in-optimizer clipping is on
-    assert max_diff(two_machines, one_process) < 1e-5
-    initial, final = load_file(one_process / "initial.safetensors"), load_file(one_process / "final.safetensors")
+    assert max_diff(two_machines, one_process_run) < 1e-5
+    initial = load_file(one_process_run / "initial.safetensors")
+    final = load_file(one_process_run / "final.safetensors")
     assert max((initial[k] - final[k]).abs().max().item() for k in final) > 1e-3  # it did train
 
 
-def test_two_machine_checkpoint_resumes_in_one_process(tmp_path, one_process, two_machines):
+def test_two_machine_checkpoint_resumes_in_one_process(tmp_path, one_process_run, two_machines):
     checkpoint = two_machines / "checkpoint-3"
     assert (checkpoint / "optimizer.pt").is_file() and (checkpoint / "rng_state_1.pth").is_file()
     _run_single(
@@ -65,7 +58,7 @@ def test_two_machine_checkpoint_resumes_in_one_process(tmp_path, one_process, tw
         "--save_strategy", "no", "--resume_from_checkpoint", str(checkpoint),
     )  # fmt: skip
     assert read_world(tmp_path)["world_size"] == 1
-    assert max_diff(tmp_path, one_process) < 1e-5
+    assert max_diff(tmp_path, one_process_run) < 1e-5
     # the resumed half did train: step 3's weights differ from the final ones
     at_step_3, final = load_file(checkpoint / "model.safetensors"), load_file(tmp_path / "final.safetensors")
     assert max((final[k] - at_step_3[k]).abs().max().item() for k in at_step_3) > 1e-4

@@ -11,15 +11,14 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from launchers import ASSETS, TRAIN_ARGS, accelerate_2proc, max_diff, read_world, run_launcher, single_process
+from launchers import ASSETS, TRAIN_ARGS, accelerate_2proc, max_diff, read_world, run_launcher
 
 pytestmark = pytest.mark.multiprocess
 
-def test_two_processes_equal_one_process_with_double_batch(tmp_path):
-    ddp, single = tmp_path / "ddp", tmp_path / "single"
+def test_two_processes_equal_one_process_with_double_batch(tmp_path, one_process_run):
+    ddp, single = tmp_path / "ddp", one_process_run  # one process: batch 8, 6 steps (and a checkpoint at step 3)
     common = [*TRAIN_ARGS, "--max_steps", "6", "--save_strategy", "no"]
     run_launcher(accelerate_2proc("--output_dir", str(ddp), "--per_device_train_batch_size", "4", *common), tmp_path)
-    run_launcher(single_process("--output_dir", str(single), "--per_device_train_batch_size", "8", *common), tmp_path)
     assert read_world(ddp)["world_size"] == 2 and read_world(ddp)["wrapped_model"] == "DistributedDataParallel"
     assert read_world(single)["world_size"] == 1
     assert read_world(ddp)["optimizer"] == read_world(single)["optimizer"] == "Adan"
