@@ -20,9 +20,20 @@ torch.set_num_threads(1)
 
 
 def _summary(out: str) -> dict:
-    """The JSON summary ``hf-ada adapt`` prints (a library imported on the way, e.g. deepspeed, may print a
-    line of its own before it)."""
+    """The JSON summary ``hf-ada adapt`` prints. In a fresh process it is the whole of stdout (library output on
+    the way goes to stderr: the next test); in this test process a library imported earlier by a test's own
+    set-up (DeepSpeed's logger, through transformers' save_pretrained) may hold pytest's stdout."""
     return json.loads(out[out.index("{"):])
+
+
+def test_library_output_goes_to_stderr_while_a_command_works(capsys):
+    from hf_ada.commands._base import library_output_to_stderr
+
+    with library_output_to_stderr():
+        print("[WARNING] a library's own line")
+    print(json.dumps({"result": 1}))
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"result": 1} and "a library's own line" in err
 
 
 def write_jsonl(path, rows):

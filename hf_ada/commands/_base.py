@@ -8,11 +8,13 @@ line or ``HF_ADA_DEBUG=1`` in the environment shows the full traceback instead.
 
 from __future__ import annotations
 
+import contextlib
+
 import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +240,12 @@ def check_output_folder(path: str | os.PathLike, *, flag: str, kind: str, inputs
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {out} cannot be written ({probe} is not writable)")
     return out
+
+
+@contextlib.contextmanager
+def library_output_to_stderr() -> Iterator[None]:
+    """While the command works, whatever a library prints to stdout goes to stderr (DeepSpeed, for one, logs a
+    line to stdout when transformers imports it), so that the result the command prints afterwards (JSON
+    lines, a table) is the only thing on stdout and stays machine-readable."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from . import command
-from ._base import Parser, UsageError, check_output_folder, load_dataset, positive_int, run_main
+from ._base import (Parser, UsageError, check_output_folder, library_output_to_stderr, load_dataset, positive_int,
+                    run_main)
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +225,15 @@ def adapt_main(argv: list[str] | None = None) -> int:
 
 
 def run_adapt(args: argparse.Namespace) -> int:
-    """Run ``hf-ada adapt`` on parsed arguments: check everything, then build, run, save, push."""
+    """Run ``hf-ada adapt`` on parsed arguments: check everything, then build, run, save, push; print the
+    JSON summary (the only thing on stdout)."""
+    with library_output_to_stderr():
+        summary = _adapt(args)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _adapt(args: argparse.Namespace) -> dict[str, Any]:
     from ..adanpc.predictor import AdaNPCPredictor
 
     if bool(args.model) == bool(args.predictor):
@@ -285,5 +294,4 @@ def run_adapt(args: argparse.Namespace) -> int:
 
             summary["space"] = str(create_space(args.space, artifact_repo_id=args.push_to_hub,
                                                 artifact_kind="adanpc-predictor", token=args.token))
-    print(json.dumps(summary, indent=2))
-    return 0
+    return summary

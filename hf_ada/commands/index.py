@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from . import command
-from ._base import Parser, UsageError, check_output_folder, load_dataset, non_negative_int, positive_int
+from ._base import (Parser, UsageError, check_output_folder, library_output_to_stderr, load_dataset, non_negative_int,
+                    positive_int)
 
 __all__ = ["build_index_cli", "search_cli", "push_cli", "build_parser", "search_parser", "push_parser", "main",
            "build_main"]
@@ -120,10 +121,14 @@ def build_index_cli(argv: list[str] | None = None) -> Path:
         check_name(name, "--name")
     except ValueError as err:
         raise UsageError(str(err)) from err
-    return _build(args, output, name)
+    with library_output_to_stderr():
+        out, summary = _build(args, output, name)
+    if summary is not None:
+        print(json.dumps(summary))
+    return out
 
 
-def _build(args: argparse.Namespace, output: Path, name: str) -> Path:
+def _build(args: argparse.Namespace, output: Path, name: str) -> tuple[Path, dict[str, Any] | None]:
     import hf_ada  # noqa: F401  (attaches the Dataset methods)
 
     ds = load_dataset(args.dataset, flag="--dataset", split=args.split)
@@ -145,7 +150,7 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> Path:
     from ..adanns.sharding import is_main_process
 
     if not is_main_process():  # under accelerate launch / torchrun every rank embedded its shards; rank 0 builds
-        return output
+        return output, None
     settings = {key: getattr(args, key) for key in ("d_cluster", "d_search", "nlist", "nprobe", "pq_bytes", "d_pq",
                                                     "d_rerank", "rerank_k", "train_size") if getattr(args, key) is not None}
     search_flags = [key for key in ("d_search", "nprobe", "d_rerank", "rerank_k") if getattr(args, key) is not None]
@@ -164,11 +169,10 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> Path:
     plan = index.plan or index.config.settings().as_dict()
     from ..adanns.tuning import describe_plan
 
-    print(json.dumps({"saved": str(out), "rows": index.num_rows, "plan": describe_plan(plan),
+    return out, ({"saved": str(out), "rows": index.num_rows, "plan": describe_plan(plan),
                       "reason": (index.plan or {}).get("reason", "not tuned (--tune 0)" if args.tune == 0 else
                                                       "not tuned (search settings given; --tune N chooses a plan)"),
-                      "flops_per_query": index.cost()["total"]}))
-    return out
+                      "flops_per_query": index.cost()["total"]})
 
 
 # -------------------------------------------------------------------------------------------------- search
@@ -204,7 +208,11 @@ def search_cli(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raise UsageError("pass either --query (repeatable) or --query-vectors FILE.npy")
     if args.query_vectors and not Path(args.query_vectors).is_file():
         raise FileNotFoundError(f"--query-vectors {args.query_vectors}: no such file")
-    return _search(args)
+    with library_output_to_stderr():
+        results = _search(args)
+    for result in results:
+        print(json.dumps(result, ensure_ascii=False) if args.json else _table(result, args.show_column))
+    return results
 
 
 def _older_format_hint(err: Exception, args: argparse.Namespace) -> Exception:
@@ -285,11 +293,6 @@ def _search(args: argparse.Namespace) -> list[dict[str, Any]]:
         hits = [{"rank": rank + 1, "row": int(r), "score": float(s), **{c: ds[int(r)][c] for c in args.show_column}}
                 for rank, (s, r) in enumerate(zip(score_row, index_row)) if r >= 0]
         results.append({"query": args.query[i] if args.query else i, "hits": hits})
-    for result in results:
-        if args.json:
-            print(json.dumps(result, ensure_ascii=False))
-        else:
-            print(_table(result, args.show_column))
     return results
 
 
