@@ -37,12 +37,10 @@ own small sweep, 3 seeds, plus a MiniLM fine-tuning task and a batch-size sweep 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
 import sys
-import sysconfig
 import time
 from pathlib import Path
 from typing import Any
@@ -53,16 +51,13 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from _machine import cpu_name, load_average  # noqa: E402
 
-SHARED_DATA = BENCH_DIR.parent.parent / "shared" / "data"
-DEBIAN_PARQUET = SHARED_DATA / "debian-packages.parquet"
-
-# name -> (n_embd, n_layer, n_head, vocab_size)
-MODEL_SIZES: dict[str, tuple[int, int, int, int]] = {
-    "tiny": (64, 2, 2, 1024),  # ~0.2M: smoke test
-    "reduced": (128, 4, 2, 2048),  # ~1.1M: the default, sized for ~20-30 min on 2 busy CPU cores
-    "small": (384, 6, 6, 4096),  # ~12M: the size the benchmark was specified for (hours on 2 CPU cores)
-    "medium": (512, 8, 8, 8192),  # ~30M
-}
+from _lm_corpus import (  # noqa: E402
+    MODEL_SIZES,
+    load_documents,
+    pack_blocks,
+    steps_to_reach,
+    train_tokenizer,
+)
 
 RECIPES: dict[str, dict[str, Any]] = {
     "adamw": {"optim": "adamw_torch", "lr": 1e-3, "weight_decay": 0.1, "betas": (0.9, 0.95)},
@@ -74,82 +69,6 @@ DEFAULT_STEPS = 300
 
 # ------------------------------------------------------------------------------------------------------
 # Data
-# ------------------------------------------------------------------------------------------------------
-
-
-def _is_eval_doc(key: str, eval_fraction: float) -> bool:
-    digest = hashlib.sha1(key.encode()).digest()
-    return int.from_bytes(digest[:4], "big") / 2**32 < eval_fraction
-
-
-def load_documents(eval_fraction: float = 0.02) -> tuple[list[str], list[str], str]:
-    """(train docs, eval docs, source description). Debian descriptions, else the stdlib's .py files."""
-    if DEBIAN_PARQUET.is_file():
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(DEBIAN_PARQUET, columns=["package", "synopsis", "description", "description_md5"])
-        seen: set[str] = set()
-        train, evals = [], []
-        for package, synopsis, description, md5 in zip(*(table.column(c).to_pylist() for c in table.column_names)):
-            if md5 in seen:  # identical descriptions (library + its -dev package) are one document
-                continue
-            seen.add(md5)
-            text = f"{package}: {synopsis}\n{description}\n"
-            (evals if _is_eval_doc(md5, eval_fraction) else train).append(text)
-        return train, evals, f"Debian package descriptions ({DEBIAN_PARQUET.name}, {len(seen)} distinct documents)"
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    train, evals = [], []
-    for path in sorted(stdlib.rglob("*.py")):
-        if "site-packages" in path.parts or "test" in path.parts:
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        rel = str(path.relative_to(stdlib))
-        (evals if _is_eval_doc(rel, eval_fraction) else train).append(text)
-    return train, evals, f"Python standard library sources ({stdlib}, {len(train) + len(evals)} files; fallback)"
-
-
-def train_tokenizer(docs: list[str], vocab_size: int):
-    """A byte-level BPE tokenizer (``tokenizers``) trained on ``docs``, wrapped for transformers."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )  # fmt: skip
-    tok.train_from_iterator(docs, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
-
-
-def pack_blocks(tokenizer, docs: list[str], n_blocks: int, block_size: int) -> list[list[int]]:
-    """Concatenate tokenized docs (separated by EOS) into ``n_blocks`` blocks of ``block_size`` tokens."""
-    eos = tokenizer.eos_token_id
-    blocks: list[list[int]] = []
-    buffer: list[int] = []
-    for start in range(0, len(docs), 512):
-        for ids in tokenizer(docs[start : start + 512])["input_ids"]:
-            buffer.extend(ids + [eos])
-        while len(buffer) >= block_size and len(blocks) < n_blocks:
-            blocks.append(buffer[:block_size])
-            buffer = buffer[block_size:]
-        if len(blocks) >= n_blocks:
-            return blocks
-    if len(blocks) < n_blocks:
-        raise ValueError(
-            f"not enough text for {n_blocks} blocks of {block_size} tokens (got {len(blocks)}): "
-            "lower --steps / --batch-size / --block-size"
-        )
-    return blocks
-
-
-# ------------------------------------------------------------------------------------------------------
-# Training
 # ------------------------------------------------------------------------------------------------------
 
 
@@ -238,16 +157,6 @@ def train_one(
                                 else trainer.optimizer).__name__,  # fmt: skip
         "torch_threads": torch.get_num_threads(),
     }
-
-
-def steps_to_reach(curve: list[tuple[int, float]], target: float) -> float | None:
-    """First step at which the (linearly interpolated) eval curve reaches ``target``; None if never."""
-    for (s0, l0), (s1, l1) in zip(curve, curve[1:]):
-        if l1 <= target:
-            if l0 <= target:
-                return float(s0)
-            return s0 + (s1 - s0) * (l0 - target) / (l0 - l1)
-    return float(curve[0][0]) if curve and curve[0][1] <= target else None
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 sys.path.insert(0, str(BENCH_DIR))
 
 from _machine import cpu_name, load_average  # noqa: E402
-from bench_adan_convergence import (  # noqa: E402
+from _lm_corpus import (  # noqa: E402
     DEBIAN_PARQUET,
     MODEL_SIZES,
     load_documents,

@@ -36,7 +36,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from _machine import cpu_name, load_average  # noqa: E402
-from bench_adan_step import MODEL_SIZES, build_params  # noqa: E402
+from _gpt2_params import MODEL_SIZES, build_params  # noqa: E402
 
 
 def worker(mode: str, size: str, path: str, policy: str, max_grad_norm: float, steps: int) -> dict[str, Any]:
