@@ -4,6 +4,7 @@ push -> download into an empty cache -> load -> identical results; failures leav
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import datasets
 import faiss
@@ -20,15 +21,36 @@ faiss.omp_set_num_threads(1)
 D = 16
 
 
-@pytest.fixture
-def indexed() -> tuple[Dataset, np.ndarray]:
+def _dataset(vectors: np.ndarray) -> Dataset:
+    ds = Dataset.from_dict({"emb": vectors.tolist(), "i": list(range(len(vectors)))})
+    return ds.cast_column("emb", datasets.List(datasets.Value("float32"), length=D))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """The index is built (OPQ + IVF + PQ training) and tuned once per module and saved; each test then gets
+    its own dataset with this index loaded (a save/load round trip gives exactly the built index)."""
     vectors = np.random.default_rng(3).standard_normal((600, D)).astype(np.float32)
-    ds = Dataset.from_dict({"emb": vectors.tolist(), "i": list(range(600))})
-    ds = ds.cast_column("emb", datasets.List(datasets.Value("float32"), length=D))
+    ds = _dataset(vectors)
     ds.add_adanns_index("emb", d_cluster=4, d_search=8, nlist=8, nprobe=3, pq_bytes=4, d_pq=8, d_rerank=D,
                         rerank_k=30, show_progress=False, embedding_model="tiny-matryoshka")
     ds.get_index("emb").tune(vectors[:20], [{i} for i in range(20)], grid=[{"nprobe": 1}, {"nprobe": 8}],
                              show_progress=False)
+    folder = ds.save_adanns_index("emb", tmp_path_factory.mktemp("built") / "emb")
+    copy = _dataset(vectors)
+    copy.load_adanns_index("emb", folder)
+    for a, b in zip(ds.search_batch("emb", vectors[:30], k=6), copy.search_batch("emb", vectors[:30], k=6)):
+        np.testing.assert_array_equal(a, b)
+    return folder, vectors
+
+
+@pytest.fixture
+def indexed(built) -> tuple[Dataset, np.ndarray]:
+    """A fresh dataset of the 600 vectors with the module's built and tuned index attached as ``emb``."""
+    folder, vectors = built
+    ds = _dataset(vectors)
+    ds.load_adanns_index("emb", folder)
+    assert ds.get_index("emb").pareto_front
     return ds, vectors
 
 
