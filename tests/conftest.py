@@ -14,8 +14,9 @@ import) this file:
 
 Fixtures: ``hub_server`` (session, the :class:`~hub_server.LocalHub`), ``local_hub`` (per test: endpoint,
 token, ``repo_id(name)``, failure injection, cleared before and after the test), ``empty_cache`` (a fresh
-download cache folder), ``tiny_model_dir`` (session: a tiny sentence-transformers model folder) and
-``one_process_run`` (session: the one-process Trainer run the multi-process Adan tests compare with). Every test
+download cache folder), ``tiny_model_dir`` (session: a tiny sentence-transformers model folder),
+``one_process_run`` (session: the one-process Trainer run the multi-process Adan tests compare with) and
+``shared_ui_artifacts`` (session: the web-interface tests' artifacts, :mod:`ui_artifacts`). Every test
 gets torch's and faiss's thread counts back as they were before it.
 """
 
@@ -188,3 +189,14 @@ def one_process_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                 "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3"), out)
     assert read_world(out)["world_size"] == 1
     return out
+
+
+@pytest.fixture(scope="session")
+def shared_ui_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The web-interface tests' tiny real artifacts (:func:`ui_artifacts.build_artifacts`), built once per
+    session; their file snapshot right after the build is ``.before`` (the app must change none of them)."""
+    from ui_artifacts import build_artifacts, snapshot
+
+    built = build_artifacts(tmp_path_factory.mktemp("ui-artifacts"))
+    built.before = snapshot(built.root)  # type: ignore[attr-defined]
+    return built

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+
+from hub_server import free_port  # stdlib-only; tests/ is on sys.path
 
 ASSETS = Path(__file__).parent / "assets"
 TRAINER_SCRIPT = ASSETS / "plain_trainer_script.py"
@@ -36,6 +37,8 @@ TRAIN_ARGS = [
 
 
 def launcher_env() -> dict[str, str]:
+    """This process's environment (the local Hub double, the temporary HF_HOME) for a launched process: one
+    OpenMP thread per worker, unbuffered output."""
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
     return env
@@ -43,8 +46,8 @@ def launcher_env() -> dict[str, str]:
 
 def run_launcher(cmd: list[str], cwd: Path, timeout: float = 180) -> None:
     """Run a launcher; on a timeout kill its whole process group (the workers too), then fail."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=launcher_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=cwd, env=launcher_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -54,42 +57,40 @@ def run_launcher(cmd: list[str], cwd: Path, timeout: float = 180) -> None:
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{stdout[-3000:]}\n{stderr[-6000:]}"
 
 
-def free_port() -> int:
-    """A port that is free right now (a port of 0 is not reliable for the rendezvous store)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def accelerate_2proc(*args: str) -> list[str]:
+    """The command line of ``accelerate launch --multi_gpu --num_processes 2`` (gloo on CPU) running the Trainer
+    script through ``hf_ada.run`` with ``args``."""
     return [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
+        "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),  # not 0: see launch_two_machines
         "-m", "hf_ada.run", str(TRAINER_SCRIPT), *args,
     ]  # fmt: skip
 
 
 def single_process(*args: str) -> list[str]:
+    """The command line of the Trainer script in one process (through ``hf_ada.run``) with ``args``."""
     return [sys.executable, "-m", "hf_ada.run", str(TRAINER_SCRIPT), *args]
 
 
 def max_diff(a: Path, b: Path, name: str = "final.safetensors") -> float:
+    """The largest absolute difference between the weights two runs wrote to ``name`` (same keys asserted)."""
     wa, wb = load_file(a / name), load_file(b / name)
     assert wa.keys() == wb.keys()
     return max((wa[k] - wb[k]).abs().max().item() for k in wa)
 
 
 def read_world(out: Path) -> dict:
+    """What the Trainer script recorded about its run in ``out/world.json`` (world size, wrapped model, optimizer)."""
     return json.loads((out / "world.json").read_text())
 
 
 def launch_two_machines(
-    *args: str, script: Path = TRAINER_SCRIPT, via_hf_ada_run: bool = True, launcher: tuple[str, ...] = ("--multi_gpu",),
-    timeout: float = 240,
+    *args: str, script: Path = TRAINER_SCRIPT, via_hf_ada_run: bool = True,
+    launcher: tuple[str, ...] = ("--multi_gpu",), timeout: float = 240,
 ) -> None:
     """Start machine rank 0 and 1 (one launcher each) and wait for both; kill both process groups on failure."""
-    port = str(free_port())
+    port = str(free_port())  # a port chosen now: a port of 0 is not reliable for the rendezvous store
     target = ["-m", "hf_ada.run", str(script)] if via_hf_ada_run else [str(script)]
     procs = []
     for rank in (0, 1):

@@ -10,25 +10,19 @@ with Adan as the client optimizer equals one process.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-from launchers import ASSETS, TRAIN_ARGS, launch_two_machines, launcher_env, max_diff, read_world, single_process
+from launchers import ASSETS, TRAIN_ARGS, launch_two_machines, max_diff, read_world, run_launcher, single_process
 
 pytestmark = pytest.mark.multiprocess
 
 # 6 steps of batch 8 in total; a checkpoint at step 3 (the run's scheduler state and optimizer state): the
 # settings of the one-process reference, conftest's ``one_process_run``
 COMMON = [*TRAIN_ARGS, "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3"]
-
-
-def _run_single(*args: str, timeout: float = 180) -> None:
-    proc = subprocess.run(single_process(*args), env=launcher_env(), capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-5000:]
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +47,10 @@ def test_ddp_on_two_machines_equals_one_process(one_process_run, two_machines):
 def test_two_machine_checkpoint_resumes_in_one_process(tmp_path, one_process_run, two_machines):
     checkpoint = two_machines / "checkpoint-3"
     assert (checkpoint / "optimizer.pt").is_file() and (checkpoint / "rng_state_1.pth").is_file()
-    _run_single(
+    run_launcher(single_process(
         "--output_dir", str(tmp_path), "--per_device_train_batch_size", "8", *TRAIN_ARGS, "--max_steps", "6",
         "--save_strategy", "no", "--resume_from_checkpoint", str(checkpoint),
-    )  # fmt: skip
+    ), tmp_path)  # fmt: skip
     assert read_world(tmp_path)["world_size"] == 1
     assert max_diff(tmp_path, one_process_run) < 1e-5
     # the resumed half did train: step 3's weights differ from the final ones
@@ -68,8 +62,7 @@ def test_fsdp2_on_two_machines_with_in_optimizer_clipping_matches_one_process(tm
     """FSDP2 (`fully_shard`, DTensor shards) across two machines; the clip norm must be the global one."""
     script = ASSETS / "fsdp2_adan.py"
     launch_two_machines(str(tmp_path / "fsdp.safetensors"), "0.05", script=script, via_hf_ada_run=False)
-    subprocess.run([sys.executable, str(script), str(tmp_path / "one.safetensors"), "0.05"], env=launcher_env(),
-                   check=True, timeout=120)  # fmt: skip
+    run_launcher([sys.executable, str(script), str(tmp_path / "one.safetensors"), "0.05"], tmp_path, timeout=120)
     fsdp, one = load_file(tmp_path / "fsdp.safetensors"), load_file(tmp_path / "one.safetensors")
     assert fsdp.pop("world_size").item() == 2 and one.pop("world_size").item() == 1
     for key in one:
@@ -96,7 +89,7 @@ ZERO_ARGS += ["--max_grad_norm", "0.5", "--max_steps", "6", "--save_strategy", "
 def one_process_trainer_clipping(tmp_path_factory) -> Path:
     """One process, batch 8, Adan's clipping off and the Trainer's global clipping at 0.5 (what ZeRO runs do)."""
     out = tmp_path_factory.mktemp("one_process_trainer_clipping")
-    _run_single("--output_dir", str(out), "--per_device_train_batch_size", "8", *ZERO_ARGS)
+    run_launcher(single_process("--output_dir", str(out), "--per_device_train_batch_size", "8", *ZERO_ARGS), out)
     return out
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,8 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from ui_artifacts import Artifacts, shared_artifacts, snapshot  # noqa: E402  (tests/ is on sys.path)
+from hub_server import free_port  # noqa: E402  (tests/ is on sys.path)
+from ui_artifacts import Artifacts, snapshot  # noqa: E402
 
 from hf_ada.ui.__main__ import build_parser, load_sessions, main  # noqa: E402
 from hf_ada.ui.adapt import AdaptSession  # noqa: E402
@@ -30,22 +30,16 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 TIMEOUT_MS = 60_000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory) -> Artifacts:
-    return shared_artifacts(tmp_path_factory)
+def artifacts(shared_ui_artifacts) -> Artifacts:
+    return shared_ui_artifacts
 
 
 def _serve(sessions: dict, on_page_load=None):
     from hf_ada.ui.app import build_app, launch
 
     app = build_app(**sessions, on_page_load=on_page_load)
-    port = _free_port()
+    port = free_port()
     launch(app, host="127.0.0.1", port=port, block=False)
     return app, f"http://127.0.0.1:{port}/"
 

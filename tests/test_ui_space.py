@@ -8,7 +8,6 @@ import runpy
 
 import numpy as np
 import pytest
-from ui_artifacts import shared_artifacts  # tests/ is on sys.path
 
 from hf_ada.common.hub import HubError, push_folder
 from hf_ada.ui.__main__ import build_parser, load_sessions
@@ -18,8 +17,8 @@ from hf_ada.ui.space import create_space
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    return shared_artifacts(tmp_path_factory)
+def artifacts(shared_ui_artifacts):
+    return shared_ui_artifacts
 
 
 def _space_app_args(local_hub, space_id, tmp_path) -> list[str]:

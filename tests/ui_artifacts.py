@@ -124,19 +124,6 @@ def _trainer_run(output_dir: Path, model_dir: Path, tokenizer) -> None:
     (output_dir / "training_args.bin").unlink(missing_ok=True)
 
 
-_SHARED: dict[str, Artifacts] = {}
-
-
-def shared_artifacts(tmp_path_factory) -> Artifacts:
-    """One build per test session, shared by the test modules (``tmp_path_factory`` is session-wide); its
-    file snapshot right after the build is ``.before``."""
-    if "built" not in _SHARED:
-        built = build_artifacts(tmp_path_factory.mktemp("ui-artifacts"))
-        built.before = snapshot(built.root)  # type: ignore[attr-defined]
-        _SHARED["built"] = built
-    return _SHARED["built"]
-
-
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """(size, mtime) of every file below ``root``: the app must change none of them."""
     found = {}
