@@ -118,11 +118,24 @@ def run_demo(out_dir: Path, quick: bool = False) -> dict[str, Any]:
     """Run the demo; write ``adanns_demo.png``, ``adanns_demo.md`` and the index folder ``adanns_index``
     into ``out_dir`` and return the measured numbers and the paths.
 
-    ``quick=True``: 400 docstrings, short training (well under a minute on 2 cores); default: all (~1100).
+    ``quick=True``: 400 docstrings, short training; default: all (~1100). The stage runs torch and faiss on
+    2 threads and gives the caller's thread counts back when it ends.
     """
-    import datasets
     import faiss
     import torch
+
+    threads = torch.get_num_threads(), faiss.omp_get_max_threads()
+    try:
+        torch.set_num_threads(2)
+        faiss.omp_set_num_threads(2)
+        return _run_demo(out_dir, quick)
+    finally:
+        torch.set_num_threads(threads[0])
+        faiss.omp_set_num_threads(threads[1])
+
+
+def _run_demo(out_dir: Path, quick: bool) -> dict[str, Any]:
+    import datasets
     from sentence_transformers import SentenceTransformer
 
     from hf_ada.adanns import AdANNSConfig, AdANNSIndex
@@ -134,8 +147,6 @@ def run_demo(out_dir: Path, quick: bool = False) -> dict[str, Any]:
     start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(2)
-    faiss.omp_set_num_threads(2)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
