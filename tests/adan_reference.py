@@ -113,3 +113,26 @@ CASES = {
         1.0,
     ),
 }
+
+
+# -- a tiny training problem, run the same way on every Adan path ------------------------------------------
+
+#: Adan's three implementations, as constructor options.
+PATHS = {"single": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}
+
+
+def tiny_model(dtype=torch.float32) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).to(dtype)
+
+
+def train(model, opt, batches):
+    for x in batches:
+        opt.zero_grad()
+        model(x.to(next(model.parameters()).dtype)).float().pow(2).mean().backward()
+        opt.step()
+
+
+def batches(n, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(4, 6, generator=gen) for _ in range(n)]

@@ -12,24 +12,7 @@ import torch
 
 from hf_ada import Adan
 
-PATHS = {"single": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}
-
-
-def _model(dtype=torch.float32) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).to(dtype)
-
-
-def _train(model, opt, batches):
-    for x in batches:
-        opt.zero_grad()
-        model(x.to(next(model.parameters()).dtype)).float().pow(2).mean().backward()
-        opt.step()
-
-
-def _batches(n, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(4, 6, generator=gen) for _ in range(n)]
+from adan_reference import PATHS, batches as _batches, tiny_model as _tiny_model, train as _train  # tests/ is on sys.path
 
 
 def _snapshot(model, opt):
@@ -41,7 +24,7 @@ def _snapshot(model, opt):
 
 @pytest.mark.parametrize("bad_lr", [float("nan"), float("inf"), -1e-3, torch.tensor(float("nan"))])
 def test_bad_lr_set_after_construction_skips_the_step(bad_lr):
-    model = _model()
+    model = _tiny_model()
     opt = Adan(model.parameters(), lr=1e-2)
     _train(model, opt, _batches(2))
     before = _snapshot(model, opt)
@@ -57,7 +40,7 @@ def test_bad_lr_set_after_construction_skips_the_step(bad_lr):
 
 
 def test_bad_lr_raises_under_raise_policy_and_names_the_group():
-    model = _model()
+    model = _tiny_model()
     opt = Adan([{"params": list(model[0].parameters())}, {"params": list(model[2].parameters())}], lr=1e-2,
                nonfinite_grads="raise")  # fmt: skip
     _train(model, opt, _batches(1))
@@ -70,7 +53,7 @@ def test_bad_lr_raises_under_raise_policy_and_names_the_group():
 
 
 def test_lr_scheduler_driving_lr_to_nan_is_caught():
-    model = _model()
+    model = _tiny_model()
     opt = Adan(model.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 if step < 2 else float("nan"))
     for x in _batches(4):
@@ -95,7 +78,7 @@ def test_bad_lr_off_policy_is_unchecked():
 
 
 def _trained():
-    model = _model()
+    model = _tiny_model()
     opt = Adan(model.parameters(), lr=1e-2, max_grad_norm=1.0)
     _train(model, opt, _batches(3))
     return model, opt
@@ -156,18 +139,18 @@ def test_checkpoint_of_any_path_resumes_bit_for_bit(saved_on, resumed_on):
     whatever the memory layout, and loading restores it exactly)."""
     kwargs = dict(lr=1e-2, weight_decay=0.02, max_grad_norm=1.0)
     data = _batches(6)
-    straight = _model()
+    straight = _tiny_model()
     opt = Adan(straight.parameters(), **kwargs, **PATHS[saved_on])
     _train(straight, opt, data[:3])
     for group in opt.param_groups:  # switch paths in place, no checkpoint
         group.update({"foreach": None, "fused": None, **PATHS[resumed_on]})
     _train(straight, opt, data[3:])
 
-    first = _model()
+    first = _tiny_model()
     opt1 = Adan(first.parameters(), **kwargs, **PATHS[saved_on])
     _train(first, opt1, data[:3])
     saved = _roundtrip({"model": first.state_dict(), "opt": opt1.state_dict()})
-    resumed = _model()
+    resumed = _tiny_model()
     resumed.load_state_dict(saved["model"])
     opt2 = Adan(resumed.parameters(), lr=1e-2)
     opt2.load_state_dict(saved["opt"])

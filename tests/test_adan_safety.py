@@ -15,28 +15,10 @@ import torch
 
 from hf_ada import Adan
 
-from adan_reference import make_problem, run_reference
+from adan_reference import PATHS, make_problem, run_reference
+from adan_reference import batches as _batches, tiny_model as _tiny_model, train as _train
 
 ASSETS = Path(__file__).parent / "assets"
-
-PATHS = {"single": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}
-
-
-def _tiny_model(dtype=torch.float32) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).to(dtype)
-
-
-def _train(model, opt, batches):
-    for x in batches:
-        opt.zero_grad()
-        model(x.to(next(model.parameters()).dtype)).float().pow(2).mean().backward()
-        opt.step()
-
-
-def _batches(n, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(4, 6, generator=gen) for _ in range(n)]
 
 
 # -- copies and checkpoints ----------------------------------------------------------------------------------
