@@ -214,3 +214,20 @@ def test_open_rows_reads_save_to_disk_folders_and_parquet_shards(tmp_path):
         open_rows(tmp_path)
     with pytest.raises(ValueError, match="must be a folder"):
         open_rows(tmp_path / "parquet" / "part-000.parquet")
+
+
+def test_a_folder_in_a_shards_way_that_this_code_did_not_write_is_refused_and_kept(tmp_path):
+    from hf_ada.adanns.sharding import SHARD_FORMAT, _write_shard
+
+    vectors = Dataset.from_dict({"v": [[1.0, 2.0]] * 3})
+    foreign = tmp_path / SHARD_FORMAT.format(0)
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ShardError, match="not a shard this code wrote"):
+        _write_shard(tmp_path, 0, {"rows": 3}, vectors)
+    assert (foreign / "notes.txt").read_text() == "mine"
+    # a stale shard of an earlier run (a save_to_disk folder without a marker) is replaced
+    stale = tmp_path / SHARD_FORMAT.format(1)
+    Dataset.from_dict({"v": [[0.0, 0.0]]}).save_to_disk(str(stale))
+    _write_shard(tmp_path, 1, {"rows": 3}, vectors)
+    assert Dataset.load_from_disk(str(stale))["v"] == vectors["v"]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -47,6 +48,10 @@ __all__ = ["world", "is_main_process", "shard_bounds", "map_shards", "load_shard
 SHARD_FORMAT = "shard-{:05d}"
 MARKER_SUFFIX = ".done.json"
 _MARKER_VERSION = 1
+
+
+#: The files of a ``datasets`` ``save_to_disk`` folder: what a stale shard may hold to be replaced.
+_SAVED_DATASET_FILE = re.compile(r"data-\d{5}-of-\d{5}\.arrow|dataset_info\.json|state\.json")
 
 
 class ShardError(RuntimeError):
@@ -186,7 +191,13 @@ def _write_shard(shards_dir: Path, i: int, key: dict[str, Any], vectors: dataset
     if final.is_symlink() or final.is_file():
         final.unlink()
     elif final.exists():
-        shutil.rmtree(final)  # our own stale shard folder (no valid marker)
+        # a stale shard of an earlier run (no valid marker): only a datasets save_to_disk folder is ours to replace
+        if not final.is_dir() or not (final / "state.json").is_file() or any(
+            p.is_symlink() or not _SAVED_DATASET_FILE.fullmatch(p.name) for p in final.iterdir()
+        ):
+            raise ShardError(f"{final} is in the way of shard {i} and is not a shard this code wrote; move it away "
+                             "or choose another shards_dir")
+        shutil.rmtree(final)
     os.replace(tmp, final)
     write_json(marker, {"key": key, "files": _files(final)})
 
