@@ -123,13 +123,24 @@ def text_content_hash(dataset: datasets.Dataset, column: str) -> str:
         raise ValueError(f"column {column!r} is not in the dataset; available columns: {dataset.column_names}")
     table = dataset.flatten_indices() if dataset._indices is not None else dataset
     digest = hashlib.sha256(f"{len(dataset)}:text".encode())
-    for chunk in table.data.column(column).chunks:
-        chunk = chunk.cast(pa.large_string()) if not pa.types.is_large_string(chunk.type) else chunk
-        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset : chunk.offset + len(chunk) + 1]
-        digest.update(np.diff(offsets).tobytes())
+    chunks = [chunk.cast(pa.large_string()) if not pa.types.is_large_string(chunk.type) else chunk
+              for chunk in table.data.column(column).chunks]
+    # every length, then every byte, then (if any) every null flag: the same digest however the rows are
+    # cut into Arrow chunks (one parquet file or several shards of the same rows)
+    for chunk in chunks:
+        digest.update(np.diff(_large_offsets(chunk)).tobytes())
+    for chunk in chunks:
+        offsets = _large_offsets(chunk)
         digest.update(memoryview(chunk.buffers()[2])[offsets[0] : offsets[-1]] if len(chunk) else b"")
-        digest.update(np.asarray(chunk.is_null()).tobytes() if chunk.null_count else b"")
+    if any(chunk.null_count for chunk in chunks):
+        for chunk in chunks:
+            digest.update(np.asarray(chunk.is_null()).tobytes())
     return digest.hexdigest()
+
+
+def _large_offsets(chunk: Any) -> np.ndarray:
+    """The ``len(chunk) + 1`` value offsets of a ``large_string`` Arrow array (its slice offset applied)."""
+    return np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset : chunk.offset + len(chunk) + 1]
 
 
 class DatasetColumnSource(VectorSource):
