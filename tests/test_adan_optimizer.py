@@ -48,14 +48,25 @@ def test_single_and_foreach_are_bitwise_identical_float32():
         np.testing.assert_array_equal(x, y)
 
 
-def test_fused_matches_reference():
-    """The torch.compile-fused kernel (compiled once, ~15 s on CPU) agrees to float32 rounding."""
+@pytest.mark.parametrize("kernel", ["native", "compiled"])
+def test_fused_matches_reference(kernel, monkeypatch):
+    """Both fused kernels agree with the reference to float32 rounding: the native CPU kernel and the
+    torch.compile one (compiled once per process, tens of seconds on CPU; HF_ADA_NATIVE_KERNEL=0 routes
+    float32 CPU tensors to it)."""
+    from hf_ada.optim import _native
+
+    calls = []
+    real_update = _native.update
+    monkeypatch.setattr(_native, "update", lambda *a: calls.append(1) or real_update(*a))
+    if kernel == "compiled":
+        monkeypatch.setenv("HF_ADA_NATIVE_KERNEL", "0")
     params, grads = make_problem(4, dtype=torch.float32)
     specs = [dict(idx=[0, 1, 2], lr=1e-2, weight_decay=0.1)]
     ours = _run_hf_ada(params, grads, specs, 0.5, fused=True)
     ref = run_reference([p.double() for p in params], [[g.double() for g in s] for s in grads], specs, 0.5)
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    assert len(calls) == (len(grads) if kernel == "native" else 0)  # one native call per step, all tensors
 
 
 def test_first_step_difference_is_zero():
@@ -219,9 +230,13 @@ def test_closure_returns_loss():
     assert opt.step(closure).item() == pytest.approx(2.0)
 
 
-def test_fused_buckets_small_large_noncontiguous_and_late_parameters():
-    """The fused path concatenates small tensors per (step, dtype) bucket, calls the kernel per large tensor
-    and falls back for non-contiguous ones; every route must agree with the single-tensor path."""
+@pytest.mark.parametrize("kernel", ["native", "compiled"])
+def test_fused_buckets_small_large_noncontiguous_and_late_parameters(kernel, monkeypatch):
+    """The compiled kernel concatenates small tensors per (step, dtype) bucket, is called per large tensor
+    and falls back for non-contiguous ones; the native one calls once per step count; every route must
+    agree with the single-tensor path."""
+    if kernel == "compiled":
+        monkeypatch.setenv("HF_ADA_NATIVE_KERNEL", "0")
     gen = torch.Generator().manual_seed(9)
 
     def make():
@@ -277,20 +292,28 @@ def test_flat_state_is_one_block_of_per_parameter_views():
         torch.testing.assert_close(eager.state_dict()["state"][i]["exp_avg"], sd["state"][i]["exp_avg"], rtol=0, atol=0)
 
 
-def test_fused_none_measures_once_and_records_the_choice():
-    """fused=None times the first (eager) step and records the path in the group and the state dict; a tiny
-    group never compiles; tensor subclasses (FSDP2 DTensors) never take the compiled path."""
-    from hf_ada.optim import _kernel
+def test_fused_none_measures_once_and_records_the_choice(monkeypatch):
+    """fused=None takes the fused path where its kernel is ready, else times the first (eager) step; the
+    choice is recorded in the group and the state dict; a tiny group never compiles; tensor subclasses
+    (FSDP2 DTensors) never take the compiled path."""
+    from hf_ada.optim import _kernel, _native
     from hf_ada.optim.adan import _fused_eligible
 
-    p = torch.nn.Parameter(torch.randn(10))
-    opt = Adan([p])
-    p.grad = torch.randn(10)
-    opt.step()
-    expected = "fused" if _kernel.is_compiled(("cpu", torch.float32, torch.float32, torch.float32)) else "single"
-    assert opt.param_groups[0]["chosen_path"] == expected
-    assert opt.state_dict()["param_groups"][0]["chosen_path"] == expected
+    def chosen():
+        p = torch.nn.Parameter(torch.randn(10))
+        opt = Adan([p])
+        p.grad = torch.randn(10)
+        opt.step()
+        assert opt.state_dict()["param_groups"][0]["chosen_path"] == opt.param_groups[0]["chosen_path"]
+        return opt.param_groups[0]["chosen_path"]
+
+    assert _native.library() is not None  # built (or already cached) here: the native kernel is ready...
+    assert chosen() == "fused"  # ...so a group it updates takes it without measuring
+    monkeypatch.setenv("HF_ADA_NATIVE_KERNEL", "0")  # without it, a tiny group is measured and not compiled
+    compiled = _kernel.is_compiled(("cpu", torch.float32, torch.float32, torch.float32))
+    assert chosen() == ("fused" if compiled else "single")
     assert _kernel.compile_pays_off(10.0) and not _kernel.compile_pays_off(1e-4)
+    assert _kernel.compile_pays_off(0.05, _native.BUILD_S, _native.SAVING)  # a 50 ms step earns a build back
 
     class Subclass(torch.Tensor):
         pass

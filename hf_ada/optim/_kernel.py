@@ -95,15 +95,16 @@ def kernel_key(param: Tensor, grad: Tensor, state: Tensor) -> KernelKey:
     return (param.device.type, param.dtype, grad.dtype, state.dtype)
 
 
-def break_even_steps(eager_step_s: float, compile_s: float = COLD_COMPILE_S) -> int:
-    """Steps after which compiling pays for itself, at best, given one eager step's time in seconds."""
-    return math.ceil(compile_s / max(eager_step_s * FUSED_SAVING, 1e-12))
+def break_even_steps(eager_step_s: float, compile_s: float = COLD_COMPILE_S, saving: float = FUSED_SAVING) -> int:
+    """Steps after which building a kernel that costs ``compile_s`` seconds and saves the fraction ``saving``
+    of an eager step pays for itself, given one eager step's time in seconds."""
+    return math.ceil(compile_s / max(eager_step_s * saving, 1e-12))
 
 
-def compile_pays_off(eager_step_s: float) -> bool:
-    """Whether a group whose eager step took ``eager_step_s`` earns the compile back within
+def compile_pays_off(eager_step_s: float, compile_s: float = COLD_COMPILE_S, saving: float = FUSED_SAVING) -> bool:
+    """Whether a group whose eager step took ``eager_step_s`` earns the build back within
     :data:`PAYOFF_STEPS` steps."""
-    return break_even_steps(eager_step_s) <= PAYOFF_STEPS
+    return break_even_steps(eager_step_s, compile_s, saving) <= PAYOFF_STEPS
 
 
 def _key_text(key: KernelKey) -> str:

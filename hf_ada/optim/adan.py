@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer
 
-from . import _kernel
+from . import _kernel, _native
 from ._notice import notice
 from .functional import STATE_KEYS, adan, flat_state
 from .optim_args import ADAN_DEFAULT_BETAS
@@ -90,13 +90,16 @@ class Adan(Optimizer):
             parameters every process decides on its own shard: keep the Trainer's ``max_grad_norm`` on
             there, so that a ``nan`` anywhere reaches every rank.
         foreach: ``True``: the multi-tensor (``torch._foreach_*``) path; ``False``: the single-tensor path.
-        fused: ``True``: the compiled kernel over a flat state layout (one contiguous block per group,
-            dtype and device; the first step compiles and says so). ``False``: an eager path.
-            ``None`` (default, with ``foreach=None``): the first step runs eagerly and is timed; the group
-            switches to the compiled path only if the kernel is already compiled in this process or the
-            timed step says compiling pays for itself within
+        fused: ``True``: a fused kernel over a flat state layout (one contiguous block per group, dtype
+            and device): float32 parameters on the CPU through the native kernel (one call for the whole
+            group; built once per machine with the C compiler, about a second, and cached on disk: see
+            :mod:`hf_ada.optim._native`), the others through ``torch.compile`` (the first step compiles
+            and says so). ``False``: an eager path. ``None`` (default, with ``foreach=None``): the fused
+            path where its kernel is ready (the native kernel built on this machine, or the compiled one
+            in this process); otherwise the first step runs eagerly and is timed, and the group switches
+            to the fused path only if building the kernel pays for itself within
             :data:`~hf_ada.optim._kernel.PAYOFF_STEPS` steps. The choice is stored in the group
-            (``chosen_path``) and in ``state_dict``, so a resumed run keeps its path. Where compiling fails,
+            (``chosen_path``) and in ``state_dict``, so a resumed run keeps its path. Where building fails,
             the step warns and falls back to the single-tensor path.
         fp32_state: keep the moments in float32 for bf16 / fp16 parameters and do the update in float32
             (the parameter is written back in its own dtype). Kept through ``state_dict`` /
@@ -314,10 +317,14 @@ class Adan(Optimizer):
         if not _fused_eligible(params):
             group["chosen_path"] = eager
             return eager
+        if _distributed():  # ranks must agree: they measure together instead of asking their own caches
+            return "measure"
+        if _native_group(params) and _native.is_built():
+            group["chosen_path"] = "fused"
+            return "fused"
         first = params[0]
-        state = self.state[first]
-        key = _kernel.kernel_key(first, first.grad, state["exp_avg"])
-        if _kernel.is_compiled(key) and not _distributed():  # ranks must agree: they measure together instead
+        key = _kernel.kernel_key(first, first.grad, self.state[first]["exp_avg"])
+        if _kernel.is_compiled(key):
             group["chosen_path"] = "fused"
             return "fused"
         return "measure"
@@ -399,8 +406,11 @@ class Adan(Optimizer):
             if policy != "off" and not bool(torch.isfinite(total)):
                 finite = not self._nonfinite_parameters()  # inf can also be an overflow of finite squares
         elif policy != "off":
-            norms = torch._foreach_norm(grads, 2.0)
-            if not bool(torch.isfinite(torch.stack([n.float() for n in norms])).all()):
+            finite_now = _native.all_finite(grads)  # one read of the gradients, where the native kernel is loaded
+            if finite_now is None:
+                norms = torch._foreach_norm(grads, 2.0)
+                finite_now = bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
+            if not finite_now:
                 finite = not self._nonfinite_parameters()
         return clip_coef, finite
 
@@ -469,10 +479,12 @@ class Adan(Optimizer):
                 eager = "foreach" if all(p.is_cuda for p in params) else "single"
                 elapsed = _agreed(_timed(lambda: self._update(group, lists, clip_coef, eager), params[0].device),
                                   params[0].device)  # fmt: skip
-                group["chosen_path"] = "fused" if _kernel.compile_pays_off(elapsed) else eager
-                logger.info("Adan: parameter group of %d tensors: eager step %.1f ms, so compiling would pay off "
-                            "after ~%d steps by the cost model; chose the %s path", len(params), elapsed * 1e3,
-                            _kernel.break_even_steps(elapsed), group["chosen_path"])  # fmt: skip
+                cost = (_native.BUILD_S, _native.SAVING) if _native_group(params) else (_kernel.COLD_COMPILE_S,
+                                                                                      _kernel.FUSED_SAVING)  # fmt: skip
+                group["chosen_path"] = "fused" if _kernel.compile_pays_off(elapsed, *cost) else eager
+                logger.info("Adan: parameter group of %d tensors: eager step %.1f ms, so building the fused kernel "
+                            "would pay off after ~%d steps by the cost model; chose the %s path", len(params),
+                            elapsed * 1e3, _kernel.break_even_steps(elapsed, *cost), group["chosen_path"])  # fmt: skip
             else:
                 self._update(group, lists, clip_coef, path)
         return loss
@@ -530,12 +542,20 @@ def _agreed(seconds: float, device: torch.device) -> float:
 
 
 def _fused_eligible(params: list[Tensor]) -> bool:
-    """Whether the compiled path can run these parameters (plain tensors on CPU or CUDA, compiler working)."""
-    if _kernel.compile_failed() or not params:
+    """Whether a fused kernel can run these parameters: plain tensors on CPU or CUDA, with the native kernel
+    (float32 on the CPU) or the ``torch.compile`` kernel working."""
+    if not params:
         return False
     if any(type(p) is not torch.nn.Parameter and type(p) is not Tensor for p in params):
         return False  # DTensor (FSDP2 / tensor parallel) and other tensor subclasses: eager paths
-    return all(p.device.type in ("cpu", "cuda") for p in params)
+    if not all(p.device.type in ("cpu", "cuda") for p in params):
+        return False
+    return (_native_group(params) and _native.available()) or not _kernel.compile_failed()
+
+
+def _native_group(params: list[Tensor]) -> bool:
+    """Whether every parameter and gradient of the group is one the native CPU kernel updates."""
+    return all(_native.eligible(p) and (p.grad is None or _native.eligible(p.grad)) for p in params)
 
 
 def _is_standalone(tensor: Tensor) -> bool:

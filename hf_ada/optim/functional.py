@@ -3,10 +3,11 @@ implementations, as ``torch.optim`` does for its optimizers:
 
 * ``_single_tensor_adan``: in-place tensor ops, one parameter at a time;
 * ``_multi_tensor_adan``: ``torch._foreach_*`` ops over all parameters of a device / dtype at once;
-* ``_fused_adan``: the compiled kernel (:mod:`hf_ada.optim._kernel`), one call per large parameter and one
-  call per contiguous run of small ones. With the flat state layout of :func:`flat_state` (every state
-  buffer of a parameter group in one contiguous block) a run's moments are read in place, so the small
-  parameters of a group cost one kernel call.
+* ``_fused_adan``: one pass over each element: float32 tensors on the CPU through the native kernel
+  (:mod:`hf_ada.optim._native`, one call for every tensor of a group), the others through the
+  ``torch.compile`` kernel (:mod:`hf_ada.optim._kernel`: one call per large parameter and one per contiguous
+  run of small ones; with the flat state layout of :func:`flat_state`, every state buffer of a parameter
+  group in one contiguous block, a run's moments are read in place).
 
 Use :class:`hf_ada.optim.Adan` unless you manage the state yourself.
 """
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer
 
-from . import _kernel
+from . import _kernel, _native
 
 __all__ = ["adan", "AdanHyperparameters", "flat_state", "STATE_KEYS"]
 
@@ -270,9 +271,74 @@ def _fused_adan(
     steps: list[Tensor],
     hp: AdanHyperparameters,
 ) -> None:
+    """Update with a fused kernel: float32 CPU tensors through the native kernel (one call per step count
+    for all of them), the others (CUDA, low precision, or where the native kernel is unavailable) through
+    the ``torch.compile`` kernel."""
+    tensors = list(zip(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads))
+    if not tensors:
+        return
+    native = [i for i, t in enumerate(tensors) if _native.eligible(*t)] if _native.available() else []
+    if native and _native.library() is not None:
+        _native_adan(*([column[i] for i in native] for column in (*zip(*tensors), steps)), hp)  # type: ignore[arg-type]
+        if len(native) == len(tensors):
+            return
+        taken = set(native)
+        rest = [i for i in range(len(tensors)) if i not in taken]
+        tensors = [tensors[i] for i in rest]
+        steps = [steps[i] for i in rest]
+    _compiled_adan(*map(list, zip(*tensors)), steps, hp)  # type: ignore[call-arg]
+
+
+def _native_scalars(step: float, hp: AdanHyperparameters) -> list[float]:
+    """The native kernel's scalars (:data:`hf_ada.optim._native.SCALARS`) for one step."""
+    beta1, beta2, beta3, lr, weight_decay, eps, no_prox, clip_coef = hp
+    step_size, step_size_diff, bc3_sqrt = _step_sizes(step, hp)
+    pre_decay = 1 - lr * weight_decay if no_prox else 1.0
+    post_decay = 1.0 if no_prox else 1 + lr * weight_decay
+    clip = 1.0 if clip_coef is None else float(clip_coef)
+    return [beta1, beta2, beta3, step_size, step_size_diff, 1.0 / bc3_sqrt, eps, pre_decay, 1.0 / post_decay, clip,
+            1 - beta1, 1 - beta2, 1 - beta3]  # fmt: skip
+
+
+def _native_adan(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_diffs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    prev_grads: list[Tensor],
+    steps: list[Tensor],
+    hp: AdanHyperparameters,
+) -> None:
+    """Update float32 CPU tensors with the native kernel: one call per step count (one call in all unless
+    parameters joined the group late)."""
+    torch._foreach_add_(steps, 1.0)
+    by_step: dict[float, list[int]] = {}
+    for i, s in enumerate(steps):
+        by_step.setdefault(s.item(), []).append(i)
+    columns = (params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads)
+    for step, idx in by_step.items():
+        if len(idx) == len(params):
+            _native.update(*columns, _native_scalars(step, hp))
+        else:
+            _native.update(*([column[i] for i in idx] for column in columns), _native_scalars(step, hp))
+
+
+def _compiled_adan(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_diffs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    prev_grads: list[Tensor],
+    steps: list[Tensor],
+    hp: AdanHyperparameters,
+) -> None:
     """Update with the compiled kernel: one call per large parameter (its tensors read in place) and one call
     per (step, device, dtypes) bucket of small parameters: their parameters and gradients gathered, their
     state read in place when it is one contiguous run (the flat layout), else gathered too."""
+    if not params:
+        return
     tensors = list(zip(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads))
     if _kernel.compile_failed():
         _single_tensor_adan(*map(list, zip(*tensors)), steps, hp)
