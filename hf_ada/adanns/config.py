@@ -91,6 +91,8 @@ class AdANNSConfig(JsonConfigMixin):
             defaults to ``"pq"`` when ``pq_bytes`` is set.
         train_size: number of vectors the k-means / OPQ / PQ training uses (``None``: all, capped at
             ``256 * nlist`` for k-means as faiss recommends).
+        opq_iterations: training iterations of the OPQ rotation (faiss ``OPQMatrix.niter``; default 50, as
+            faiss): fewer build faster, more fit the rotation longer. Used only with ``pq_bytes``.
         seed: random seed of the training sample and of k-means.
         num_rows: number of indexed vectors (set at build time).
         column: dataset column the index was built from (``None`` for external arrays).
@@ -122,6 +124,7 @@ class AdANNSConfig(JsonConfigMixin):
     metric: str = "ip"
     scan: str | None = None
     train_size: int | None = None
+    opq_iterations: int = 50
     extra_d_clusters: list[int] = field(default_factory=list)
     store_vectors: bool | None = None
     seed: int = 0
@@ -136,7 +139,7 @@ class AdANNSConfig(JsonConfigMixin):
 
     def __post_init__(self) -> None:
         for name in ("dim", "d_cluster", "d_search", "nlist", "nprobe", "pq_bytes", "d_pq", "d_rerank", "rerank_k",
-                     "hnsw_m", "ef_search", "train_size", "num_rows"):
+                     "hnsw_m", "ef_search", "train_size", "opq_iterations", "num_rows"):
             if isinstance(getattr(self, name), np.integer):  # JSON-safe
                 setattr(self, name, int(getattr(self, name)))
         for name in ("extra_d_clusters", "graph_dims"):
@@ -227,6 +230,9 @@ class AdANNSConfig(JsonConfigMixin):
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size < 1):
             raise ValueError(f"train_size must be a positive int or None, got {self.train_size!r}")
+        if not _is_int(self.opq_iterations) or self.opq_iterations < 1:
+            raise ValueError(f"opq_iterations must be an int >= 1 (training iterations of the OPQ rotation; "
+                             f"default 50), got {self.opq_iterations!r}")
         if self.scan in ("flat", "exact", "hnsw") and self.store_vectors is False:
             raise ValueError(f"scan={self.scan!r} needs the float32 vectors: store_vectors must not be False")
         if self.d_rerank is not None and self.store_vectors is False:

@@ -276,12 +276,48 @@ def build_index(
     return Path(save_adanns_index(dataset, name, str(output_dir)))
 
 
+#: Rows re-normalised and written (or gathered as leading columns) at a time by the streamed on-disk build:
+#: its transient buffers stay this small whatever the batch size.
+_WRITE_ROWS = 4096
+
+
+class _LeadingColumns:
+    """A :class:`~hf_ada.adanns.vectors.VectorSource` view of ``source`` that reads only the first ``width``
+    columns of each row (``dim`` stays the source's): what the PQ-only build needs once the full vectors are
+    on disk (the coarse quantizers and the OPQ+PQ codes use prefixes of at most ``width`` dims, and every
+    prefix is cut and re-normalised from the same float32 values, so the index is the same). Full rows are
+    read :data:`_WRITE_ROWS` at a time and cut at once, so the batch and the training sample hold ``width``
+    columns, not ``dim``."""
+
+    def __init__(self, source: Any, width: int):
+        self.source, self.width = source, width
+        self.num_rows, self.dim = source.num_rows, source.dim
+
+    def _gather(self, count: int, read: Callable[[int, int], np.ndarray]) -> np.ndarray:
+        out = np.empty((count, self.width), dtype=np.float32)
+        for first in range(0, count, _WRITE_ROWS):
+            last = min(count, first + _WRITE_ROWS)
+            out[first:last] = read(first, last)[:, : self.width]
+        return out
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        return self._gather(end - start, lambda a, b: self.source.read(start + a, start + b))
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return self._gather(len(rows), lambda a, b: self.source.take(rows[a:b]))
+
+    def content_hash(self) -> str:
+        return self.source.content_hash()
+
+
 def write_flat_vectors(source: Any, path: str | os.PathLike, metric: str = "ip", *, batch_size: int = 65_536,
                        bar: Any = None) -> Path:
     """Stream ``source`` (a :class:`~hf_ada.adanns.vectors.VectorSource`) into a faiss flat-index file at
     ``path`` (what ``vectors.faiss`` of a saved index holds: the vectors in row order, re-normalised for
-    ``ip``), one batch at a time: the file is written with plain writes, so the process never holds more
-    than one batch of float32 vectors. ``faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC)`` maps it."""
+    ``ip``), one batch at a time: the file is written with plain writes, so the process holds one batch of
+    float32 vectors as the source returns it, and the re-normalised rows only :data:`_WRITE_ROWS` at a time
+    (written from their own buffer, no further copy). ``faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC)``
+    maps it."""
     import struct
 
     import faiss
@@ -299,10 +335,13 @@ def write_flat_vectors(source: Any, path: str | os.PathLike, metric: str = "ip",
         handle.write(struct.pack("<Q", n * dim))
         for start in range(0, n, batch_size):
             batch = source.read(start, min(n, start + batch_size))
-            check_finite(batch, "the embeddings", start)
-            handle.write(np.ascontiguousarray(prefix(batch, dim, metric)).tobytes())
+            for first in range(0, len(batch), _WRITE_ROWS):  # row-wise work: the same values as one slice
+                rows = batch[first : first + _WRITE_ROWS]
+                check_finite(rows, "the embeddings", start + first)
+                handle.write(memoryview(prefix(rows, dim, metric)))
             if bar is not None:
                 bar.update(len(batch))
+            batch = rows = None  # freed before the next read (rows is a view of batch)
         handle.flush()
         os.fsync(handle.fileno())
         if hasattr(os, "posix_fadvise"):  # written pages need not stay cached on our account
@@ -325,8 +364,10 @@ def build_index_on_disk(
     :func:`write_flat_vectors`) and are memory-mapped from there, never held in memory.
 
     ``config`` must have ``pq_bytes`` (the in-memory store is the PQ codes; ``scan="pq"``); its ``d_rerank``
-    / ``rerank_k`` apply to the mapped vectors. Peak memory: one training sample, the codes, the lists
-    (8 bytes per row) and one batch. ``save_pretrained`` then writes the vectors from the mapping, and
+    / ``rerank_k`` apply to the mapped vectors. Memory: one batch of full rows while the vectors are
+    written; then the codes, the lists (8 bytes per row, plus the row-to-list assignment while they are
+    sorted), and the training sample and one batch cut to the longest prefix the quantizers and the codes
+    use (the full rows are already on disk). ``save_pretrained`` then writes the vectors from the mapping, and
     ``AdANNSIndex.from_pretrained(folder, mmap=True)`` serves them from disk.
     """
     import faiss
@@ -353,7 +394,9 @@ def build_index_on_disk(
         path = write_flat_vectors(source, vectors_path, config.metric, batch_size=batch_size, bar=bar)
     # lists and codes only (no float32 copy), then the mapped vectors attached for the re-rank
     config.scan, config.store_vectors, config.d_rerank = "pq", False, None
-    index = AdANNSIndex.build(source, config, batch_size=batch_size, show_progress=show_progress)
+    width = max(*config.d_clusters, config.d_pq)
+    narrow = _LeadingColumns(source, width) if width < source.dim else source
+    index = AdANNSIndex.build(narrow, config, batch_size=batch_size, show_progress=show_progress)
     index.storage.vectors = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
     config.store_vectors, config.d_rerank = True, d_rerank
     if rerank_k is not None:

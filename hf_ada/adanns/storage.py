@@ -360,6 +360,7 @@ class IndexStorage:
                     "raise train_size or index more rows"
                 )
             opq = faiss.OPQMatrix(cfg.d_pq, cfg.pq_bytes)
+            opq.niter = cfg.opq_iterations
             trainer = faiss.ProductQuantizer(cfg.d_pq, cfg.pq_bytes, 8)
             trainer.cp.min_points_per_centroid = 1
             opq.pq = trainer
@@ -397,7 +398,7 @@ class IndexStorage:
             self._set_lists(d_cluster, lists)
 
     def _set_lists(self, d_cluster: int, lists: np.ndarray) -> None:
-        self.ids[d_cluster] = np.argsort(lists, kind="stable").astype(np.int64)
+        self.ids[d_cluster] = np.argsort(lists, kind="stable").astype(np.int64, copy=False)
         self.offsets[d_cluster] = np.concatenate(
             [[0], np.cumsum(np.bincount(lists, minlength=self.config.nlist))]).astype(np.int64)
 
@@ -434,7 +435,8 @@ class IndexStorage:
     def add_all(self, source: VectorSource, *, batch_size: int, bar: Any) -> None:
         """Assign every row to its lists, store the vectors and PQ codes; one pass over the source."""
         cfg, n = self.config, source.num_rows
-        assign = {dc: np.empty(n, dtype=np.int64) for dc in cfg.d_clusters}
+        # list numbers fit int32 (half the memory of faiss's int64 labels; a stable sort orders them the same)
+        assign = {dc: np.empty(n, dtype=np.int32) for dc in cfg.d_clusters}
         view = None
         if cfg.store_vectors:  # sized once (no doubling reallocations), filled batch by batch
             self.vectors = faiss.IndexFlat(cfg.dim, faiss_metric(cfg.metric))
@@ -455,10 +457,11 @@ class IndexStorage:
             if view is not None:
                 view[start:end] = prefix(batch, cfg.dim, cfg.metric)
             bar.update(len(batch))
+            batch = None  # freed before the next read: one batch alive at a time
         if self.vectors is not None:
             self.vectors.ntotal = n
-        for dc, lists in assign.items():
-            self._set_lists(dc, lists)
+        for dc in list(assign):  # each assignment freed once its lists are sorted
+            self._set_lists(dc, assign.pop(dc))
         self.__dict__.pop("_encoder", None)
         for dim in cfg.graph_dims:
             self.add_graph(dim, cfg.hnsw_m)

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nprobe", type=positive_int, help="lists probed per query (default: nlist / 16)")
     parser.add_argument("--pq-bytes", type=positive_int, help="bytes per vector of OPQ+PQ codes (default: none)")
     parser.add_argument("--d-pq", type=positive_int, help="prefix dims the PQ codes cover (default: the full dim)")
+    parser.add_argument("--opq-iterations", type=positive_int, help="training iterations of the OPQ rotation of the "
+                        "--pq-bytes codes (an integer >= 1; default: 50, as faiss)")
     parser.add_argument("--d-rerank", type=non_negative_int, help="prefix dims of the exact re-rank (default: the "
                         "full dim when d-search is shorter)")
     parser.add_argument("--rerank-k", type=positive_int, help="candidates re-ranked exactly (default: 100)")
@@ -113,6 +115,8 @@ def build_index_cli(argv: list[str] | None = None) -> Path:
     if args.embed_devices is not None and (len(args.embed_devices) < 2 or not all(args.embed_devices)):
         raise UsageError(f"--embed-devices takes two or more comma-separated devices (e.g. cuda:0,cuda:1 or "
                          f"cpu,cpu), got {','.join(args.embed_devices)!r}")
+    if args.opq_iterations is not None and args.pq_bytes is None:
+        raise UsageError("--opq-iterations sets the training of the OPQ rotation of the PQ codes: it needs --pq-bytes")
     output = check_output_folder(args.output, flag="--output", kind=INDEX_KIND, inputs=[args.dataset])
     name = args.name or args.column
     from ..common.artifact import check_name
@@ -152,7 +156,8 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> tuple[Path, dic
     if not is_main_process():  # under accelerate launch / torchrun every rank embedded its shards; rank 0 builds
         return output, None
     settings = {key: getattr(args, key) for key in ("d_cluster", "d_search", "nlist", "nprobe", "pq_bytes", "d_pq",
-                                                    "d_rerank", "rerank_k", "train_size") if getattr(args, key) is not None}
+                                                    "d_rerank", "rerank_k", "train_size", "opq_iterations")
+                if getattr(args, key) is not None}
     search_flags = [key for key in ("d_search", "nprobe", "d_rerank", "rerank_k") if getattr(args, key) is not None]
     tune = args.tune if args.tune is not None else (0 if search_flags else 256)
     ds.add_adanns_index(args.column, name, metric=args.metric, seed=args.seed, auto_tune=0,
