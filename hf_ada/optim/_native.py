@@ -32,7 +32,7 @@ from ._notice import notice
 
 logger = logging.getLogger("hf_ada.optim.adan")  # one logger for every Adan notice
 
-__all__ = ["available", "is_built", "library", "eligible", "update", "all_finite", "SCALARS", "BUILD_S", "SAVING"]
+__all__ = ["available", "is_built", "library", "eligible", "update", "advance", "all_finite", "SCALARS", "BUILD_S", "SAVING"]
 
 SOURCE = Path(__file__).with_name("_adan_cpu.c")
 
@@ -150,6 +150,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.hf_ada_adan_update.restype = ctypes.c_int
     lib.hf_ada_all_finite.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     lib.hf_ada_all_finite.restype = ctypes.c_int
+    lib.hf_ada_add_one.argtypes = [ctypes.c_int64, ctypes.c_void_p]
+    lib.hf_ada_add_one.restype = None
     lib.hf_ada_scalar_count.restype = ctypes.c_int
     if lib.hf_ada_scalar_count() != len(SCALARS):
         raise RuntimeError("the kernel library does not match this hf-ada version")
@@ -206,15 +208,21 @@ def available() -> bool:
 
 def eligible(*tensors: Tensor) -> bool:
     """Whether the kernel can update these tensors: float32, contiguous, on the CPU."""
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+    float32 = torch.float32
+    for t in tensors:  # a plain loop: this runs for every tensor at every step
+        if t.dtype is not float32 or not t.is_cpu or not t.is_contiguous():
+            return False
+    return True
 
 
 def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-def _pointers(columns: list[list[Tensor]]) -> tuple[array.array, array.array]:
-    ptrs = array.array("Q", [t.data_ptr() for column in columns for t in column])
+def _pointers(columns: list[list[Tensor]] | tuple[list[Tensor], ...]) -> tuple[array.array, array.array]:
+    ptrs = array.array("Q")
+    for column in columns:
+        ptrs.extend([t.data_ptr() for t in column])
     numel = array.array("q", [t.numel() for t in columns[0]])
     return ptrs, numel
 
@@ -236,6 +244,17 @@ def update(
     values = array.array("f", scalars)
     lib.hf_ada_adan_update(len(params), ptrs.buffer_info()[0], numel.buffer_info()[0], values.buffer_info()[0],
                            _threads())  # fmt: skip
+
+
+def advance(steps: list[Tensor]) -> list[float]:
+    """Add 1 to every step count (0-d tensors) and return the new counts: one call for float32 CPU counts
+    (the optimizer's own), ``torch._foreach_add_`` otherwise."""
+    if _library is not None and eligible(*steps):
+        ptrs, _numel = _pointers([steps])
+        _library.hf_ada_add_one(len(steps), ptrs.buffer_info()[0])
+    else:
+        torch._foreach_add_(steps, 1.0)
+    return torch.stack(steps).tolist()
 
 
 def all_finite(tensors: list[Tensor]) -> bool | None:

@@ -470,9 +470,9 @@ class Adan(Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            flat = _fused_eligible(params) and (group["fused"] is True or (
+            flat = (group["fused"] is True or (
                 group["fused"] is None and group["foreach"] is None and group.get("chosen_path") in (None, "fused")
-            ))  # fmt: skip
+            )) and _fused_eligible(params)  # fmt: skip
             lists = self._init_group(group, clip_coef, flat)
             path = self._path_of(group, lists["params"])
             if path == "measure":
@@ -555,7 +555,7 @@ def _fused_eligible(params: list[Tensor]) -> bool:
 
 def _native_group(params: list[Tensor]) -> bool:
     """Whether every parameter and gradient of the group is one the native CPU kernel updates."""
-    return all(_native.eligible(p) and (p.grad is None or _native.eligible(p.grad)) for p in params)
+    return _native.eligible(*params, *(p.grad for p in params if p.grad is not None))
 
 
 def _is_standalone(tensor: Tensor) -> bool:

@@ -312,10 +312,9 @@ def _native_adan(
 ) -> None:
     """Update float32 CPU tensors with the native kernel: one call per step count (one call in all unless
     parameters joined the group late)."""
-    torch._foreach_add_(steps, 1.0)
     by_step: dict[float, list[int]] = {}
-    for i, s in enumerate(steps):
-        by_step.setdefault(s.item(), []).append(i)
+    for i, s in enumerate(_native.advance(steps)):
+        by_step.setdefault(s, []).append(i)
     columns = (params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads)
     for step, idx in by_step.items():
         if len(idx) == len(params):
