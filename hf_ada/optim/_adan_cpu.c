@@ -1,7 +1,7 @@
 /* Adan's update for float32 tensors on the CPU: one call updates every tensor of a parameter group.
  *
  * Built on first use by hf_ada/optim/_native.py (the C compiler of the machine, -O3 -march=native; the loop
- * below vectorizes) and loaded with ctypes; no Python or torch headers, so it builds in about a second.
+ * below vectorizes) and loaded with ctypes; no Python or torch headers, so it builds quickly.
  * Each element is read once from each of the six arrays (param, grad, exp_avg, exp_avg_diff, exp_avg_sq,
  * prev_grad) and written once to five of them, in place: the memory traffic floor of the algorithm.
  *

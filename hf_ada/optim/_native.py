@@ -2,11 +2,10 @@
 with :mod:`ctypes`. One call updates every float32 tensor of a parameter group (each element read once from
 the six arrays, written once to five), and one call checks a list of gradients for ``inf`` / ``nan``.
 
-It needs no Python or torch headers, so a cold build takes about a second (``torch.compile``'s Inductor
-needs tens of seconds); the library is cached under ``$HF_ADA_CACHE/kernels`` (default
+It needs no Python or torch headers, so a cold build is short next to ``torch.compile``'s (both measured in
+``benchmarks/results/adan_step.md``); the library is cached under ``$HF_ADA_CACHE/kernels`` (default
 ``~/.cache/hf_ada/kernels``), keyed by the source, the compiler and the CPU. Set ``HF_ADA_NATIVE_KERNEL=0``
-to turn it off (the fused path then compiles with ``torch.compile``). Measured build time and step times:
-``benchmarks/results/adan_step.md``.
+to turn it off (the fused path then compiles with ``torch.compile``).
 """
 
 from __future__ import annotations
@@ -182,8 +181,7 @@ def library(build: bool = True) -> ctypes.CDLL | None:
             if not _regular_file_we_own(path):
                 if not build:
                     return None
-                notice(logger, "Adan: building the native CPU kernel with %s (once per machine, about a second; "
-                       "cached in %s)", Path(compiler).name, path.parent)  # fmt: skip
+                notice(logger, "Adan: building the native CPU kernel with %s (once per machine; cached in %s)", Path(compiler).name, path.parent)  # fmt: skip
                 start = time.perf_counter()
                 try:
                     _build(compiler, path)

@@ -92,7 +92,7 @@ class Adan(Optimizer):
         foreach: ``True``: the multi-tensor (``torch._foreach_*``) path; ``False``: the single-tensor path.
         fused: ``True``: a fused kernel over a flat state layout (one contiguous block per group, dtype
             and device): float32 parameters on the CPU through the native kernel (one call for the whole
-            group; built once per machine with the C compiler, about a second, and cached on disk: see
+            group; built once per machine with the C compiler and cached on disk: see
             :mod:`hf_ada.optim._native`), the others through ``torch.compile`` (the first step compiles
             and says so). ``False``: an eager path. ``None`` (default, with ``foreach=None``): the fused
             path where its kernel is ready (the native kernel built on this machine, or the compiled one
