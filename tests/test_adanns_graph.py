@@ -125,8 +125,8 @@ def test_tuned_index_never_loses_to_its_own_rigid_candidates(data):
              or (p["scan"] == "flat" and p["d_cluster"] == D and p["d_search"] == D and not p["d_rerank"])
              or (p["scan"] == "hnsw" and p["d_search"] == D and not p["d_rerank"])]
     assert {p["scan"] for p in rigid} == {"exact", "flat", "hnsw"}
-    assert len([p for p in rigid if p["scan"] == "flat"]) == 5  # nprobe 1, 2, 4, 8, 16
-    assert len([p for p in rigid if p["scan"] == "hnsw"]) == 5  # efSearch 16 ... 256
+    assert {p["nprobe"] for p in rigid if p["scan"] == "flat"} >= {1, 2, 4, 8, 16}  # + the finer ladder near the front
+    assert {p["ef_search"] for p in rigid if p["scan"] == "hnsw"} >= {16, 32, 64, 128, 256}
     for r in rigid:
         plan = choose_plan(points, D, target_recall=r["recall"])
         assert plan["recall"] >= r["recall"] and plan["qps"] >= r["qps"]

@@ -35,6 +35,7 @@ from .tuning import (
     describe_plan,
     measure_plans,
     pareto_front,
+    refine_grid,
     relevant_sets,
     retime_front,
     retrieval_metrics,
@@ -77,6 +78,7 @@ def _check_relevant(relevant_ids: Any, num_queries: int, num_rows: int) -> list[
             raise ValueError(f"relevant_ids[{i}] holds a row outside [0, {num_rows}): {sorted(rel)[:5]}")
     return relevant
 _MAX_BUFFER = 4_000_000  # query x candidate cells kept at once (bounds search memory)
+_REFINE_ROUNDS = 6  # walks of the fine nprobe / efSearch ladders from the front (each adds one step each way)
 
 
 class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
@@ -242,7 +244,9 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
             return self.settings(**overrides)
         if overrides:
             raise ValueError(f"pass either {sorted(asked)} or explicit settings {sorted(overrides)}, not both")
-        points = self.tuning.get("points") or self.pareto_front
+        # after a load only the fronts are kept: the time front answers target_recall / time_budget_ms, the
+        # FLOPs front budget_flops (every choice choose_plan can make lies on one of them)
+        points = self.tuning.get("points") or [*self.tuning.get("time_front", []), *self.pareto_front]
         if not points:
             raise ValueError(f"{sorted(asked)[0]} needs a tuned index: call index.tune(queries, relevant_ids) first")
         plan = choose_plan(points, self.config.dim, **asked)
@@ -322,6 +326,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         budget_flops: float | None = None,
         repeats: int = 2,
         structures: bool | None = None,
+        refine: bool | None = None,
         show_progress: bool = True,
     ) -> list[dict[str, Any]]:
         """Measure every plan of ``grid`` on held-out tuning ``queries`` (``relevant_ids[i]``: the rows
@@ -338,17 +343,23 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         measures the default grid over all of them, then keeps only the stored structures some plan on the
         recall/time front uses (the plan's reason says what was built, kept and dropped).
 
+        ``refine`` (default: when no ``grid`` is given) then measures the neighbouring nprobe / efSearch
+        settings of every plan on the recall/time front on finer ladders
+        (:func:`~hf_ada.adanns.tuning.refine_grid`), until the front asks for nothing new.
+
         Use queries that are not your test queries: the plan is fitted to them.
         """
         queries = self._check_queries(queries)
         relevant = _check_relevant(relevant_ids, len(queries), self.num_rows)
         return self._tune(queries, relevant, k=k, grid=grid, quick=False,
-                          structures=grid is None if structures is None else structures, repeats=repeats,
+                          structures=grid is None if structures is None else structures,
+                          refine=grid is None if refine is None else refine, repeats=repeats,
                           show_progress=show_progress, target_recall=target_recall, time_budget_ms=time_budget_ms,
                           budget_flops=budget_flops)
 
     def _tune(self, queries: np.ndarray, relevant: list[set[int]], *, k: int, grid: Sequence[dict[str, Any]] | None,
-              quick: bool, structures: bool, repeats: int, show_progress: bool, **choice: Any) -> list[dict[str, Any]]:
+              quick: bool, structures: bool, refine: bool, repeats: int, show_progress: bool,
+              **choice: Any) -> list[dict[str, Any]]:
         if not _positive_int(k):
             raise ValueError(f"k must be a positive int, got {k!r}")
         if not _positive_int(repeats):
@@ -358,6 +369,13 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         measured = points = measure_plans(self, queries, relevant, grid, k=k, repeats=repeats,
                                           show_progress=show_progress)
         retime_front(self, queries, points, k=k, rounds=max(repeats, 3))
+        for _ in range(_REFINE_ROUNDS if refine else 0):  # a finer nprobe / efSearch ladder near the front
+            extra = refine_grid(points, self.config.nlist)
+            if not extra:
+                break
+            points += measure_plans(self, queries, relevant, extra, k=k, repeats=repeats, show_progress=False)
+        if refine:
+            retime_front(self, queries, points, k=k, rounds=max(repeats, 3))
         if built:
             points, built = self._keep_front_structures(points, built)
         plan = choose_plan(points, self.config.dim, num_queries=len(queries), **choice)
@@ -469,7 +487,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         _, truth = self.search_batch(queries, k, scan="exact", d_search=self.config.dim, d_rerank=None)
         relevant = [set(t.tolist()) - {-1} for t in truth]
         return self._tune(queries, relevant, k=k, grid=grid, quick=True,
-                          structures=grid is None if structures is None else structures, repeats=2,
+                          structures=grid is None if structures is None else structures, refine=grid is None, repeats=2,
                           show_progress=False, **choice)
 
     # ------------------------------------------------------------------ artifact protocol

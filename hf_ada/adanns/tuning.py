@@ -2,9 +2,13 @@
 
 Every candidate plan is run on held-out *tuning* queries (never the test queries) and measured for
 recall@k / MRR@k, FLOPs per query (:func:`~hf_ada.adanns.cost.plan_cost`) and wall-clock queries/s (best of
-``repeats`` timed runs of the whole batch, with the faiss threads in effect); the contenders on the
-recall/time front are then timed again side by side (:func:`retime_front`). :func:`choose_plan` then picks,
-in this order of what the caller asked:
+``repeats`` timed runs of the whole batch, with the faiss threads in effect). The first pass walks the
+nprobe / efSearch values a faiss user would try (powers of two); :func:`refine_grid` then adds the
+neighbouring settings on finer ladders (steps of 1.2-1.5x) around every plan on the recall/time front, until
+the front asks for nothing new, so a recall target that falls between two powers of two is met without
+paying the next one. The contenders -- the front and every plan whose one timing may have pushed it off the
+front -- are then timed again side by side (:func:`retime_front`). :func:`choose_plan` then picks, in this
+order of what the caller asked:
 
 * ``target_recall``: the fastest plan whose recall reaches it;
 * ``time_budget_ms``: the most accurate plan within that many milliseconds per query;
@@ -23,8 +27,8 @@ import numpy as np
 
 from .config import SEARCH_KEYS, AdANNSConfig
 
-__all__ = ["retrieval_metrics", "pareto_front", "default_grid", "measure_plans", "retime_front", "choose_plan",
-           "describe_plan",
+__all__ = ["retrieval_metrics", "pareto_front", "default_grid", "refine_grid", "measure_plans", "retime_front",
+           "choose_plan", "describe_plan",
            "DEFAULT_RELATIVE_RECALL"]
 
 #: without an explicit target, a plan must reach this share of exact flat search's recall
@@ -32,14 +36,19 @@ DEFAULT_RELATIVE_RECALL = 0.99
 
 
 def retrieval_metrics(rows: np.ndarray, relevant: Sequence[set[int]], k: int) -> dict[str, float]:
-    """recall@k (share of each query's relevant rows found in its top k, averaged) and MRR@k."""
-    recall, mrr = 0.0, 0.0
+    """recall@k (share of each query's relevant rows found in its top k, averaged), MRR@k, and
+    ``recall_se``: the standard error of that recall over the queries (the standard deviation of the
+    per-query recalls / sqrt(number of queries)), i.e. how much the measured recall would move on another
+    sample of as many queries."""
+    recalls, mrr = [], 0.0
     for found, rel in zip(np.asarray(rows)[:, :k], relevant):
         hits = [rank for rank, row in enumerate(found) if int(row) in rel]
-        recall += len(set(int(r) for r in found) & rel) / max(len(rel), 1)
+        recalls.append(len(set(int(r) for r in found) & rel) / max(len(rel), 1))
         mrr += 1.0 / (hits[0] + 1) if hits else 0.0
     n = max(len(relevant), 1)
-    return {"recall": recall / n, "mrr": mrr / n}
+    per_query = np.asarray(recalls, dtype=np.float64)
+    se = float(per_query.std(ddof=1) / math.sqrt(len(per_query))) if len(per_query) > 1 else 0.0
+    return {"recall": float(per_query.sum()) / n, "mrr": mrr / n, "recall_se": se}
 
 
 def pareto_front(points: Sequence[dict[str, Any]], key: str = "recall", cost: str = "flops") -> list[dict[str, Any]]:
@@ -63,8 +72,14 @@ def _dims(config: AdANNSConfig, quick: bool = False) -> list[int]:
     return sorted(dims)
 
 
-#: HNSW walk widths tried (faiss efSearch), the range a user of faiss HNSW would try.
+#: HNSW walk widths of the first pass (faiss efSearch), the range a user of faiss HNSW would try ...
 EF_SEARCH = (16, 32, 64, 128, 256)
+#: ... and nprobe values of the first pass (the ones a user of faiss IVF would try).
+NPROBES = (1, 2, 4, 8, 16, 32, 64)
+#: The finer ladders :func:`refine_grid` walks near the recall/time front: steps of 1.2-1.5x, so a target
+#: between two first-pass settings is met without paying the next power of two.
+NPROBE_LADDER = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
+EF_LADDER = (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512)
 
 
 def default_grid(config: AdANNSConfig, quick: bool = False) -> list[dict[str, Any]]:
@@ -89,7 +104,7 @@ def default_grid(config: AdANNSConfig, quick: bool = False) -> list[dict[str, An
             if d < cfg.dim:
                 grid += [{"scan": "exact", "d_search": d, "d_rerank": cfg.dim, "rerank_k": r}
                          for r in ((50, 200) if not quick else (cfg.rerank_k,))]
-    nprobes = sorted({min(cfg.nlist, p) for p in (1, 2, 4, 8, 16, 32, 64, cfg.nprobe)})
+    nprobes = sorted({min(cfg.nlist, p) for p in (*NPROBES, cfg.nprobe)})
     for d_cluster in cfg.d_clusters:
         for nprobe in nprobes:
             for d_rerank, rerank_k in reranks:
@@ -113,6 +128,40 @@ def default_grid(config: AdANNSConfig, quick: bool = False) -> list[dict[str, An
 
 def _settings_of(point: dict[str, Any]) -> dict[str, Any]:
     return {key: point[key] for key in SEARCH_KEYS}
+
+
+def _plan_key(point: dict[str, Any]) -> tuple:
+    """What makes two measured plans the same plan (the keys that do not act on its scan are left out)."""
+    scan = point["scan"]
+    return (scan, point["d_search"], point["d_rerank"], point["rerank_k"] if point["d_rerank"] else None,
+            point["d_cluster"] if scan in ("flat", "pq") else None, point["nprobe"] if scan in ("flat", "pq") else None,
+            point["ef_search"] if scan == "hnsw" else None)
+
+
+def refine_grid(points: Sequence[dict[str, Any]], nlist: int) -> list[dict[str, Any]]:
+    """Plans one step below and one step above every plan of the recall/time front on the fine ladders
+    (:data:`NPROBE_LADDER` for IVF plans, capped at ``nlist``; :data:`EF_LADDER` for graph plans, from the
+    re-rank depth up when re-ranked), that ``points`` does not hold yet. :meth:`AdANNSIndex.tune
+    <hf_ada.adanns.AdANNSIndex.tune>` measures them and walks again until the front asks for nothing new: the
+    grid is fine exactly where a recall target can fall, and stays coarse where no target would choose."""
+    seen = {_plan_key(p) for p in points}
+    extra: list[dict[str, Any]] = []
+    for point in pareto_front(points, cost="ms"):
+        if point["scan"] in ("flat", "pq"):
+            key, ladder = "nprobe", [v for v in NPROBE_LADDER if v <= nlist]
+        elif point["scan"] == "hnsw":
+            floor = point["rerank_k"] if point["d_rerank"] else 1
+            key, ladder = "ef_search", [v for v in EF_LADDER if v >= floor]
+        else:
+            continue
+        value = point[key]
+        below, above = [v for v in ladder if v < value], [v for v in ladder if v > value]
+        for step in below[-1:] + above[:1]:
+            plan = {**_settings_of(point), key: step}
+            if _plan_key(plan) not in seen:
+                seen.add(_plan_key(plan))
+                extra.append(plan)
+    return extra
 
 
 def is_exact_flat(point: dict[str, Any], dim: int) -> bool:
@@ -160,7 +209,9 @@ def choose_plan(
         meets = [p for p in points if p["recall"] >= target - 1e-12]
         if meets:
             best = max(meets, key=lambda p: (p["qps"], p["recall"]))
-            reason = f"fastest measured plan with recall >= {target:.4f} ({what}) {where}"
+            se = f" +- {best['recall_se']:.4f}" if best.get("recall_se") is not None else ""
+            reason = (f"fastest measured plan with recall >= {target:.4f} ({what}) {where}: recall "
+                      f"{best['recall']:.4f}{se} (standard error over the queries)")
         else:
             best = max(points, key=lambda p: (p["recall"], p["qps"]))
             reason = f"no plan reached recall {target:.4f} ({what}) {where}; using the most accurate one"
@@ -168,7 +219,8 @@ def choose_plan(
         reason += f"; {best['qps'] / baseline['qps']:.2f}x the queries/s of exact flat search"
     elif baseline is not None:
         reason += "; exact flat search is the fastest plan at this quality on this corpus"
-    return {**_settings_of(best), "reason": reason, "recall": best["recall"], "mrr": best["mrr"],
+    return {**_settings_of(best), "reason": reason, "recall": best["recall"], "recall_se": best.get("recall_se"),
+            "mrr": best["mrr"],
             "flops": best["flops"], "qps": best["qps"], "ms": best["ms"], "bytes": best.get("bytes")}
 
 
@@ -206,19 +258,37 @@ def measure_plans(
     return points
 
 
+def near_front(points: Sequence[dict[str, Any]], slack: float = 1.25) -> list[dict[str, Any]]:
+    """Points whose time is within ``slack`` x the fastest time of any point at least as accurate: the
+    recall/time front and the plans whose one noisy timing may have pushed them off it."""
+    out, best = [], math.inf
+    for point in sorted(points, key=lambda p: (-p["recall"], p["ms"])):
+        best = min(best, point["ms"])
+        if point["ms"] <= slack * best:
+            out.append(point)
+    return out
+
+
+#: contenders re-timed side by side: within this factor of the recall/time front (a timing of a few
+#: milliseconds of search on a shared machine moves by 10-20%)
+RETIME_SLACK = 1.25
+
+
 def retime_front(index: Any, queries: np.ndarray, points: list[dict[str, Any]], *, k: int = 10, rounds: int = 3,
-                 passes: int = 2) -> None:
-    """Time the plans on the recall/time front again, together with exact flat search, in ``rounds``
-    interleaved rounds (each plan once per round; its time = the best of its rounds), ``passes`` times (a
-    plan that joins the front is timed in the next pass). Choosing the fastest of hundreds of plans from one
-    timing each favours whichever was measured in a quiet moment; timing the contenders side by side, several
-    times, removes most of that luck. Updates ``ms`` / ``qps`` of those points in place."""
+                 passes: int = 2, slack: float = RETIME_SLACK) -> None:
+    """Time the contenders again -- the plans within ``slack`` of the recall/time front (:func:`near_front`)
+    and exact flat search -- side by side in ``rounds`` interleaved rounds (each plan once per round; its time =
+    the best of its rounds), ``passes`` times (a plan that joins the contenders is timed in the next pass).
+    Choosing the fastest of hundreds of plans from one timing each favours whichever was measured in a quiet
+    moment, and drops a plan whose one timing was unlucky; timing every contender side by side, several times,
+    removes most of that luck. Updates ``ms`` / ``qps`` of those points in place."""
     import time
 
+    timed: dict[int, float] = {}
     for _ in range(passes):
-        contenders = {id(p): p for p in pareto_front(points, cost="ms")}
+        contenders = {id(p): p for p in near_front(points, slack)}
         contenders.update({id(p): p for p in points if is_exact_flat(p, index.config.dim)})
-        best = {key: float("inf") for key in contenders}
+        best = {key: timed.get(key, float("inf")) for key in contenders}
         for _ in range(rounds):
             for key, point in contenders.items():
                 settings = _settings_of(point)
@@ -226,6 +296,7 @@ def retime_front(index: Any, queries: np.ndarray, points: list[dict[str, Any]], 
                 index.search_batch(queries, k, **settings)
                 best[key] = min(best[key], time.perf_counter() - start)
         for key, point in contenders.items():
+            timed[key] = best[key]
             point["ms"] = 1000.0 * best[key] / len(queries)
             point["qps"] = len(queries) / max(best[key], 1e-9)
 

@@ -8,11 +8,14 @@ __all__ = ["prefix", "VectorSource", "ArrayVectorSource", "check_finite"]
 
 
 def prefix(vectors: np.ndarray, dim: int, metric: str) -> np.ndarray:
-    """First ``dim`` dims of ``vectors`` as C-contiguous float32, re-normalised to unit length for ``ip``."""
-    out = np.ascontiguousarray(vectors[:, :dim], dtype=np.float32)
-    if metric == "ip":
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        out = out / np.maximum(norms, 1e-12)
+    """First ``dim`` dims of ``vectors`` as C-contiguous float32, re-normalised to unit length for ``ip`` (a
+    zero row stays zero). ``ip`` always returns a new array (normalised in place by faiss, in one pass)."""
+    if metric != "ip":
+        return np.ascontiguousarray(vectors[:, :dim], dtype=np.float32)
+    import faiss
+
+    out = np.array(vectors[:, :dim], dtype=np.float32, order="C")
+    faiss.normalize_L2(out)
     return out
 
 

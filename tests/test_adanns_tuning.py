@@ -1,0 +1,177 @@
+"""The plan choice's measuring machinery against literal transcriptions on small data: the standard error of
+recall@k, the fine nprobe / efSearch ladders walked around the recall/time front (every refined plan's recall
+checked against brute-force search), the contenders re-timed side by side, and a loaded index answering a
+recall target from its saved fronts like the tuned one."""
+
+from __future__ import annotations
+
+import math
+
+import faiss
+import numpy as np
+import pytest
+
+from hf_ada.adanns import AdANNSConfig, AdANNSIndex, choose_plan
+from hf_ada.adanns.config import SEARCH_KEYS
+from hf_ada.adanns.tuning import (
+    EF_LADDER,
+    NPROBE_LADDER,
+    NPROBES,
+    near_front,
+    pareto_front,
+    refine_grid,
+    retime_front,
+    retrieval_metrics,
+)
+
+from adanns_reference import unit
+
+faiss.omp_set_num_threads(1)
+D = 32
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    """1,200 clustered rows whose energy decays along the dims (Matryoshka-like) and 80 queries."""
+    gen = np.random.default_rng(5)
+    scale = np.linspace(2.0, 0.3, D)
+    centers = gen.standard_normal((24, D)) * scale
+
+    def draw(n: int) -> np.ndarray:
+        return (centers[gen.integers(0, 24, n)] + 0.9 * gen.standard_normal((n, D)) * scale).astype(np.float32)
+
+    return draw(1200), draw(80)
+
+
+def exact_top(q: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-(unit(q) @ unit(x).T), axis=1, kind="stable")[:, :k]
+
+
+def test_recall_standard_error_is_the_literal_one():
+    rows = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8], [0, 9, 9]])
+    relevant = [{0, 1}, {4, 10}, {11, 12}, {0}]
+    per_query = [1.0, 0.5, 0.0, 1.0]
+    m = retrieval_metrics(rows, relevant, k=3)
+    mean = sum(per_query) / 4
+    literal_sd = math.sqrt(sum((r - mean) ** 2 for r in per_query) / 3)  # sample standard deviation
+    assert m["recall"] == pytest.approx(mean)
+    assert m["recall_se"] == pytest.approx(literal_sd / math.sqrt(4))
+    assert retrieval_metrics(rows[:1], relevant[:1], k=3)["recall_se"] == 0.0  # one query: no spread to measure
+
+
+def _p(scan: str, recall: float, ms: float, **settings) -> dict:
+    base = {"d_cluster": 8, "d_search": 16, "nprobe": 4, "d_rerank": None, "rerank_k": 50, "scan": scan,
+            "ef_search": 64}
+    return {**base, **settings, "recall": recall, "ms": ms, "qps": 1000.0 / ms, "flops": ms, "mrr": recall}
+
+
+def test_refine_grid_literal():
+    ivf = _p("flat", 0.70, 1.0, nprobe=4)
+    ivf_slow = _p("flat", 0.65, 5.0, nprobe=8, d_search=8)  # dominated: off the front, not refined
+    graph = _p("hnsw", 0.90, 2.0, ef_search=32, d_search=16)
+    reranked = _p("hnsw", 0.95, 3.0, ef_search=50, d_search=8, d_rerank=32, rerank_k=50)
+    top = _p("flat", 0.99, 4.0, nprobe=16, d_cluster=32, d_search=32)
+    measured_5 = _p("flat", 0.72, 1.5, nprobe=5)  # the step above nprobe 4, already measured
+    points = [ivf, ivf_slow, graph, reranked, top, measured_5]
+    assert ivf_slow not in pareto_front(points, cost="ms")
+    extra = refine_grid(points, nlist=20)
+
+    def key(p):
+        return (p["scan"], p["d_search"], p["d_cluster"], p["nprobe"], p["ef_search"], p["d_rerank"])
+
+    settings = {key(p) for p in extra}
+    literal = {("flat", 16, 8, 3, 64, None),  # nprobe 4 -> 3 (5 is measured)
+               ("flat", 16, 8, 6, 64, None),  # nprobe 5 -> 6 (4 is measured)
+               ("hnsw", 16, 8, 4, 24, None), ("hnsw", 16, 8, 4, 40, None),  # efSearch 32 -> 24, 40
+               ("hnsw", 8, 8, 4, 64, 32),  # re-ranked top 50: efSearch from 50 up, so only 64 (none below 50)
+               ("flat", 32, 32, 12, 64, None), ("flat", 32, 32, 20, 64, None)}  # nprobe 16 -> 12, 20 (<= nlist)
+    assert settings == literal
+    assert all(set(p) == set(SEARCH_KEYS) for p in extra)
+    assert refine_grid(points + [{**p, "recall": 0.0, "ms": 99.0, "qps": 1.0, "flops": 1.0, "mrr": 0.0}
+                                 for p in extra], nlist=20) == []  # everything asked for is measured now
+    assert [v for v in NPROBE_LADDER if v in NPROBES] == list(NPROBES)  # the first pass is on the ladder
+    assert list(EF_LADDER) == sorted(EF_LADDER) and list(NPROBE_LADDER) == sorted(NPROBE_LADDER)
+
+
+def test_near_front_literal():
+    a, b, c, d = _p("flat", 0.9, 2.0), _p("flat", 0.8, 1.0), _p("flat", 0.85, 2.4), _p("flat", 0.7, 1.3)
+    # fastest at recall >= 0.85 is a (2.0 ms): c at 2.4 <= 1.25 x 2.0 is near; at >= 0.7 it is b (1.0): d 1.3 > 1.25
+    assert {id(p) for p in near_front([a, b, c, d], 1.25)} == {id(a), id(b), id(c)}
+    assert {id(p) for p in near_front([a, b, c, d], 1.0)} == {id(p) for p in pareto_front([a, b, c, d], cost="ms")}
+
+
+def test_retime_front_times_the_near_front_plans_and_leaves_the_rest(data):
+    x, q = data
+    idx = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=24, nprobe=4), show_progress=False)
+    truth = [set(t) for t in exact_top(q, x, 10)]
+    grid = [{"nprobe": p, "d_search": D, "d_rerank": None} for p in (1, 4, 24)]
+    points = idx.tune(q, truth, k=10, grid=grid, repeats=1, show_progress=False)
+    far, near, top = (next(p for p in points if p["nprobe"] == v) for v in (1, 4, 24))
+    far["ms"], far["qps"] = 1e6, 1e-3  # absurdly slow: no contender, kept as it is
+    near["ms"] = marker = 1.2 * top["ms"]  # off the front (top is as fast and more accurate), but within 1.25x
+    assert near not in pareto_front(points, cost="ms") and top["recall"] > near["recall"]
+    retime_front(idx, q, points, k=10, rounds=1, passes=1)
+    assert far["ms"] == 1e6
+    assert near["ms"] != marker and near["qps"] == pytest.approx(1000.0 / near["ms"])
+
+
+def literal_ivf_recalls(idx: AdANNSIndex, x: np.ndarray, q: np.ndarray, truth: np.ndarray, nprobe: int) -> np.ndarray:
+    """Per-query recall@10 of the rigid IVF on all dims, from the centroids: the rows of the nprobe closest
+    lists, scored exactly, against brute force's top 10."""
+    centroids = idx.storage.centroids[D]
+    assigned = np.argmax(unit(x) @ centroids.T, axis=1)
+    out = []
+    for qi, t in zip(q, truth):
+        probed = np.argsort(-(unit(qi[None]) @ centroids.T)[0])[:nprobe]
+        cands = np.flatnonzero(np.isin(assigned, probed))
+        top = cands[np.argsort(-(unit(qi[None]) @ unit(x[cands]).T)[0], kind="stable")[:10]]
+        out.append(len(set(top.tolist()) & set(t.tolist())) / 10)
+    return np.array(out)
+
+
+def test_tune_walks_the_fine_ladder_around_the_front_with_exact_recalls(data):
+    x, q = data
+    idx = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=24, nprobe=4,
+                                            extra_d_clusters=[D]), show_progress=False)
+    truth = exact_top(q, x, 10)
+    grid = [{"d_cluster": D, "d_search": D, "nprobe": p, "d_rerank": None} for p in (1, 2, 4, 8, 16)]
+    points = idx.tune(q, [set(t) for t in truth], k=10, grid=grid, refine=True, repeats=1, show_progress=False)
+    probes = sorted(p["nprobe"] for p in points)
+    assert len(probes) == len(set(probes)) and set(probes) <= set(NPROBE_LADDER)
+    refined = [p for p in points if p["nprobe"] not in (1, 2, 4, 8, 16)]
+    assert refined  # a one-family front always has a neighbour to measure (nprobe 1 -> 2 is measured; 16 -> 20)
+    ladder = [v for v in NPROBE_LADDER if v <= 24]
+    for p in refined:  # each is one ladder step from a plan measured before it
+        i = ladder.index(p["nprobe"])
+        assert {ladder[max(i - 1, 0)], ladder[min(i + 1, len(ladder) - 1)]} & (set(probes) - {p["nprobe"]})
+    for p in points:  # every recall, the refined ones included, against the literal IVF and brute force
+        literal = literal_ivf_recalls(idx, x, q, truth, p["nprobe"])
+        assert p["recall"] == pytest.approx(literal.mean())
+        assert p["recall_se"] == pytest.approx(literal.std(ddof=1) / math.sqrt(len(q)))
+    recalls = [p["recall"] for p in sorted(points, key=lambda p: p["nprobe"])]
+    assert recalls == sorted(recalls)  # more lists probed, exact scores: never a lower recall
+    # a target between two first-pass settings is met, and by the fastest measured plan reaching it
+    lo, hi = (next(p for p in points if p["nprobe"] == v)["recall"] for v in (4, 8))
+    target = (lo + hi) / 2
+    plan = choose_plan(points, D, target_recall=target)
+    assert plan["recall"] >= target
+    assert plan["qps"] == max(p["qps"] for p in points if p["recall"] >= target)
+    assert f"+- {plan['recall_se']:.4f}" in plan["reason"]
+
+
+def test_default_tune_refines_and_a_loaded_index_answers_targets_from_its_fronts(data, tmp_path):
+    x, q = data
+    idx = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=24, nprobe=4, hnsw_m=8),
+                            show_progress=False)
+    truth = exact_top(q, x, 10)
+    points = idx.tune(q, [set(t) for t in truth], k=10, repeats=1, show_progress=False)
+    first_pass = set(NPROBES) | {4}
+    assert any(p["scan"] in ("flat", "pq") and p["nprobe"] not in first_pass for p in points) or \
+        any(p["scan"] == "hnsw" and p["ef_search"] not in (16, 32, 64, 128, 256) for p in points)
+    loaded = AdANNSIndex.from_pretrained(idx.save_pretrained(tmp_path / "idx"))
+    assert loaded.tuning.get("points") is None  # only the fronts are saved
+    for target in (0.3, 0.6, 0.8, 0.95):
+        built = idx._resolve({}, target_recall=target).as_dict()
+        assert loaded._resolve({}, target_recall=target).as_dict() == built
+        _, rows = loaded.search_batch(q, k=10, target_recall=target)
+        np.testing.assert_array_equal(rows, idx.search_batch(q, k=10, **built)[1])
