@@ -96,6 +96,7 @@ def test_the_flat_file_holds_the_renormalised_rows_written_in_slices(tmp_path, m
     bad[777, 3] = np.nan
     with pytest.raises(ValueError, match="first at row 777"):
         sharding.write_flat_vectors(ArrayVectorSource(bad), tmp_path / "bad.faiss", batch_size=333)
+    assert not list(tmp_path.glob("*bad.faiss*"))  # the partial file is removed
 
 
 def test_on_disk_build_holds_one_batch_of_full_rows_not_three(tmp_path):

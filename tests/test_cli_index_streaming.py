@@ -164,3 +164,42 @@ def test_text_hash_does_not_depend_on_how_the_rows_are_cut_into_arrow_chunks():
     changed = texts[:2] + ["gamma delta!"] + texts[3:]
     other = datasets.Dataset(datasets.table.InMemoryTable(pa.table({"text": pa.array(changed)})))
     assert text_content_hash(other, "text") != text_content_hash(one, "text")
+
+
+def test_on_disk_build_from_parquet_shards_equals_the_in_memory_build_and_serves_mapped(tmp_path, capsys):
+    """--on-disk: the vectors go to a file next to the output (removed once saved), only the lists and codes
+    stay in memory; the saved index equals the in-memory build with the same settings, and `index search
+    --mmap` returns what the in-memory load returns."""
+    from hf_ada.commands.index import build_index_cli, search_cli
+
+    inputs = _inputs(tmp_path, _rows())
+    on_disk, err = _build("on disk", inputs["parquet shards"], tmp_path / "on-disk", ["--on-disk", "--d-pq", "16"],
+                          capsys)  # SETTINGS: pq_bytes 8, d_rerank 32, --tune 0
+    assert re.search(BAR.format(desc="vectors to disk", n=ROWS, unit="vec"), err), err[-500:]
+    assert re.search(BAR.format(desc="AdANNS index", n=ROWS, unit="vec"), err), err[-500:]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no vector file left beside
+    in_memory, _ = _build("in memory", inputs["file"], tmp_path / "in-memory", ["--d-pq", "16"], capsys)
+    _assert_same_index(on_disk, in_memory)
+    config = AdANNSIndex.from_pretrained(on_disk).config
+    assert (config.scan, config.d_rerank, config.column) == ("pq", DIM, "embeddings")
+    queries = tmp_path / "queries.npy"
+    np.save(queries, np.asarray(_rows()["embeddings"][:4], dtype=np.float32))
+    mapped = search_cli(["--dataset", str(inputs["save_to_disk"]), "--index", str(on_disk), "--query-vectors",
+                         str(queries), "--k", "5", "--json", "--mmap"])
+    loaded = search_cli(["--dataset", str(inputs["save_to_disk"]), "--index", str(on_disk), "--query-vectors",
+                         str(queries), "--k", "5", "--json"])
+    assert mapped == loaded and [r["hits"][0]["row"] for r in mapped] == [0, 1, 2, 3]
+
+
+def test_on_disk_build_refuses_what_it_cannot_build_before_any_work(tmp_path, capsys):
+    from hf_ada.commands.index import build_index_cli
+
+    inputs = _inputs(tmp_path, _rows())
+    base = ["--dataset", str(inputs["parquet shards"]), "--on-disk"]
+    for extra, message in ((["--output", str(tmp_path / "a")], "--on-disk .* needs --pq-bytes"),
+                           (["--pq-bytes", "8", "--tune", "16", "--output", str(tmp_path / "b")], "--tune 16 is not"),
+                           (["--pq-bytes", "8", "--d-rerank", "0", "--output", str(tmp_path / "c")],
+                            "--d-rerank must be in")):
+        with pytest.raises(SystemExit, match=message):
+            build_index_cli([*base, *extra])
+    assert not any((tmp_path / name).exists() for name in "abc")

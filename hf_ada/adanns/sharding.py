@@ -43,7 +43,8 @@ from ..common.files import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["world", "is_main_process", "shard_bounds", "map_shards", "load_shards", "build_index", "ShardError"]
+__all__ = ["world", "is_main_process", "shard_bounds", "map_shards", "load_shards", "build_index", "ShardError",
+           "write_flat_vectors", "build_index_on_disk", "add_index_on_disk", "open_rows"]
 
 SHARD_FORMAT = "shard-{:05d}"
 MARKER_SUFFIX = ".done.json"
@@ -318,16 +319,27 @@ def write_flat_vectors(source: Any, path: str | os.PathLike, metric: str = "ip",
     float32 vectors as the source returns it, and the re-normalised rows only :data:`_WRITE_ROWS` at a time
     (written from their own buffer, no further copy). ``faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC)``
     maps it."""
-    import struct
-
     import faiss
-
-    from .vectors import check_finite, prefix
 
     n, dim = source.num_rows, source.dim
     fourcc, metric_type = (b"IxFI", faiss.METRIC_INNER_PRODUCT) if metric == "ip" else (b"IxF2", faiss.METRIC_L2)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        _write_flat(source, tmp, n, dim, fourcc, metric_type, metric, batch_size, bar)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        raise
+    os.replace(tmp, path)
+    return path
+
+
+def _write_flat(source: Any, tmp: Path, n: int, dim: int, fourcc: bytes, metric_type: int, metric: str,
+                batch_size: int, bar: Any) -> None:
+    import struct
+
+    from .vectors import check_finite, prefix
+
     with open(tmp, "wb") as handle:
         # faiss's IndexFlat layout: header (fourcc, d, ntotal, two dummies, is_trained, metric), then the
         # float vector as its element count (uint64) and the floats
@@ -346,8 +358,6 @@ def write_flat_vectors(source: Any, path: str | os.PathLike, metric: str = "ip",
         os.fsync(handle.fileno())
         if hasattr(os, "posix_fadvise"):  # written pages need not stay cached on our account
             os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    os.replace(tmp, path)
-    return path
 
 
 def build_index_on_disk(
@@ -402,6 +412,44 @@ def build_index_on_disk(
     if rerank_k is not None:
         config.rerank_k = rerank_k
     config.validate()
+    return index
+
+
+def add_index_on_disk(
+    dataset: datasets.Dataset,
+    column: str,
+    index_name: str,
+    vectors_path: str | os.PathLike,
+    *,
+    batch_size: int = 65_536,
+    show_progress: bool = True,
+    **config_kwargs: Any,
+) -> Any:
+    """:func:`build_index_on_disk` over a dataset's vector column (streamed from its memory-mapped Arrow
+    data), attached to ``dataset`` as ``index_name`` with the provenance ``Dataset.add_adanns_index`` records
+    (column, fingerprint, content hash, embedding model), so ``save_adanns_index`` / ``load_adanns_index``
+    work as for an in-memory index. ``config_kwargs``: :class:`~hf_ada.adanns.AdANNSConfig` settings;
+    ``pq_bytes`` is required, ``d_rerank`` defaults to the full dim (the re-rank reads the mapped vectors).
+    ``vectors_path``: where the float32 vectors are streamed to (the index maps them from there; a save
+    copies them into its folder). Returns the index."""
+    from .config import AdANNSConfig
+    from .dataset import DatasetColumnSource, column_content_hash, column_dim, embedding_provenance
+
+    if len(dataset) == 0:
+        raise ValueError("the dataset has no rows: there is nothing to index")
+    dim = column_dim(dataset, column)
+    known_model, known_revision = embedding_provenance(dataset, column)
+    config_kwargs.setdefault("embedding_model", known_model)
+    config_kwargs.setdefault("embedding_model_revision", known_revision)
+    if config_kwargs.get("d_rerank") is None:
+        config_kwargs["d_rerank"] = dim
+    config = AdANNSConfig(dim=dim, **config_kwargs)
+    config.column, config.dataset_fingerprint = column, dataset._fingerprint
+    config.content_hash = column_content_hash(dataset, column)
+    config.extra = {**config.extra, "index_name": index_name}
+    index = build_index_on_disk(DatasetColumnSource(dataset, column), config, vectors_path, batch_size=batch_size,
+                                show_progress=show_progress)
+    dataset._indexes[index_name] = index
     return index
 
 

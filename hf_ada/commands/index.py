@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shards-dir", help="under accelerate launch / torchrun: folder of the per-rank embedding "
                         "shards (a rerun embeds only the missing or corrupt ones; default: a folder in the datasets "
                         "cache)")
+    parser.add_argument("--on-disk", action="store_true",
+                        help="for indexes larger than RAM: stream the vectors into the output's vector file and keep "
+                        "only the lists and the --pq-bytes codes in memory (needs --pq-bytes; scan=pq, re-rank from "
+                        "the mapped file at --d-rerank, default the full dim; no tuning). Serve it with "
+                        "`index search --mmap`")
     parser.add_argument("--batch-size", type=positive_int, default=10_000, help="rows read per batch while building")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the samples and k-means")
     return parser
@@ -117,6 +122,14 @@ def build_index_cli(argv: list[str] | None = None) -> Path:
                          f"cpu,cpu), got {','.join(args.embed_devices)!r}")
     if args.opq_iterations is not None and args.pq_bytes is None:
         raise UsageError("--opq-iterations sets the training of the OPQ rotation of the PQ codes: it needs --pq-bytes")
+    if args.on_disk and args.pq_bytes is None:
+        raise UsageError("--on-disk keeps the PQ codes in memory and the vectors on disk: it needs --pq-bytes")
+    if args.on_disk and args.tune:
+        raise UsageError(f"--on-disk builds the plan given by the flags (scan=pq); --tune {args.tune} is not "
+                         "available with it (leave --tune out or pass --tune 0)")
+    if args.on_disk and args.d_rerank == 0:
+        raise UsageError("--on-disk re-ranks from the mapped vectors: --d-rerank must be in [1, the dim] (default: "
+                         "the full dim)")
     output = check_output_folder(args.output, flag="--output", kind=INDEX_KIND, inputs=[args.dataset])
     name = args.name or args.column
     from ..common.artifact import check_name
@@ -159,23 +172,36 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> tuple[Path, dic
                                                     "d_rerank", "rerank_k", "train_size", "opq_iterations")
                 if getattr(args, key) is not None}
     search_flags = [key for key in ("d_search", "nprobe", "d_rerank", "rerank_k") if getattr(args, key) is not None]
-    tune = args.tune if args.tune is not None else (0 if search_flags else 256)
-    ds.add_adanns_index(args.column, name, metric=args.metric, seed=args.seed, auto_tune=0,
-                        batch_size=args.batch_size, **settings,
-                        **({"embedding_model": model_name} if model_name else {}))
-    index = ds.get_index(name)
-    if model_name:
-        index.config.extra.update({"text_column": args.text_column, "text_content_hash": text_hash})
-    if tune:
-        from ..adanns.dataset import DatasetColumnSource
+    tune = args.tune if args.tune is not None else (0 if search_flags or args.on_disk else 256)
+    vectors_file = output.parent / f".{output.name}.vectors-{os.getpid()}.faiss"  # --on-disk: beside the output
+    try:
+        if args.on_disk:
+            from ..adanns.sharding import add_index_on_disk
 
-        index.tune_on_rows(DatasetColumnSource(ds, args.column), tune, seed=args.seed)
-    out = ds.save_adanns_index(name, output)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            index = add_index_on_disk(ds, args.column, name, vectors_file, batch_size=args.batch_size,
+                                      metric=args.metric, seed=args.seed, **settings,
+                                      **({"embedding_model": model_name} if model_name else {}))
+        else:
+            ds.add_adanns_index(args.column, name, metric=args.metric, seed=args.seed, auto_tune=0,
+                                batch_size=args.batch_size, **settings,
+                                **({"embedding_model": model_name} if model_name else {}))
+            index = ds.get_index(name)
+        if model_name:
+            index.config.extra.update({"text_column": args.text_column, "text_content_hash": text_hash})
+        if tune:
+            from ..adanns.dataset import DatasetColumnSource
+
+            index.tune_on_rows(DatasetColumnSource(ds, args.column), tune, seed=args.seed)
+        out = ds.save_adanns_index(name, output)  # --on-disk: the vectors are copied from the mapped file
+    finally:
+        vectors_file.unlink(missing_ok=True)
     plan = index.plan or index.config.settings().as_dict()
     from ..adanns.tuning import describe_plan
 
     return out, ({"saved": str(out), "rows": index.num_rows, "plan": describe_plan(plan),
-                      "reason": (index.plan or {}).get("reason", "not tuned (--tune 0)" if args.tune == 0 else
+                      "reason": (index.plan or {}).get("reason", "not tuned (--on-disk: the plan the flags give)"
+                                                      if args.on_disk else "not tuned (--tune 0)" if args.tune == 0 else
                                                       "not tuned (search settings given; --tune N chooses a plan)"),
                       "flops_per_query": index.cost()["total"]})
 
@@ -190,6 +216,8 @@ def search_parser() -> argparse.ArgumentParser:
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of the index")
     parser.add_argument("--no-check-fingerprint", action="store_true",
                         help="skip the check that the dataset holds exactly the indexed rows")
+    parser.add_argument("--mmap", action="store_true", help="memory-map the index's vectors instead of reading them "
+                        "into memory (indexes larger than RAM, e.g. built with --on-disk)")
     parser.add_argument("--query", action="append", default=[], help="query text (repeatable)")
     parser.add_argument("--query-vectors", help=".npy file of query vectors (instead of --query)")
     parser.add_argument("--k", type=positive_int, default=10, help="results per query (default: 10)")
@@ -256,14 +284,14 @@ def _search(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
         if args.column in ds.column_names:
             ds.load_adanns_index(name, args.index, subfolder=args.subfolder, revision=args.revision,
-                                 check_fingerprint=not args.no_check_fingerprint)
+                                 check_fingerprint=not args.no_check_fingerprint, mmap=args.mmap)
             index = ds.get_index(name)
         else:  # the vectors are in the index; check that the texts are the indexed ones
             from ..adanns.dataset import text_content_hash
             from ..adanns.hub import index_subfolder
 
             index = AdANNSIndex.from_pretrained(args.index, subfolder=index_subfolder(name, args.index, args.subfolder),
-                                                revision=args.revision, expected_num_rows=len(ds))
+                                                revision=args.revision, expected_num_rows=len(ds), mmap=args.mmap)
             text_column = index.config.extra.get("text_column")
             if not args.no_check_fingerprint:
                 if not text_column or text_column not in ds.column_names:
