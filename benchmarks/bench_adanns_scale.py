@@ -20,6 +20,9 @@ kernel can drop):
    + the mapped flat file), then q/s and recall@10 of each plan, and the RSS while serving.
 
 Usage: ``python benchmarks/bench_adanns_scale.py --rows 10000000`` (disk: ~3x the vectors' bytes).
+``--stages generate,build-adanns,serve-adanns`` runs only those stages (in the order above; the others keep
+their earlier result from the workdir, if any); the markdown and JSON results are rewritten after every stage,
+so a run stopped part-way leaves the stages it finished, and a table names the stages not run.
 """
 
 from __future__ import annotations
@@ -141,7 +144,7 @@ def _config(args, n: int):
 
     return AdANNSConfig(dim=DIM, num_rows=n, d_cluster=args.d_cluster, d_search=args.d_cluster, nlist=args.nlist,
                         nprobe=16, pq_bytes=args.pq_bytes, d_pq=args.d_pq, scan="pq", d_rerank=DIM, rerank_k=100,
-                        train_size=args.train_size, metric="ip")
+                        train_size=args.train_size, opq_iterations=args.opq_iterations, metric="ip")
 
 
 def build_adanns(args) -> dict:
@@ -253,8 +256,10 @@ def baseline(args) -> dict:
     return {"start": PeakRss.now()}
 
 
-STAGES = {"generate": generate, "build-adanns": build_adanns, "build-faiss": build_faiss,
-          "serve-adanns": serve_adanns, "serve-faiss": serve_faiss, "baseline": baseline}
+#: Run in this order: AdANNS's own figures (build, then serving) come before the faiss baseline's, so a run
+#: stopped part-way has the method's side complete.
+STAGES = {"generate": generate, "build-adanns": build_adanns, "serve-adanns": serve_adanns,
+          "build-faiss": build_faiss, "serve-faiss": serve_faiss, "baseline": baseline}
 
 
 # ------------------------------------------------------------------ report
@@ -265,55 +270,100 @@ def _gb(b: float) -> str:
 def report(args, results: dict) -> str:
     n = args.rows
     vec_bytes = n * DIM * 4
-    ba, bf = results["build-adanns"], results["build-faiss"]
-    stores = ba["codes_bytes"] + ba["lists_bytes"]
+    missing = [stage for stage in STAGES if stage != "baseline" and stage not in results]
     lines = [
         f"# AdANNS beyond RAM: {n:,} x {DIM} (synthetic, Matryoshka-like decaying variance)", "",
         f"CPU: {cpu_name()}, {os.cpu_count()} cores shared with other jobs (load average at the end "
         f"{load_average()}); faiss threads when serving: {args.threads}; {args.queries} queries; recall@{K} "
-        "against exact search on the same vectors (ANN fidelity, not retrieval quality).", "",
+        "against exact search on the same vectors (ANN fidelity, not retrieval quality); faiss threads of the "
+        f"builds: {args.build_threads}.", "",
         f"Command: `python benchmarks/bench_adanns_scale.py {' '.join(sys.argv[1:])}`", "",
         f"Vectors: {_gb(vec_bytes)} float32. Settings: nlist {args.nlist}, PQ {args.pq_bytes} B/vector, AdANNS "
         f"coarse quantizer on the {args.d_cluster}-dim prefix, OPQ+PQ on the {args.d_pq}-dim prefix; faiss IVF{args.nlist},PQ"
         f"{args.pq_bytes} (residual) on {DIM} dims; both re-rank on the same memory-mapped flat file; "
-        f"training sample {min(args.train_size, n):,} rows.", "",
+        f"training sample {min(args.train_size, n):,} rows; OPQ training iterations {args.opq_iterations}.", "",
+        "Stages (wall seconds, each in its own process, and the 1-minute load average when it ended): "
+        + "; ".join(f"{stage} {results[stage]['stage_s']:.0f} s (load {results[stage]['load_at_end']})"
+                    for stage in STAGES if "stage_s" in results.get(stage, {})) + ".", "",
+    ]
+    if missing:
+        lines += [f"**Not run** (stopped before them, or not asked for with `--stages`): {', '.join(missing)}.", ""]
+    if "generate" in results and "generate_s" in results["generate"]:
+        g = results["generate"]
+        lines += [f"Generation: {g['generate_s']:.0f} s for the vectors, {g['truth_s']:.0f} s for the exact top-{K} "
+                  "of the queries (streamed from the mapping).", ""]
+    lines += _build_table(args, results, vec_bytes) + _serve_table(args, results, vec_bytes)
+    return "\n".join(lines)
+
+
+def _build_table(args, results: dict, vec_bytes: int) -> list[str]:
+    ba, bf = results.get("build-adanns"), results.get("build-faiss")
+    if ba is None and bf is None:
+        return []
+    lines = [
         "## Build (from the memory-mapped .npy)", "",
         "Peak RSS is split into anonymous memory (what the build allocates) and mapped file pages (page cache "
         "mapped into the process: the source column and the vector file being read; the kernel can drop them). "
         "`above start`: the anonymous peak minus the process's own at the start (interpreter and libraries).", "",
         "| | build s | save s | peak RSS anon | anon above start | peak RSS mapped file | stores in RAM (codes + lists) | target: 1.5 x (stores + sample) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| AdANNS `build_index_on_disk` | {ba['build_s']:.1f} | {ba['save_s']:.1f} | {_gb(ba['peak']['anon'])} | "
-        f"{_gb(ba['peak']['anon'] - _start(results, 'build-adanns')['anon'])} | "
-        f"{_gb(ba['peak']['file'])} | {_gb(stores)} | {_gb(1.5 * (stores + ba['sample_bytes']))} |",
-        f"| faiss IVF-PQ (add by batches) | {bf['build_s']:.1f} | (in build) | {_gb(bf['peak']['anon'])} | "
-        f"{_gb(bf['peak']['anon'] - _start(results, 'build-faiss')['anon'])} | "
-        f"{_gb(bf['peak']['file'])} | {_gb(bf['index_bytes'])} (index file) | |", "",
-        f"Build time ratio AdANNS / faiss: {ba['build_s'] / bf['build_s']:.2f}x (AdANNS also writes the "
-        f"re-rank file, faiss reuses it; AdANNS trains OPQ (a rotation) besides PQ). Streamed batch: "
-        f"{args.batch_size:,} rows ({_gb(args.batch_size * DIM * 4)} per float32 copy).", "",
+    ]
+    if ba is not None:
+        stores = ba["codes_bytes"] + ba["lists_bytes"]
+        above = ba["peak"]["anon"] - _start(results, "build-adanns")["anon"]
+        target = 1.5 * (stores + ba["sample_bytes"])
+        lines.append(f"| AdANNS `build_index_on_disk` | {ba['build_s']:.1f} | {ba['save_s']:.1f} | {_gb(ba['peak']['anon'])} | "
+                     f"{_gb(above)} | {_gb(ba['peak']['file'])} | {_gb(stores)} | {_gb(target)} |")
+    if bf is not None:
+        lines.append(f"| faiss IVF-PQ (add by batches) | {bf['build_s']:.1f} | (in build) | {_gb(bf['peak']['anon'])} | "
+                     f"{_gb(bf['peak']['anon'] - _start(results, 'build-faiss')['anon'])} | "
+                     f"{_gb(bf['peak']['file'])} | {_gb(bf['index_bytes'])} (index file) | |")
+    lines.append("")
+    if ba is not None:
+        lines.append(f"AdANNS anonymous memory above start / (stores + full-row training sample): "
+                     f"{above / (stores + ba['sample_bytes']):.2f}x (target 1.5x; the sample counted at full "
+                     f"{DIM} dims, {_gb(ba['sample_bytes'])}, though the build keeps only its {max(args.d_cluster, args.d_pq)} "
+                     "leading columns).")
+    if ba is not None and bf is not None:
+        lines.append(f"Build time ratio AdANNS / faiss: {ba['build_s'] / bf['build_s']:.2f}x (AdANNS also writes the "
+                     "re-rank file, faiss reuses it; AdANNS trains OPQ (a rotation) besides PQ).")
+    lines += [f"Streamed batch: {args.batch_size:,} rows ({_gb(args.batch_size * DIM * 4)} per float32 copy).", ""]
+    return lines
+
+
+def _serve_table(args, results: dict, vec_bytes: int) -> list[str]:
+    engines = [(name, key) for name, key in (("AdANNS", "serve-adanns"), ("faiss IVF-PQ + IndexRefine", "serve-faiss"))
+               if key in results]
+    if not engines:
+        return []
+    lines = [
         "## Serving from disk", "",
         "| engine | plan | q/s | recall@10 | RSS anon | anon above start | RSS mapped file | RSS total / vectors' bytes | anon / vectors' bytes |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, key in (("AdANNS", "serve-adanns"), ("faiss IVF-PQ + IndexRefine", "serve-faiss")):
+    for name, key in engines:
         for row in results[key]["plans"]:
             plan = ", ".join(f"{k}={v}" for k, v in row["plan"].items())
             start = results[key]["start"]["anon"]
             lines.append(f"| {name} | {plan} | {row['qps']:.1f} | {row['recall']:.3f} | {_gb(row['rss']['anon'])} | "
                          f"{_gb(row['rss']['anon'] - start)} | {_gb(row['rss']['file'])} | "
                          f"{row['rss']['total'] / vec_bytes:.1%} | {row['rss']['anon'] / vec_bytes:.1%} |")
-    sa, sf = results["serve-adanns"], results["serve-faiss"]
-    lines += ["", f"Load: AdANNS {sa['load_s']:.1f} s (it checks every mapped vector for NaN/inf and releases "
-              f"the checked pages; RSS after load {_gb(sa['after_load']['total'])}), faiss {sf['load_s']:.1f} s "
-              f"(no check; RSS after load {_gb(sf['after_load']['total'])}).", "",
+    loads = []
+    if "serve-adanns" in results:
+        sa = results["serve-adanns"]
+        loads.append(f"AdANNS {sa['load_s']:.1f} s (it checks every mapped vector for NaN/inf and releases the "
+                     f"checked pages; RSS after load {_gb(sa['after_load']['total'])})")
+    if "serve-faiss" in results:
+        sf = results["serve-faiss"]
+        loads.append(f"faiss {sf['load_s']:.1f} s (no check; RSS after load {_gb(sf['after_load']['total'])})")
+    lines += ["", f"Load: {', '.join(loads)}.", "",
               "RSS while serving: the anonymous part is what the index holds (lists, codes, faiss's IVF-PQ copy of "
               "them, the interpreter and libraries). The mapped-file part is the vector file's pages mapped in by "
               "the re-rank's page faults: each fault on a memory-mapped file also maps the neighbouring pages "
               "already in the page cache (the kernel's fault-around, 64 KiB), so a few thousand random re-ranked "
               "rows map much of a file that fits in the page cache; the pages are clean and the kernel drops them "
               "under memory pressure. faiss's IndexRefine over the same mapped file shows the same.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def _start(results: dict, stage: str) -> dict:
@@ -330,7 +380,10 @@ def main() -> None:
     parser.add_argument("--pq-bytes", type=int, default=16)
     parser.add_argument("--d-pq", type=int, default=64, help="prefix the AdANNS OPQ+PQ codes cover")
     parser.add_argument("--train-size", type=int, default=32_768)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--opq-iterations", type=int, default=50, help="training iterations of AdANNS's OPQ rotation")
+    parser.add_argument("--threads", type=int, default=1, help="faiss threads when serving")
+    parser.add_argument("--build-threads", type=int, default=1, help="faiss threads of the builds and the ground "
+                        "truth (1: OpenMP threads spinning on a loaded 2-core machine cost more than they give)")
     parser.add_argument("--batch-size", type=int, default=65_536, help="rows per streamed batch of the builds")
     parser.add_argument("--adanns-plans", default=json.dumps([
         {"scan": "pq", "nprobe": 16, "d_rerank": DIM, "rerank_k": 100},
@@ -341,8 +394,16 @@ def main() -> None:
     parser.add_argument("--name", default="adanns_scale")
     parser.add_argument("--stage", choices=sorted(STAGES))
     parser.add_argument("--skip", default="", help="comma-separated stages whose earlier result (in the workdir) is reused")
+    parser.add_argument("--stages", default=",".join(s for s in STAGES if s != "baseline"),
+                        help="comma-separated stages to run now (default: all); the others keep their earlier result")
     args = parser.parse_args()
+    chosen = set(filter(None, args.stages.split(",")))
+    if chosen - set(STAGES):
+        parser.error(f"--stages: unknown {sorted(chosen - set(STAGES))}; choose from {', '.join(STAGES)}")
     if args.stage:
+        import faiss
+
+        faiss.omp_set_num_threads(args.build_threads)  # the serve stages set --threads themselves
         print("RESULT " + json.dumps(STAGES[args.stage](args)), flush=True)
         return
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
@@ -350,9 +411,7 @@ def main() -> None:
     results = json.loads(saved.read_text()) if saved.exists() else {}
     skip = set(filter(None, args.skip.split(",")))
     for stage in STAGES:
-        if stage == "baseline" and all("start" in results.get(s, {}) for s in ("build-adanns", "build-faiss")):
-            continue
-        if stage in skip and stage in results:
+        if stage not in chosen or (stage in skip and stage in results):
             continue
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--stage", stage], capture_output=True,
@@ -360,12 +419,16 @@ def main() -> None:
         if proc.returncode:
             sys.exit(f"stage {stage} failed:\n{proc.stderr[-4000:]}")
         results[stage] = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
-        print(f"{stage}: {time.perf_counter() - t0:.1f} s", flush=True)
+        results[stage].update(stage_s=time.perf_counter() - t0, load_at_end=load_average())
+        print(f"{stage}: {time.perf_counter() - t0:.1f} s (load {load_average()})", flush=True)
         saved.write_text(json.dumps(results, indent=1))
-    text = report(args, results)
-    print(text)
+        _write_results(args, results)  # after every stage: a run stopped later keeps what it finished
+    print(report(args, results))
+
+
+def _write_results(args, results: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.md").write_text(text + "\n")
+    (RESULTS / f"{args.name}.md").write_text(report(args, results) + "\n")
     (RESULTS / f"{args.name}.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
 
 
