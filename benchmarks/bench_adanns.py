@@ -250,11 +250,14 @@ def main(argv: list[str] | None = None) -> dict:
         for (method, label, index, params, nbytes), seconds, search in zip(base_specs, times, base_search):
             _, rows = search()
             _, tune_rows = index.search(xq_tune, 10, params=params)
+            test_metrics, tune_metrics = retrieval_metrics(rows, test_nn, 10), retrieval_metrics(tune_rows, tune_nn, 10)
             baselines.append({"method": method, "label": label, "qps": len(queries) / seconds, "search": search,
                               "ms": 1000 * seconds / len(queries), "bytes": nbytes,
-                              "recall": retrieval_metrics(rows, test_nn, 10)["recall"],
+                              "recall": test_metrics["recall"], "recall_se": test_metrics["recall_se"],
+                              # the noise of the baseline's own recall from the tuning to the test queries
+                              "tol": float(np.hypot(test_metrics["recall_se"], tune_metrics["recall_se"])),
                               "rel_recall": retrieval_metrics(rows, labels, 10)["recall"],
-                              "tune_recall": retrieval_metrics(tune_rows, tune_nn, 10)["recall"],
+                              "tune_recall": tune_metrics["recall"],
                               "mrr": retrieval_metrics(rows, labels, 10)["mrr"], "flops": 0.0})
         points = adanns.tuning["points"]
 
@@ -269,12 +272,16 @@ def main(argv: list[str] | None = None) -> dict:
             if rival:
                 point["rival_qps"] = len(queries) / times[1]
             return {**point, "rel_recall": retrieval_metrics(rows, labels, 10)["recall"], "plan": describe_plan(plan),
-                    "tune_recall": plan["recall"], "method": "AdANNS", "label": describe_plan(plan)}
+                    "tune_recall": plan["recall"], "tune_recall_se": plan.get("recall_se"), "method": "AdANNS",
+                    "label": describe_plan(plan)}
 
         default = {**measured(adanns.plan, baselines[0]), "reason": adanns.plan["reason"]}
         targets = []
         for b in baselines:
             plan = choose_plan(points, 384, target_recall=b["tune_recall"], num_queries=len(tune_q))
+            settings = {key: plan[key] for key in SEARCH_KEYS}  # what search_batch(target_recall=...) runs
+            asked = adanns.search_batch(queries[:64], 10, target_recall=b["tune_recall"])[1]  # the public call
+            assert np.array_equal(asked, adanns.search_batch(queries[:64], 10, **settings)[1])
             rivals = [r for r in baselines if r["recall"] >= b["recall"] - 1e-12]
             fastest = max(rivals, key=lambda r: r["qps"])
             a = measured(plan, fastest)  # AdANNS and the fastest baseline timed side by side
@@ -286,7 +293,8 @@ def main(argv: list[str] | None = None) -> dict:
         runs[threads] = {"baselines": baselines, "default": default, "targets": targets, "front": front}
         worst = min(t["ratio"] for t in targets)
         print(f"{threads} thread(s) ({time.perf_counter() - t0:.0f}s): default {default['plan']} "
-              f"{default['qps'] / default['rival_qps']:.2f}x flat; worst ratio vs fastest baseline {worst:.2f}x", flush=True)
+              f"{default['qps'] / default['rival_qps']:.2f}x flat; worst ratio vs fastest baseline {worst:.2f}x; "
+              f"misses {sum(_missed(t) for t in targets)} of {len(targets)}", flush=True)
 
     total_s = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
@@ -342,19 +350,27 @@ def _markdown(args, n, n_train, n_tune, n_test, runs, builds, structures, adanns
             "(`search_batch(target_recall=...)`); both measured on the test queries. *Fastest baseline* = the "
             "fastest of flat / IVF / HNSW reaching the baseline's test recall (baselines timed side by side, best of 3 "
             "rounds); ratio = AdANNS q/s / its q/s, the two timed side by side (best of 5 interleaved rounds; the "
-            "'its q/s' column is from that pairing). Target >= 0.95x.", "",
-            "| baseline | recall | q/s | bytes/vec | fastest baseline at that recall | its q/s | AdANNS plan | AdANNS recall "
-            "(rel.) | AdANNS q/s | bytes/vec | **ratio** |",
-            "| --- | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |",
+            "'its q/s' column is from that pairing). Target >= 0.95x. *asked* = the baseline's recall on the tuning "
+            "queries (what AdANNS is asked for); *tuned* = the chosen plan's recall on them +- its standard error. "
+            "A plan's test recall counts as reaching the baseline's when it is at most *tol.* below it: the "
+            "baseline's own recall noise from the tuning to the test queries, sqrt(se_tune^2 + se_test^2), se = the "
+            "standard deviation of its per-query recall / sqrt(number of queries) (AdANNS sees only the tuning "
+            "queries; the baseline's own recall moves by this much, one standard deviation, between the two sets).", "",
+            "| baseline | recall (tol.) | q/s | bytes/vec | fastest baseline at that recall | its q/s | asked | AdANNS plan "
+            "| tuned | AdANNS recall (rel.) | AdANNS q/s | bytes/vec | **ratio** |",
+            "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for t in run["targets"]:
             b, a, f = t["baseline"], t["adanns"], t["fastest"]
+            tuned = f"{a['tune_recall']:.3f}" + (f" +- {a['tune_recall_se']:.3f}" if a.get("tune_recall_se") is not None
+                                                else "")
             lines.append(
-                f"| {b['method']} {b['label']} | {b['recall']:.3f} | {b['qps']:,.0f} | {b['bytes']:.0f} | "
-                f"{f['method']} {f['label']} | {f['qps']:,.0f} | {a['plan']} | {a['recall']:.3f} ({a['rel_recall']:.3f}) | "
-                f"{a['qps']:,.0f} | {a['bytes']:.0f} | **{t['ratio']:.2f}x** |")
-        misses = [t for t in run["targets"] if t["ratio"] < 0.95 or t["adanns"]["recall"] < t["baseline"]["recall"] - 0.01]
-        lines += ["", f"Misses (ratio < 0.95x, or test recall more than 0.01 below the baseline's): {len(misses)} of "
+                f"| {b['method']} {b['label']} | {b['recall']:.3f} ({b['tol']:.3f}) | {b['qps']:,.0f} | "
+                f"{b['bytes']:.0f} | {f['method']} {f['label']} | {f['qps']:,.0f} | {b['tune_recall']:.3f} | {a['plan']} | "
+                f"{tuned} | {a['recall']:.3f} ({a['rel_recall']:.3f}) | {a['qps']:,.0f} | {a['bytes']:.0f} | "
+                f"**{t['ratio']:.2f}x** |")
+        misses = [t for t in run["targets"] if _missed(t)]
+        lines += ["", f"Misses (ratio < 0.95x, or test recall more than *tol.* below the baseline's): {len(misses)} of "
                   f"{len(run['targets'])}" + (": " + "; ".join(
                       f"{t['baseline']['method']} {t['baseline']['label']} ({t['ratio']:.2f}x, recall "
                       f"{t['adanns']['recall']:.3f} vs {t['baseline']['recall']:.3f})" for t in misses) if misses else "") + ".",
@@ -364,6 +380,13 @@ def _markdown(args, n, n_train, n_tune, n_test, runs, builds, structures, adanns
                     for p in run["front"]],
                   "", f"![recall vs queries/s]({args.name}_{threads}threads.png)", ""]
     return "\n".join(lines)
+
+
+def _missed(target: dict) -> bool:
+    """A baseline point AdANNS misses: below 0.95x its fastest rival, or a test recall lower than the baseline's
+    by more than the baseline's own tuning-to-test recall noise (``tol``, the judge's only tolerance)."""
+    b, a = target["baseline"], target["adanns"]
+    return target["ratio"] < 0.95 or a["recall"] < b["recall"] - b["tol"] - 1e-12
 
 
 def _build_lines(build: dict) -> list[str]:

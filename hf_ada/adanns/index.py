@@ -102,6 +102,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         self.config = config
         self.storage = storage or IndexStorage(config)
         self.tuning: dict[str, Any] = tuning or {"pareto_front": [], "time_front": [], "plan": None}
+        self._checked_settings: dict[tuple, SearchSettings] = {}
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -193,7 +194,20 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
             )
         values = self.config.settings().as_dict() if untuned else self.plan_settings()
         values.update({k: v for k, v in overrides.items() if v is not None or k == "d_rerank"})
-        return self.config.check_settings(values)
+        cfg = self.config
+        try:  # the same settings on the same structures were checked before: reuse (a search's fixed cost)
+            key = (tuple(values.items()), tuple(cfg.d_clusters), tuple(cfg.graph_dims), cfg.nlist, cfg.hnsw_m,
+                   cfg.pq_bytes, cfg.d_pq, cfg.store_vectors, cfg.dim)
+            hash(key)
+        except TypeError:  # an unhashable value: check_settings names it
+            return cfg.check_settings(values)
+        checked = self._checked_settings.get(key)
+        if checked is None:
+            checked = cfg.check_settings(values)
+            if len(self._checked_settings) > 4096:
+                self._checked_settings.clear()
+            self._checked_settings[key] = checked
+        return checked
 
     def plan_settings(self) -> dict[str, Any]:
         """Search settings of the tuned plan, or of the config when not tuned."""
@@ -290,10 +304,13 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
                 rows = np.pad(rows, ((0, 0), (0, pad)), constant_values=-1)
             all_scores.append(scores)
             all_rows.append(rows)
-        scores, rows = np.concatenate(all_scores), np.concatenate(all_rows)
+        if len(all_scores) == 1:  # one chunk: no copy
+            scores, rows = all_scores[0], all_rows[0]
+        else:
+            scores, rows = np.concatenate(all_scores), np.concatenate(all_rows)
         if self.config.metric == "l2":
             scores = -scores  # back to squared distances (ascending), as faiss reports them
-        return BatchedSearchResults(scores, rows.astype(int))
+        return BatchedSearchResults(scores, rows.astype(np.int64, copy=False))
 
     def search(self, query: Any, k: int = 10, budget_flops: float | None = None, **kwargs: Any) -> SearchResults:
         """Nearest rows for one query (1-D or (1, dim)); see :meth:`search_batch` for the options."""
