@@ -50,7 +50,9 @@ def _load_model(name: str | None) -> Any:
 
 def _dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True,
-                        help="the data: a save_to_disk folder, a .parquet/.csv/.json/.jsonl file, or a Hub dataset id")
+                        help="the data: a save_to_disk folder, a folder of data files (e.g. parquet shards, "
+                        "read in name order), a .parquet/.csv/.json/.jsonl file, or a Hub dataset id; rows are read "
+                        "batch by batch from memory-mapped Arrow (files are converted once into the datasets cache)")
     parser.add_argument("--split", default="train", help="split to use for save_to_disk DatasetDicts and Hub ids "
                         "(default: train)")
     parser.add_argument("--column", default="embeddings",
@@ -101,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "shards (a rerun embeds only the missing or corrupt ones; default: a folder in the datasets "
                         "cache)")
     parser.add_argument("--on-disk", action="store_true",
-                        help="for indexes larger than RAM: stream the vectors into the output's vector file and keep "
-                        "only the lists and the --pq-bytes codes in memory (needs --pq-bytes; scan=pq, re-rank from "
-                        "the mapped file at --d-rerank, default the full dim; no tuning). Serve it with "
+                        help="for indexes larger than RAM: stream the vectors to a file beside --output (memory-mapped, "
+                        "copied into the saved folder, then removed: disk for twice the vectors) and keep only the "
+                        "lists and the --pq-bytes codes in memory (needs --pq-bytes; scan=pq, exact re-rank from the "
+                        "mapped vectors at --d-rerank, default the full dim; no tuning). Serve it with "
                         "`index search --mmap`")
     parser.add_argument("--batch-size", type=positive_int, default=10_000, help="rows read per batch while building")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the samples and k-means")
