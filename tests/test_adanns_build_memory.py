@@ -17,6 +17,8 @@ import hf_ada  # noqa: F401
 from hf_ada.adanns import AdANNSConfig, AdANNSIndex, sharding, storage
 from hf_ada.adanns.vectors import ArrayVectorSource, prefix
 
+from adanns_reference import assert_same_index
+
 N, DIM = 3000, 48
 SETTINGS = dict(dim=DIM, d_cluster=16, nlist=16, nprobe=4, pq_bytes=8, d_pq=24, scan="pq", d_rerank=DIM,
                 rerank_k=50, train_size=2000)
@@ -25,19 +27,6 @@ SETTINGS = dict(dim=DIM, d_cluster=16, nlist=16, nprobe=4, pq_bytes=8, d_pq=24, 
 def _vectors(n: int = N, dim: int = DIM) -> np.ndarray:
     rng = np.random.default_rng(0)
     return (rng.standard_normal((n, dim)) / np.sqrt(np.arange(1, dim + 1))).astype(np.float32)
-
-
-def _assert_same(a: AdANNSIndex, b: AdANNSIndex, queries: np.ndarray) -> None:
-    for dc in b.storage.centroids:
-        np.testing.assert_array_equal(a.storage.centroids[dc], b.storage.centroids[dc])
-        np.testing.assert_array_equal(a.storage.ids[dc], b.storage.ids[dc])
-        np.testing.assert_array_equal(a.storage.offsets[dc], b.storage.offsets[dc])
-    np.testing.assert_array_equal(a.storage.opq_rotation, b.storage.opq_rotation)
-    np.testing.assert_array_equal(a.storage.pq_codebooks, b.storage.pq_codebooks)
-    np.testing.assert_array_equal(a.storage.codes, b.storage.codes)
-    np.testing.assert_array_equal(a.storage.vector_view(), b.storage.vector_view())
-    for x, y in zip(a.search_batch(queries, 10), b.search_batch(queries, 10)):
-        np.testing.assert_array_equal(x, y)
 
 
 def test_on_disk_build_reads_full_rows_once_then_only_the_prefixes_it_uses(tmp_path, monkeypatch):
@@ -74,7 +63,7 @@ def test_on_disk_build_reads_full_rows_once_then_only_the_prefixes_it_uses(tmp_p
     first_pass = reads[: len(range(0, N, 700))]
     assert first_pass == [("read", s, min(700, N - s)) for s in range(0, N, 700)]
     assert max(r[2] for r in reads[len(first_pass):]) <= 300
-    _assert_same(on_disk, in_memory, np.random.default_rng(1).standard_normal((15, DIM)).astype(np.float32))
+    assert_same_index(on_disk, in_memory, np.random.default_rng(1).standard_normal((15, DIM)).astype(np.float32))
 
 
 def test_the_flat_file_holds_the_renormalised_rows_written_in_slices(tmp_path, monkeypatch):

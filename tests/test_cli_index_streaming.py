@@ -18,6 +18,8 @@ import hf_ada  # noqa: F401
 from hf_ada.adanns import AdANNSIndex
 from hf_ada.adanns.dataset import DatasetColumnSource
 
+from adanns_reference import assert_same_index
+
 torch.set_num_threads(1)
 
 ROWS, DIM, BATCH = 420, 32, 64
@@ -67,18 +69,8 @@ def _record_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]
 
 def _assert_same_index(got: Path, want: Path) -> None:
     a, b = AdANNSIndex.from_pretrained(got), AdANNSIndex.from_pretrained(want)
-    assert a.num_rows == b.num_rows == ROWS
-    for dc in b.storage.centroids:
-        np.testing.assert_array_equal(a.storage.centroids[dc], b.storage.centroids[dc])
-        np.testing.assert_array_equal(a.storage.ids[dc], b.storage.ids[dc])
-        np.testing.assert_array_equal(a.storage.offsets[dc], b.storage.offsets[dc])
-    np.testing.assert_array_equal(a.storage.opq_rotation, b.storage.opq_rotation)
-    np.testing.assert_array_equal(a.storage.codes, b.storage.codes)
-    np.testing.assert_array_equal(a.storage.vector_view(), b.storage.vector_view())
-    assert a.config.content_hash == b.config.content_hash
-    queries = np.random.default_rng(1).standard_normal((12, DIM)).astype(np.float32)
-    for x, y in zip(a.search_batch(queries, 5), b.search_batch(queries, 5)):
-        np.testing.assert_array_equal(x, y)
+    assert a.num_rows == ROWS and a.config.content_hash == b.config.content_hash
+    assert_same_index(a, b, np.random.default_rng(1).standard_normal((12, DIM)).astype(np.float32), k=5)
 
 
 def _build(kind: str, path: Path, out: Path, extra: list[str], capsys) -> tuple[Path, str]:
@@ -170,7 +162,7 @@ def test_on_disk_build_from_parquet_shards_equals_the_in_memory_build_and_serves
     """--on-disk: the vectors go to a file next to the output (removed once saved), only the lists and codes
     stay in memory; the saved index equals the in-memory build with the same settings, and `index search
     --mmap` returns what the in-memory load returns."""
-    from hf_ada.commands.index import build_index_cli, search_cli
+    from hf_ada.commands.index import search_cli
 
     inputs = _inputs(tmp_path, _rows())
     on_disk, err = _build("on disk", inputs["parquet shards"], tmp_path / "on-disk", ["--on-disk", "--d-pq", "16"],
