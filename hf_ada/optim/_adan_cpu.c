@@ -157,9 +157,9 @@ int hf_ada_all_finite(int64_t count, void *const *ptrs, const int64_t *numel, in
     return 1;
 }
 
-/* Add 1 to each of `count` float32 scalars (the parameters' step counts). */
-void hf_ada_add_one(int64_t count, float *const *steps) {
-    for (int64_t t = 0; t < count; t++) *steps[t] += 1.0f;
+/* Add 1 to each of `count` float32 scalars (the parameters' step counts); the new counts go to `out`. */
+void hf_ada_add_one(int64_t count, float *const *steps, float *out) {
+    for (int64_t t = 0; t < count; t++) out[t] = (*steps[t] += 1.0f);
 }
 
 int hf_ada_scalar_count(void) { return N_SCALARS; }

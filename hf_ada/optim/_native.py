@@ -149,7 +149,7 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.hf_ada_adan_update.restype = ctypes.c_int
     lib.hf_ada_all_finite.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     lib.hf_ada_all_finite.restype = ctypes.c_int
-    lib.hf_ada_add_one.argtypes = [ctypes.c_int64, ctypes.c_void_p]
+    lib.hf_ada_add_one.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
     lib.hf_ada_add_one.restype = None
     lib.hf_ada_scalar_count.restype = ctypes.c_int
     if lib.hf_ada_scalar_count() != len(SCALARS):
@@ -248,10 +248,11 @@ def advance(steps: list[Tensor]) -> list[float]:
     """Add 1 to every step count (0-d tensors) and return the new counts: one call for float32 CPU counts
     (the optimizer's own), ``torch._foreach_add_`` otherwise."""
     if _library is not None and eligible(*steps):
-        ptrs, _numel = _pointers([steps])
-        _library.hf_ada_add_one(len(steps), ptrs.buffer_info()[0])
-    else:
-        torch._foreach_add_(steps, 1.0)
+        ptrs = array.array("Q", [t.data_ptr() for t in steps])
+        out = array.array("f", bytes(4 * len(steps)))
+        _library.hf_ada_add_one(len(steps), ptrs.buffer_info()[0], out.buffer_info()[0])
+        return out.tolist()
+    torch._foreach_add_(steps, 1.0)
     return torch.stack(steps).tolist()
 
 

@@ -546,10 +546,12 @@ def _fused_eligible(params: list[Tensor]) -> bool:
     (float32 on the CPU) or the ``torch.compile`` kernel working."""
     if not params:
         return False
-    if any(type(p) is not torch.nn.Parameter and type(p) is not Tensor for p in params):
-        return False  # DTensor (FSDP2 / tensor parallel) and other tensor subclasses: eager paths
-    if not all(p.device.type in ("cpu", "cuda") for p in params):
-        return False
+    plain = (torch.nn.Parameter, Tensor)
+    for p in params:  # a plain loop: this runs at every step
+        if type(p) not in plain:
+            return False  # DTensor (FSDP2 / tensor parallel) and other tensor subclasses: eager paths
+        if not (p.is_cpu or p.is_cuda):
+            return False
     return (_native_group(params) and _native.available()) or not _kernel.compile_failed()
 
 

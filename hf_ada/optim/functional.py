@@ -274,9 +274,14 @@ def _fused_adan(
     """Update with a fused kernel: float32 CPU tensors through the native kernel (one call per step count
     for all of them), the others (CUDA, low precision, or where the native kernel is unavailable) through
     the ``torch.compile`` kernel."""
-    tensors = list(zip(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads))
-    if not tensors:
+    if not params:
         return
+    columns = (params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads)
+    if _native.available() and _native.eligible(*params, *grads, *exp_avgs, *exp_avg_diffs, *exp_avg_sqs, *prev_grads):
+        if _native.library() is not None:  # the common case: every tensor of the group in one call
+            _native_adan(*columns, steps, hp)
+            return
+    tensors = list(zip(*columns))
     native = [i for i, t in enumerate(tensors) if _native.eligible(*t)] if _native.available() else []
     if native and _native.library() is not None:
         _native_adan(*([column[i] for i in native] for column in (*zip(*tensors), steps)), hp)  # type: ignore[arg-type]
