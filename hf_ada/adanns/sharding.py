@@ -456,8 +456,10 @@ def add_index_on_disk(
 def open_rows(path: str | os.PathLike, *, split: str = "train") -> datasets.Dataset:
     """A dataset saved with ``save_to_disk`` or a folder of parquet shards (``*.parquet``, in name order),
     as a memory-mapped Arrow dataset: rows are streamed from disk by whatever reads them (the index build
-    reads its column batch by batch with a rows/s + ETA progress bar), never loaded whole. For
-    ``hf-ada index build --dataset FOLDER``."""
+    reads its column batch by batch with a rows/s + ETA progress bar), never loaded whole; parquet shards
+    are converted once into the ``datasets`` cache (on disk). ``hf-ada index build --dataset FOLDER`` reads
+    the same rows through ``datasets.load_dataset(FOLDER)``, which also splits files named by split
+    (``train-*.parquet``, ``test-*.parquet``); here every ``*.parquet`` is one split."""
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"path must be a folder (a save_to_disk dataset or parquet shards), got {str(path)!r}")
