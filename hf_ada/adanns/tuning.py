@@ -4,7 +4,7 @@ Every candidate plan is run on held-out *tuning* queries (never the test queries
 recall@k / MRR@k, FLOPs per query (:func:`~hf_ada.adanns.cost.plan_cost`) and wall-clock queries/s (best of
 ``repeats`` timed runs of the whole batch, with the faiss threads in effect). The first pass walks the
 nprobe / efSearch values a faiss user would try (powers of two); :func:`refine_grid` then adds the
-neighbouring settings on finer ladders (steps of 1.2-1.5x) around every plan on the recall/time front, until
+neighbouring settings (nprobe, efSearch, re-rank depth) on finer ladders (steps of 1.2-1.5x) around every plan on the recall/time front, until
 the front asks for nothing new, so a recall target that falls between two powers of two is met without
 paying the next one. The contenders -- the front and every plan whose one timing may have pushed it off the
 front -- are then timed again side by side (:func:`retime_front`). :func:`choose_plan` then picks, in this
@@ -80,6 +80,8 @@ NPROBES = (1, 2, 4, 8, 16, 32, 64)
 #: between two first-pass settings is met without paying the next power of two.
 NPROBE_LADDER = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
 EF_LADDER = (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512)
+#: and the re-rank depths walked from a re-ranked plan on the front
+RERANK_LADDER = (20, 30, 40, 50, 70, 100, 140, 200, 280, 400)
 
 
 def default_grid(config: AdANNSConfig, quick: bool = False) -> list[dict[str, Any]]:
@@ -141,26 +143,30 @@ def _plan_key(point: dict[str, Any]) -> tuple:
 def refine_grid(points: Sequence[dict[str, Any]], nlist: int) -> list[dict[str, Any]]:
     """Plans one step below and one step above every plan of the recall/time front on the fine ladders
     (:data:`NPROBE_LADDER` for IVF plans, capped at ``nlist``; :data:`EF_LADDER` for graph plans, from the
-    re-rank depth up when re-ranked), that ``points`` does not hold yet. :meth:`AdANNSIndex.tune
+    re-rank depth up when re-ranked; :data:`RERANK_LADDER` for the re-rank depth of re-ranked plans, at most
+    efSearch for a graph walk), that ``points`` does not hold yet. :meth:`AdANNSIndex.tune
     <hf_ada.adanns.AdANNSIndex.tune>` measures them and walks again until the front asks for nothing new: the
     grid is fine exactly where a recall target can fall, and stays coarse where no target would choose."""
     seen = {_plan_key(p) for p in points}
     extra: list[dict[str, Any]] = []
     for point in pareto_front(points, cost="ms"):
+        ladders: list[tuple[str, list[int]]] = []
         if point["scan"] in ("flat", "pq"):
-            key, ladder = "nprobe", [v for v in NPROBE_LADDER if v <= nlist]
+            ladders.append(("nprobe", [v for v in NPROBE_LADDER if v <= nlist]))
         elif point["scan"] == "hnsw":
             floor = point["rerank_k"] if point["d_rerank"] else 1
-            key, ladder = "ef_search", [v for v in EF_LADDER if v >= floor]
-        else:
-            continue
-        value = point[key]
-        below, above = [v for v in ladder if v < value], [v for v in ladder if v > value]
-        for step in below[-1:] + above[:1]:
-            plan = {**_settings_of(point), key: step}
-            if _plan_key(plan) not in seen:
-                seen.add(_plan_key(plan))
-                extra.append(plan)
+            ladders.append(("ef_search", [v for v in EF_LADDER if v >= floor]))
+        if point["d_rerank"]:
+            cap = point["ef_search"] if point["scan"] == "hnsw" else math.inf  # a walk returns at most efSearch rows
+            ladders.append(("rerank_k", [v for v in RERANK_LADDER if v <= cap]))
+        for key, ladder in ladders:
+            value = point[key]
+            below, above = [v for v in ladder if v < value], [v for v in ladder if v > value]
+            for step in below[-1:] + above[:1]:
+                plan = {**_settings_of(point), key: step}
+                if _plan_key(plan) not in seen:
+                    seen.add(_plan_key(plan))
+                    extra.append(plan)
     return extra
 
 
