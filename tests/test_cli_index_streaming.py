@@ -195,3 +195,32 @@ def test_on_disk_build_refuses_what_it_cannot_build_before_any_work(tmp_path, ca
         with pytest.raises(SystemExit, match=message):
             build_index_cli([*base, *extra])
     assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_build_reads_the_split_asked_for_from_split_named_shards_and_dataset_dicts(tmp_path, capsys):
+    """A folder of split-named parquet shards (train-*.parquet, test-*.parquet) and a save_to_disk
+    DatasetDict: --split picks the rows indexed (default train)."""
+    from datasets import DatasetDict
+
+    from hf_ada.adanns.dataset import column_content_hash
+    from hf_ada.commands.index import build_index_cli
+
+    ds = _rows().select_columns(["id", "embeddings"])
+    train, test = ds.select(range(300)), ds.select(range(300, ROWS))
+    (tmp_path / "named").mkdir()
+    train.select(range(150)).to_parquet(str(tmp_path / "named" / "train-00000-of-00002.parquet"))
+    train.select(range(150, 300)).to_parquet(str(tmp_path / "named" / "train-00001-of-00002.parquet"))
+    test.to_parquet(str(tmp_path / "named" / "test-00000-of-00001.parquet"))
+    DatasetDict({"train": train, "test": test}).save_to_disk(str(tmp_path / "dict"))
+    flags = ["--nlist", "4", "--tune", "0"]
+    for folder in ("named", "dict"):
+        for split, want in ((None, train), ("test", test)):
+            out = tmp_path / f"index-{folder}-{split}"
+            build_index_cli(["--dataset", str(tmp_path / folder), "--output", str(out), *flags,
+                             *(["--split", split] if split else [])])
+            config = AdANNSIndex.from_pretrained(out).config
+            assert config.num_rows == len(want), (folder, split)
+            assert config.content_hash == column_content_hash(want.flatten_indices(), "embeddings"), (folder, split)
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match="has no split 'validation'"):
+        build_index_cli(["--dataset", str(tmp_path / "dict"), "--split", "validation", "--output", str(tmp_path / "x")])
