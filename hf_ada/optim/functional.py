@@ -232,16 +232,22 @@ def _multi_tensor_adan_same_step(
     torch._foreach_copy_(prev_grads, grads)
 
 
-def _fused_scalars(step: float, device: torch.device, hp: AdanHyperparameters) -> Tensor:
-    """The ``scalars`` vector of :func:`hf_ada.optim._kernel.adan_kernel` for one step on one device."""
-    beta1, beta2, beta3, lr, weight_decay, eps, no_prox, clip_coef = hp
+def _kernel_scalars(step: float, hp: AdanHyperparameters) -> list[float]:
+    """The scalars both kernels take, without the clipping factor: beta1, beta2, beta3, step_size,
+    step_size_diff, 1 / sqrt(bias_correction3), eps, pre_decay, 1 / post_decay."""
+    beta1, beta2, beta3, lr, weight_decay, eps, no_prox, _clip_coef = hp
     step_size, step_size_diff, bc3_sqrt = _step_sizes(step, hp)
     pre_decay = 1 - lr * weight_decay if no_prox else 1.0
     post_decay = 1.0 if no_prox else 1 + lr * weight_decay
-    values = [beta1, beta2, beta3, step_size, step_size_diff, 1.0 / bc3_sqrt, eps, pre_decay, 1.0 / post_decay, 1.0]
-    scalars = torch.tensor(values, dtype=torch.float64, device=device)
-    if clip_coef is not None:
-        scalars[-1] = clip_coef.to(device)
+    return [beta1, beta2, beta3, step_size, step_size_diff, 1.0 / bc3_sqrt, eps, pre_decay, 1.0 / post_decay]
+
+
+def _fused_scalars(step: float, device: torch.device, hp: AdanHyperparameters) -> Tensor:
+    """The ``scalars`` vector of :func:`hf_ada.optim._kernel.adan_kernel` for one step on one device (the
+    clipping factor stays a tensor: no host sync)."""
+    scalars = torch.tensor([*_kernel_scalars(step, hp), 1.0], dtype=torch.float64, device=device)
+    if hp.clip_coef is not None:
+        scalars[-1] = hp.clip_coef.to(device)
     return scalars
 
 
@@ -296,13 +302,8 @@ def _fused_adan(
 
 def _native_scalars(step: float, hp: AdanHyperparameters) -> list[float]:
     """The native kernel's scalars (:data:`hf_ada.optim._native.SCALARS`) for one step."""
-    beta1, beta2, beta3, lr, weight_decay, eps, no_prox, clip_coef = hp
-    step_size, step_size_diff, bc3_sqrt = _step_sizes(step, hp)
-    pre_decay = 1 - lr * weight_decay if no_prox else 1.0
-    post_decay = 1.0 if no_prox else 1 + lr * weight_decay
-    clip = 1.0 if clip_coef is None else float(clip_coef)
-    return [beta1, beta2, beta3, step_size, step_size_diff, 1.0 / bc3_sqrt, eps, pre_decay, 1.0 / post_decay, clip,
-            1 - beta1, 1 - beta2, 1 - beta3]  # fmt: skip
+    clip = 1.0 if hp.clip_coef is None else float(hp.clip_coef)
+    return [*_kernel_scalars(step, hp), clip, 1 - hp.beta1, 1 - hp.beta2, 1 - hp.beta3]
 
 
 def _native_adan(
