@@ -176,3 +176,26 @@ def test_default_tune_refines_and_a_loaded_index_answers_targets_from_its_fronts
         assert loaded._resolve({}, target_recall=target).as_dict() == built
         _, rows = loaded.search_batch(q, k=10, target_recall=target)
         np.testing.assert_array_equal(rows, idx.search_batch(q, k=10, **built)[1])
+
+
+def test_checked_settings_follow_the_structures_they_were_checked_on(data):
+    """A search's settings are checked once per structure and reused: a quantizer or graph added later makes
+    its plans valid, and a plan checked before is refused again once its quantizer is dropped."""
+    x, q = data
+    idx = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=24, nprobe=4), show_progress=False)
+    for _ in range(2):  # the second time from the cache: the same answer
+        with pytest.raises(ValueError, match="d_cluster must be one of the trained prefixes"):
+            idx.search_batch(q, k=5, d_cluster=16, d_search=16, d_rerank=None)
+        with pytest.raises(ValueError, match="scan='hnsw' walks the graph"):
+            idx.search_batch(q, k=5, scan="hnsw", d_search=16, d_rerank=None)
+    idx.add_quantizer(16)
+    idx.add_graph(16, m=8)
+    _, rows = idx.search_batch(q, k=5, d_cluster=16, d_search=16, nprobe=24, d_rerank=None)  # every list: exact
+    np.testing.assert_array_equal(rows, exact_top(q[:, :16], x[:, :16], 5))
+    assert idx.settings(scan="hnsw", d_search=16, d_rerank=None).scan == "hnsw"
+    with pytest.raises(ValueError, match="nprobe must be an int in"):
+        idx.settings(nprobe=25)
+    idx.storage.drop_structure(d_cluster=16)  # what tune does to a quantizer no front plan uses
+    idx.config.extra_d_clusters = []
+    with pytest.raises(ValueError, match="d_cluster must be one of the trained prefixes"):
+        idx.search_batch(q, k=5, d_cluster=16, d_search=16, nprobe=24, d_rerank=None)
