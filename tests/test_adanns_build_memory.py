@@ -21,7 +21,15 @@ from adanns_reference import assert_same_index
 
 N, DIM = 3000, 48
 SETTINGS = dict(dim=DIM, d_cluster=16, nlist=16, nprobe=4, pq_bytes=8, d_pq=24, scan="pq", d_rerank=DIM,
-                rerank_k=50, train_size=2000)
+                rerank_k=50, train_size=2000, opq_iterations=5)  # 5 OPQ iterations: faster, the same check
+
+
+
+@pytest.fixture(autouse=True)
+def _one_faiss_thread():
+    """One faiss thread: OpenMP threads spinning on a shared 2-core machine cost more than they give here
+    (conftest restores the count after each test)."""
+    faiss.omp_set_num_threads(1)
 
 
 def _vectors(n: int = N, dim: int = DIM) -> np.ndarray:
@@ -96,7 +104,7 @@ def test_on_disk_build_holds_one_batch_of_full_rows_not_three(tmp_path):
     vectors = _vectors(n, dim)
     np.save(tmp_path / "v.npy", vectors)
     config = AdANNSConfig(dim=dim, d_cluster=16, nlist=32, nprobe=4, pq_bytes=8, d_pq=16, scan="pq", d_rerank=dim,
-                          rerank_k=50, train_size=2000)
+                          rerank_k=50, train_size=2000, opq_iterations=5)
     mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
     tracemalloc.start()
     try:
@@ -128,11 +136,11 @@ def test_opq_iterations_default_round_trip_and_checks():
 
 def test_opq_iterations_reach_faiss_and_change_the_rotation():
     """The stored rotation is faiss's OPQMatrix trained with niter = opq_iterations on the same sample
-    (the index's training, repeated here step by step); 1 iteration gives another rotation than 50."""
+    (the index's training, repeated here step by step); 1 iteration gives another rotation than 8."""
     vectors = _vectors(1500, 32)
     cfg = dict(dim=32, d_cluster=8, nlist=8, nprobe=2, pq_bytes=4, d_pq=16, scan="pq", train_size=1500)
     rotations = {}
-    for iterations in (1, 50):
+    for iterations in (1, 8):
         index = AdANNSIndex.build(vectors, AdANNSConfig(**cfg, opq_iterations=iterations), show_progress=False)
         opq = faiss.OPQMatrix(16, 4)
         opq.niter = iterations
@@ -144,7 +152,7 @@ def test_opq_iterations_reach_faiss_and_change_the_rotation():
         want = faiss.vector_to_array(opq.A).reshape(16, 16)
         np.testing.assert_array_equal(index.storage.opq_rotation, want)
         rotations[iterations] = index.storage.opq_rotation
-    assert not np.array_equal(rotations[1], rotations[50])
+    assert not np.array_equal(rotations[1], rotations[8])
 
 
 def test_cli_opq_iterations(tmp_path, capsys):

@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 import torch
@@ -28,6 +29,14 @@ SETTINGS = ["--d-cluster", "8", "--d-search", "16", "--nlist", "8", "--nprobe", 
             "--d-rerank", "32", "--rerank-k", "20", "--tune", "0", "--batch-size", str(BATCH)]
 #: a tqdm bar at its end: ``AdANNS index: 100%|...| 420/420 [00:00<00:00, 1234.5vec/s]`` (elapsed<ETA, rate)
 BAR = r"{desc}: 100%\|[^\n\r]*\| {n}/{n} \[\d\d:\d\d<\d\d:\d\d, +[\d.]+[kM]?{unit}/s\]"
+
+
+
+@pytest.fixture(autouse=True)
+def _one_faiss_thread():
+    """One faiss thread: OpenMP threads spinning on a shared 2-core machine cost more than they give here
+    (conftest restores the count after each test)."""
+    faiss.omp_set_num_threads(1)
 
 
 def _rows() -> Dataset:
