@@ -24,7 +24,6 @@ SETTINGS = dict(dim=DIM, d_cluster=16, nlist=16, nprobe=4, pq_bytes=8, d_pq=24, 
                 rerank_k=50, train_size=2000, opq_iterations=5)  # 5 OPQ iterations: faster, the same check
 
 
-
 @pytest.fixture(autouse=True)
 def _one_faiss_thread():
     """One faiss thread: OpenMP threads spinning on a shared 2-core machine cost more than they give here

@@ -31,7 +31,6 @@ SETTINGS = ["--d-cluster", "8", "--d-search", "16", "--nlist", "8", "--nprobe", 
 BAR = r"{desc}: 100%\|[^\n\r]*\| {n}/{n} \[\d\d:\d\d<\d\d:\d\d, +[\d.]+[kM]?{unit}/s\]"
 
 
-
 @pytest.fixture(autouse=True)
 def _one_faiss_thread():
     """One faiss thread: OpenMP threads spinning on a shared 2-core machine cost more than they give here
