@@ -282,10 +282,12 @@ def report(args, results: dict) -> str:
         f"coarse quantizer on the {args.d_cluster}-dim prefix, OPQ+PQ on the {args.d_pq}-dim prefix; faiss IVF{args.nlist},PQ"
         f"{args.pq_bytes} (residual) on {DIM} dims; both re-rank on the same memory-mapped flat file; "
         f"training sample {min(args.train_size, n):,} rows; OPQ training iterations {args.opq_iterations}.", "",
-        "Stages (wall seconds, each in its own process, and the 1-minute load average when it ended): "
-        + "; ".join(f"{stage} {results[stage]['stage_s']:.0f} s (load {results[stage]['load_at_end']})"
-                    for stage in STAGES if "stage_s" in results.get(stage, {})) + ".", "",
     ]
+    timed = [stage for stage in STAGES if "stage_s" in results.get(stage, {})]
+    if timed:
+        lines += ["Stages (wall seconds, each in its own process, and the load average when it ended): "
+                  + "; ".join(f"{stage} {results[stage]['stage_s']:.0f} s (load {results[stage]['load_at_end']})"
+                              for stage in timed) + ".", ""]
     if missing:
         lines += [f"**Not run** (stopped before them, or not asked for with `--stages`): {', '.join(missing)}.", ""]
     if "generate" in results and "generate_s" in results["generate"]:
