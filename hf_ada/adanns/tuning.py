@@ -4,13 +4,15 @@ Every candidate plan is run on held-out *tuning* queries (never the test queries
 recall@k / MRR@k, FLOPs per query (:func:`~hf_ada.adanns.cost.plan_cost`) and wall-clock queries/s (best of
 ``repeats`` timed runs of the whole batch, with the faiss threads in effect). The first pass walks the
 nprobe / efSearch values a faiss user would try (powers of two); :func:`refine_grid` then adds the
-neighbouring settings (nprobe, efSearch, re-rank depth) on finer ladders (steps of 1.2-1.5x) around every plan on the recall/time front, until
-the front asks for nothing new, so a recall target that falls between two powers of two is met without
-paying the next one. The contenders -- the front and every plan whose one timing may have pushed it off the
-front -- are then timed again side by side (:func:`retime_front`). :func:`choose_plan` then picks, in this
-order of what the caller asked:
+neighbouring settings (nprobe, efSearch, re-rank depth) on finer ladders (steps of 1.2-1.5x) around every
+plan on the recall/time front, until the front asks for nothing new, so a recall target that falls between
+two powers of two is met without paying the next one. The contenders -- the front and every plan whose one
+timing may have pushed it off the front -- are then timed again side by side (:func:`retime_front`).
+:func:`choose_plan` then picks, in this order of what the caller asked:
 
-* ``target_recall``: the fastest plan whose recall reaches it;
+* ``target_recall``: the fastest plan whose measured recall reaches it (the measurement itself, no margin
+  either way: a margin below the target turns into a recall below it on other queries, one above it into a
+  slower plan; the reason gives the plan's recall with its standard error over the tuning queries);
 * ``time_budget_ms``: the most accurate plan within that many milliseconds per query;
 * ``budget_flops``: the most accurate plan within that many FLOPs per query;
 * nothing: the fastest plan within 1% of the recall of exact flat search (which is always a candidate),
@@ -27,8 +29,9 @@ import numpy as np
 
 from .config import SEARCH_KEYS, AdANNSConfig
 
-__all__ = ["retrieval_metrics", "pareto_front", "default_grid", "refine_grid", "measure_plans", "retime_front",
-           "choose_plan", "describe_plan",
+__all__ = ["retrieval_metrics", "pareto_front", "near_front", "default_grid", "refine_grid", "measure_plans",
+           "retime_front", "choose_plan", "describe_plan", "NPROBES", "NPROBE_LADDER", "EF_SEARCH", "EF_LADDER",
+           "RERANK_LADDER",
            "DEFAULT_RELATIVE_RECALL"]
 
 #: without an explicit target, a plan must reach this share of exact flat search's recall
