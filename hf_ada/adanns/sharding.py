@@ -315,10 +315,9 @@ def write_flat_vectors(source: Any, path: str | os.PathLike, metric: str = "ip",
                        bar: Any = None) -> Path:
     """Stream ``source`` (a :class:`~hf_ada.adanns.vectors.VectorSource`) into a faiss flat-index file at
     ``path`` (what ``vectors.faiss`` of a saved index holds: the vectors in row order, re-normalised for
-    ``ip``), one batch at a time: the file is written with plain writes, so the process holds one batch of
-    float32 vectors as the source returns it, and the re-normalised rows only :data:`_WRITE_ROWS` at a time
-    (written from their own buffer, no further copy). ``faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC)``
-    maps it."""
+    ``ip``) with plain writes, ``min(batch_size, _WRITE_ROWS)`` rows at a time: the process holds that many
+    rows as the source returns them and their re-normalised copy (written from its own buffer, no further
+    copy). ``faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC)`` maps it."""
     import faiss
 
     n, dim = source.num_rows, source.dim
@@ -345,15 +344,14 @@ def _write_flat(source: Any, tmp: Path, n: int, dim: int, fourcc: bytes, metric_
         # float vector as its element count (uint64) and the floats
         handle.write(struct.pack("<4siqqq?i", fourcc, dim, n, 1 << 20, 1 << 20, True, metric_type))
         handle.write(struct.pack("<Q", n * dim))
-        for start in range(0, n, batch_size):
-            batch = source.read(start, min(n, start + batch_size))
-            for first in range(0, len(batch), _WRITE_ROWS):  # row-wise work: the same values as one slice
-                rows = batch[first : first + _WRITE_ROWS]
-                check_finite(rows, "the embeddings", start + first)
-                handle.write(memoryview(prefix(rows, dim, metric)))
+        step = min(batch_size, _WRITE_ROWS)  # row-wise work: slices give the values of one whole batch
+        for start in range(0, n, step):
+            rows = source.read(start, min(n, start + step))
+            check_finite(rows, "the embeddings", start)
+            handle.write(memoryview(prefix(rows, dim, metric)))  # its own buffer: written without a copy
             if bar is not None:
-                bar.update(len(batch))
-            batch = rows = None  # freed before the next read (rows is a view of batch)
+                bar.update(len(rows))
+            rows = None  # freed before the next read
         handle.flush()
         os.fsync(handle.fileno())
         if hasattr(os, "posix_fadvise"):  # written pages need not stay cached on our account
@@ -374,8 +372,8 @@ def build_index_on_disk(
     :func:`write_flat_vectors`) and are memory-mapped from there, never held in memory.
 
     ``config`` must have ``pq_bytes`` (the in-memory store is the PQ codes; ``scan="pq"``); its ``d_rerank``
-    / ``rerank_k`` apply to the mapped vectors. Memory: one batch of full rows while the vectors are
-    written; then the codes, the lists (8 bytes per row, plus the row-to-list assignment while they are
+    / ``rerank_k`` apply to the mapped vectors. Memory: :data:`_WRITE_ROWS` full rows at a time while the
+    vectors are written; then the codes, the lists (8 bytes per row, plus the row-to-list assignment while they are
     sorted), and the training sample and one batch cut to the longest prefix the quantizers and the codes
     use (the full rows are already on disk). ``save_pretrained`` then writes the vectors from the mapping, and
     ``AdANNSIndex.from_pretrained(folder, mmap=True)`` serves them from disk.
