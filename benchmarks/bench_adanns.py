@@ -127,12 +127,14 @@ def build_worker(path: str, kind: str) -> None:
 
 def _side_by_side(searches: list, rounds: int) -> list[float]:
     """Best seconds of each search over ``rounds`` interleaved rounds (each search once per round, after one
-    warm-up each): on a shared machine, methods timed side by side see the same load."""
+    warm-up each; every other round in reverse order, so none always runs first): on a shared machine, methods
+    timed side by side see the same load."""
     for search in searches:
         search()
     best = [float("inf")] * len(searches)
-    for _ in range(rounds):
-        for i, search in enumerate(searches):
+    for r in range(rounds):
+        order = list(enumerate(searches))
+        for i, search in (order if r % 2 == 0 else order[::-1]):
             start = time.perf_counter()
             search()
             best[i] = min(best[i], time.perf_counter() - start)

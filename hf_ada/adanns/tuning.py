@@ -298,8 +298,9 @@ def retime_front(index: Any, queries: np.ndarray, points: list[dict[str, Any]], 
         contenders = {id(p): p for p in near_front(points, slack)}
         contenders.update({id(p): p for p in points if is_exact_flat(p, index.config.dim)})
         best = {key: timed.get(key, float("inf")) for key in contenders}
-        for _ in range(rounds):
-            for key, point in contenders.items():
+        for r in range(rounds):
+            order = list(contenders.items())
+            for key, point in (order if r % 2 == 0 else order[::-1]):  # none always first / last in a round
                 settings = _settings_of(point)
                 start = time.perf_counter()
                 index.search_batch(queries, k, **settings)
