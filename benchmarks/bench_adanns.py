@@ -243,8 +243,10 @@ def main(argv: list[str] | None = None) -> dict:
     runs = {}
     for threads in thread_counts:
         faiss.omp_set_num_threads(threads)
-        if threads != 1:  # the same candidate plans, timed again at this thread count, choice redone
-            adanns.tune(tuning_queries, tune_nn, k=10, grid=kept_grid, structures=False, show_progress=False)
+        if threads != 1:  # the same candidate plans timed again at this thread count (and the ladders walked
+            # again around this front), choice redone
+            adanns.tune(tuning_queries, tune_nn, k=10, grid=kept_grid, structures=False, refine=True,
+                        show_progress=False)
         baselines = []
         base_search = [lambda index=index, params=params: index.search(xq_test, 10, params=params)
                        for _, _, index, params, _ in base_specs]
