@@ -232,3 +232,18 @@ def test_build_reads_the_split_asked_for_from_split_named_shards_and_dataset_dic
     capsys.readouterr()
     with pytest.raises(SystemExit, match="has no split 'validation'"):
         build_index_cli(["--dataset", str(tmp_path / "dict"), "--split", "validation", "--output", str(tmp_path / "x")])
+
+
+def test_on_disk_build_embeds_a_text_column_first_and_searches_text_queries_mapped(tiny_model_dir, tmp_path, capsys):
+    from hf_ada.commands.index import search_cli
+
+    inputs = _inputs(tmp_path, _rows().remove_columns("embeddings"))
+    out, err = _build("on disk", inputs["parquet shards"], tmp_path / "index",
+                      ["--on-disk", "--text-column", "text", "--model", str(tiny_model_dir)], capsys)
+    assert re.search(BAR.format(desc="Embedding 'text'", n=ROWS, unit="doc"), err), err[-500:]
+    config = AdANNSIndex.from_pretrained(out).config
+    assert config.extra["text_column"] == "text" and config.embedding_model == str(tiny_model_dir)
+    texts = _rows()["text"]
+    results = search_cli(["--dataset", str(inputs["save_to_disk"]), "--index", str(out), "--mmap", "--query",
+                          texts[5], "--query", texts[300], "--k", "3", "--json"])
+    assert [r["hits"][0]["row"] for r in results] == [5, 300]
