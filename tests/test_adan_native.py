@@ -164,3 +164,32 @@ def test_a_failing_compiler_leaves_adan_on_its_other_paths(tmp_path):
     assert "eligible True" in proc.stdout  # the torch.compile kernel is still there
     assert "path single" in proc.stdout  # fused=None: a tiny group is not worth compiling
     assert not list(Path(tmp_path / "cache" / "kernels").glob("*"))  # no half-built file left behind
+
+
+def test_a_small_group_rides_on_the_large_groups_native_build(monkeypatch):
+    """fused=None on a machine without the built kernel: the usual decay / no-decay pair, where only the
+    large group's timed step pays for a build; the small group then takes the fused path too (its build is
+    free), while on its own it would stay eager. Times are fixed here: the decision, not the clock, is tested."""
+    import importlib
+
+    adan_module = importlib.import_module("hf_ada.optim.adan")
+    from hf_ada.optim import _kernel
+
+    monkeypatch.setattr(_native, "is_built", lambda: False)  # as on a machine that never built it
+    monkeypatch.setattr(_kernel, "is_compiled", lambda key: False)
+
+    def run(groups, seconds):
+        times = iter(seconds)
+        monkeypatch.setattr(adan_module, "_timed", lambda fn, device: (fn(), next(times))[1])
+        opt = Adan(groups, lr=1e-2)
+        for g in opt.param_groups:
+            for p in g["params"]:
+                p.grad = torch.randn(p.shape, dtype=p.dtype)
+        opt.step()
+        return [g["chosen_path"] for g in opt.param_groups]
+
+    big, small = torch.nn.Parameter(torch.randn(1000)), torch.nn.Parameter(torch.randn(10))
+    assert run([{"params": [big]}, {"params": [small], "weight_decay": 0.0}], [1.0, 1e-6]) == ["fused", "fused"]
+    assert run([{"params": [torch.nn.Parameter(torch.randn(10))]}], [1e-6]) == ["single"]
+    low = torch.nn.Parameter(torch.randn(10, dtype=torch.bfloat16))  # the compiled kernel's: no free ride
+    assert run([{"params": [torch.nn.Parameter(torch.randn(1000))]}, {"params": [low]}], [1.0, 1e-6]) == ["fused", "single"]

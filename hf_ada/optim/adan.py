@@ -479,8 +479,7 @@ class Adan(Optimizer):
                 eager = "foreach" if all(p.is_cuda for p in params) else "single"
                 elapsed = _agreed(_timed(lambda: self._update(group, lists, clip_coef, eager), params[0].device),
                                   params[0].device)  # fmt: skip
-                cost = (_native.BUILD_S, _native.SAVING) if _native_group(params) else (_kernel.COLD_COMPILE_S,
-                                                                                      _kernel.FUSED_SAVING)  # fmt: skip
+                cost = self._build_cost(group, params)
                 group["chosen_path"] = "fused" if _kernel.compile_pays_off(elapsed, *cost) else eager
                 logger.info("Adan: parameter group of %d tensors: eager step %.1f ms, so building the fused kernel "
                             "would pay off after ~%d steps by the cost model; chose the %s path", len(params),
@@ -488,6 +487,21 @@ class Adan(Optimizer):
             else:
                 self._update(group, lists, clip_coef, path)
         return loss
+
+    def _build_cost(self, group: dict[str, Any], params: list[Tensor]) -> tuple[float, float]:
+        """(seconds to build the group's fused kernel, fraction of an eager step it saves) for the cost model.
+        A native group costs nothing to build where another group of this optimizer already takes the native
+        kernel (the usual decay / no-decay pair: the small group rides on the large one's build). Depends only
+        on what every rank shares (dtypes, devices, the groups' agreed choices), never on a local cache."""
+        if not _native_group(params):
+            return _kernel.COLD_COMPILE_S, _kernel.FUSED_SAVING
+        for other in self.param_groups:
+            if other is group or not (other["fused"] is True or other.get("chosen_path") == "fused"):
+                continue
+            trained = [p for p in other["params"] if p.grad is not None]
+            if trained and _native_group(trained):
+                return 0.0, _native.SAVING
+        return _native.BUILD_S, _native.SAVING
 
     def _update(self, group: dict[str, Any], lists: dict[str, list[Tensor]], clip_coef: Tensor | None, path: str) -> None:
         beta1, beta2, beta3 = group["betas"]
