@@ -67,14 +67,14 @@ def test_native_kernel_matches_reference_on_any_thread_split(no_prox):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_all_finite_finds_every_kind_of_nonfinite_value(threads):
     assert _native.library() is not None
-    tensors = [torch.randn(s) for s in BIG_SHAPES]
+    tensors = [torch.randn(s) for s in BIG_SHAPES] + [torch.randn(2_200_001)]  # the scan splits from 2**21 on
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         assert _native.all_finite(tensors) is True
         assert _native.all_finite([t * 1e37 for t in tensors] + [torch.full((3,), 3.4e38)]) is True  # huge, finite
         for index, position, value in [(2, -1, float("nan")), (0, 65536, float("inf")), (2, 60000, float("-inf")),
-                                       (1, 0, float("nan"))]:  # fmt: skip
+                                       (1, 0, float("nan")), (3, 1_200_000, float("inf")), (3, -1, float("nan"))]:  # fmt: skip
             bad = [t.clone() for t in tensors]
             bad[index].view(-1)[position] = value
             assert _native.all_finite(bad) is False, (index, position, value)

@@ -14,7 +14,8 @@
 #include <stdint.h>
 
 #define MAX_THREADS 256
-#define MIN_ELEMENTS_PER_THREAD (1 << 16)
+#define MIN_ELEMENTS_PER_THREAD (1 << 16)        /* the update: a thread's start costs about this much work */
+#define MIN_ELEMENTS_PER_CHECK_THREAD (1 << 20)  /* the read-only scan runs ~5x faster per element */
 #define ALIGN_ELEMENTS 16 /* one 64-byte cache line of float32: threads never share a line */
 
 /* scalars: beta1, beta2, beta3, step_size, step_size_diff, inv_bc3_sqrt, eps, pre_decay, inv_post_decay,
@@ -114,10 +115,10 @@ static void *finite_worker(void *arg) {
 /* Split the elements over up to `threads` workers, run `work` on each (the calling thread takes the first),
  * join. Returns the number of workers used, or -1 if a thread could not be started (nothing ran then). */
 static int run_split(void *(*work)(void *), int64_t count, void *const *ptrs, const int64_t *numel,
-                     const float *scalars, int threads, job_t *jobs, volatile int *stop) {
+                     const float *scalars, int threads, int64_t min_per_thread, job_t *jobs, volatile int *stop) {
     int64_t total = 0;
     for (int64_t t = 0; t < count; t++) total += numel[t];
-    int64_t workers = total / MIN_ELEMENTS_PER_THREAD;
+    int64_t workers = total / min_per_thread;
     if (workers > threads) workers = threads;
     if (workers > MAX_THREADS) workers = MAX_THREADS;
     if (workers < 1) workers = 1;
@@ -144,14 +145,14 @@ static int run_split(void *(*work)(void *), int64_t count, void *const *ptrs, co
 int hf_ada_adan_update(int64_t count, void *const *ptrs, const int64_t *numel, const float *scalars, int threads) {
     job_t jobs[MAX_THREADS];
     volatile int stop = 0;
-    return run_split(update_worker, count, ptrs, numel, scalars, threads, jobs, &stop);
+    return run_split(update_worker, count, ptrs, numel, scalars, threads, MIN_ELEMENTS_PER_THREAD, jobs, &stop);
 }
 
 /* 1 if none of the `count` float32 tensors (ptrs[0..count)) holds an inf or a nan, else 0. */
 int hf_ada_all_finite(int64_t count, void *const *ptrs, const int64_t *numel, int threads) {
     job_t jobs[MAX_THREADS];
     volatile int stop = 0;
-    const int workers = run_split(finite_worker, count, ptrs, numel, 0, threads, jobs, &stop);
+    const int workers = run_split(finite_worker, count, ptrs, numel, 0, threads, MIN_ELEMENTS_PER_CHECK_THREAD, jobs, &stop);
     for (int w = 0; w < workers; w++)
         if (!jobs[w].finite) return 0;
     return 1;
