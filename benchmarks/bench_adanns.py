@@ -13,7 +13,7 @@ side at 1 and 2 faiss threads:
   setting left to the data, ``index.tune(tuning_queries, exact_top10)`` (which builds its own candidate
   structures), then for each baseline point ``search_batch(target_recall=<its recall on the tuning
   queries>)``; ratio = AdANNS test queries/s / the fastest baseline reaching the lower of that baseline's and
-  AdANNS's test recall;
+  AdANNS's test recall (within the judge's tolerance, as AdANNS);
 * memory per vector of every plan, build and tune times.
 
 Writes ``benchmarks/results/<name>.md``, ``<name>_<t>threads.png`` and ``<name>.json`` (name defaults to
@@ -287,12 +287,12 @@ def main(argv: list[str] | None = None) -> dict:
             settings = {key: plan[key] for key in SEARCH_KEYS}  # what search_batch(target_recall=...) runs
             asked = adanns.search_batch(queries[:64], 10, target_recall=b["tune_recall"])[1]  # the public call
             assert np.array_equal(asked, adanns.search_batch(queries[:64], 10, **settings)[1])
-            # the rival: the fastest baseline reaching the recall AdANNS must be credited with, the lower of the
-            # baseline's and AdANNS's own test recall (a plan landing just below the asked recall, within the
-            # judge's tolerance, is compared with what faiss needs for that lower recall, not with a slower
-            # index for a recall it did not reach)
+            # the rival: the fastest baseline reaching the recall AdANNS is credited with (the lower of the
+            # baseline's and AdANNS's own test recall), with the same tolerance AdANNS gets: a plan landing within
+            # *tol.* of the asked recall is compared with every faiss index landing there too (two builds of the
+            # same HNSW differ by that much), never with a slower index for a recall neither really needs
             reached = measure_plans(adanns, queries, test_nn, [settings], k=10, repeats=1)[0]["recall"]
-            rivals = [r for r in baselines if r["recall"] >= min(b["recall"], reached) - 1e-12]
+            rivals = [r for r in baselines if r["recall"] >= min(b["recall"], reached) - b["tol"] - 1e-12]
             fastest = max(rivals, key=lambda r: r["qps"])
             a = measured(plan, fastest)  # AdANNS and the fastest baseline timed side by side
             targets.append({"baseline": b, "adanns": a, "fastest": {**fastest, "qps": a["rival_qps"]},
@@ -358,9 +358,9 @@ def _markdown(args, n, n_train, n_tune, n_test, runs, builds, structures, adanns
             f"Why: {d['reason']}.", "",
             "For each baseline point, AdANNS is asked for that point's recall on the tuning queries "
             "(`search_batch(target_recall=...)`); both measured on the test queries. *Fastest baseline* = the "
-            "fastest of flat / IVF / HNSW reaching the lower of the baseline's and AdANNS's test recall (so a plan "
-            "landing within *tol.* below the baseline is compared with what faiss needs for the recall it reached; "
-            "baselines timed side by side, best of 3 "
+            "fastest of flat / IVF / HNSW reaching the lower of the baseline's and AdANNS's test recall within the "
+            "same *tol.* AdANNS is allowed (the tolerance cuts both ways: an AdANNS plan that is faiss's own HNSW at "
+            "a lower efSearch is compared with that HNSW, not with a slower one); baselines timed side by side, best of 3 "
             "rounds); ratio = AdANNS q/s / its q/s, the two timed side by side (best of 5 interleaved rounds; the "
             "'its q/s' column is from that pairing). Target >= 0.95x. *asked* = the baseline's recall on the tuning "
             "queries (what AdANNS is asked for); *tuned* = the chosen plan's recall on them +- its standard error. "
