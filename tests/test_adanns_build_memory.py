@@ -6,6 +6,7 @@ columns they use; the index equals the in-memory build. And the OPQ rotation's t
 from __future__ import annotations
 
 import json
+import os
 import tracemalloc
 
 import faiss
@@ -93,6 +94,15 @@ def test_the_flat_file_holds_the_renormalised_rows_written_in_slices(tmp_path, m
     with pytest.raises(ValueError, match="first at row 777"):
         sharding.write_flat_vectors(ArrayVectorSource(bad), tmp_path / "bad.faiss", batch_size=333)
     assert not list(tmp_path.glob("*bad.faiss*"))  # the partial file is removed
+    # a link where a staging file of this process used to be named, and a link at the destination: neither is
+    # written through; the destination link is replaced by the file, its target untouched
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"keep")
+    (tmp_path / f".linked.faiss.tmp-{os.getpid()}").symlink_to(outside)
+    (tmp_path / "linked.faiss").symlink_to(outside)
+    path = sharding.write_flat_vectors(ArrayVectorSource(vectors), tmp_path / "linked.faiss", batch_size=333)
+    assert not path.is_symlink() and faiss.read_index(str(path)).ntotal == 1000
+    assert outside.read_bytes() == b"keep" and (tmp_path / f".linked.faiss.tmp-{os.getpid()}").is_symlink()
 
 
 def test_on_disk_build_holds_write_slices_of_full_rows_not_batches(tmp_path):

@@ -217,7 +217,7 @@ def test_open_rows_reads_save_to_disk_folders_and_parquet_shards(tmp_path):
 
 
 def test_a_folder_in_a_shards_way_that_this_code_did_not_write_is_refused_and_kept(tmp_path):
-    from hf_ada.adanns.sharding import SHARD_FORMAT, _write_shard
+    from hf_ada.adanns.sharding import MARKER_SUFFIX, SHARD_FORMAT, _write_shard
 
     vectors = Dataset.from_dict({"v": [[1.0, 2.0]] * 3})
     foreign = tmp_path / SHARD_FORMAT.format(0)
@@ -226,8 +226,26 @@ def test_a_folder_in_a_shards_way_that_this_code_did_not_write_is_refused_and_ke
     with pytest.raises(ShardError, match="not a shard this code wrote"):
         _write_shard(tmp_path, 0, {"rows": 3}, vectors)
     assert (foreign / "notes.txt").read_text() == "mine"
+    # a file, a link or a link as the marker in a shard's way: refused and left, a link's target untouched
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    (tmp_path / SHARD_FORMAT.format(2)).write_text("mine")
+    (tmp_path / SHARD_FORMAT.format(3)).symlink_to(outside)
+    (tmp_path / (SHARD_FORMAT.format(4) + MARKER_SUFFIX)).symlink_to(outside)
+    for i in (2, 3, 4):
+        with pytest.raises(ShardError, match="not a shard this code wrote"):
+            _write_shard(tmp_path, i, {"rows": 3}, vectors)
+    assert (tmp_path / SHARD_FORMAT.format(2)).read_text() == "mine" and outside.read_text() == "keep"
+    assert (tmp_path / SHARD_FORMAT.format(3)).is_symlink()
+    assert (tmp_path / (SHARD_FORMAT.format(4) + MARKER_SUFFIX)).is_symlink()
+    # another process's staging of the same shard (even one named with this process's id) is never touched
+    staging = tmp_path / f".{SHARD_FORMAT.format(1)}.tmp-{os.getpid()}"
+    staging.mkdir()
+    (staging / "state.json").write_text("{}")
     # a stale shard of an earlier run (a save_to_disk folder without a marker) is replaced
     stale = tmp_path / SHARD_FORMAT.format(1)
     Dataset.from_dict({"v": [[0.0, 0.0]]}).save_to_disk(str(stale))
     _write_shard(tmp_path, 1, {"rows": 3}, vectors)
     assert Dataset.load_from_disk(str(stale))["v"] == vectors["v"]
+    assert (staging / "state.json").read_text() == "{}"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") and p != staging]  # ours moved, none left

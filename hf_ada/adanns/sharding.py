@@ -30,6 +30,8 @@ import logging
 import os
 import re
 import shutil
+import stat
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +41,7 @@ import datasets
 from datasets.distributed import split_dataset_by_node
 import numpy as np
 
-from ..common.files import read_json, write_json
+from ..common.files import atomic_file, default_mode, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -181,26 +183,50 @@ def map_shards(
 
 
 def _write_shard(shards_dir: Path, i: int, key: dict[str, Any], vectors: datasets.Dataset) -> None:
-    """Save shard ``i`` into a temporary sibling, move it into place, then write its marker (last)."""
+    """Save shard ``i`` into a staging folder of its own (a fresh name: another process's staging, on this machine
+    or another sharing ``shards_dir``, is never touched), move it into place, then write its marker (last).
+
+    What stands in the way is removed only if this code wrote it: the old marker if it is a regular file, the
+    old shard if it is a ``datasets`` ``save_to_disk`` folder of regular files (a stale shard of an earlier run);
+    a link, a file or any other folder there is refused and left in place."""
     final = shards_dir / SHARD_FORMAT.format(i)
     marker = shards_dir / (SHARD_FORMAT.format(i) + MARKER_SUFFIX)
+    if not _ours_to_replace(final, marker):
+        raise ShardError(f"{final} (or its marker) is in the way of shard {i} and is not a shard this code wrote; "
+                         "move it away or choose another shards_dir")
     marker.unlink(missing_ok=True)  # the shard is being rewritten: nobody may trust the old one meanwhile
-    tmp = shards_dir / f".{SHARD_FORMAT.format(i)}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    vectors.save_to_disk(str(tmp))
-    if final.is_symlink() or final.is_file():
-        final.unlink()
-    elif final.exists():
-        # a stale shard of an earlier run (no valid marker): only a datasets save_to_disk folder is ours to replace
-        if not final.is_dir() or not (final / "state.json").is_file() or any(
-            p.is_symlink() or not _SAVED_DATASET_FILE.fullmatch(p.name) for p in final.iterdir()
-        ):
-            raise ShardError(f"{final} is in the way of shard {i} and is not a shard this code wrote; move it away "
-                             "or choose another shards_dir")
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{SHARD_FORMAT.format(i)}.tmp-", dir=shards_dir))
+    try:
+        os.chmod(tmp, default_mode(folder=True))  # mkdtemp makes it 0700; a shard gets a plain mkdir's mode
+        vectors.save_to_disk(str(tmp))
+        if not _ours_to_replace(final, marker):  # re-checked: something may have appeared meanwhile
+            raise ShardError(f"{final} appeared while shard {i} was written and is not a shard this code wrote")
+        if os.path.lexists(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # our own staging folder, made above
+        raise
     write_json(marker, {"key": key, "files": _files(final)})
+
+
+def _ours_to_replace(final: Path, marker: Path) -> bool:
+    """Whether ``final`` and ``marker`` are absent or what :func:`_write_shard` writes (checked with ``lstat``:
+    no link is followed): a regular marker file, a folder of regular ``save_to_disk`` files."""
+    try:
+        if not stat.S_ISREG(os.lstat(marker).st_mode):
+            return False
+    except FileNotFoundError:
+        pass
+    try:
+        if not stat.S_ISDIR(os.lstat(final).st_mode):
+            return False
+    except FileNotFoundError:
+        return True
+    entries = list(os.scandir(final))
+    return any(e.name == "state.json" for e in entries) and all(
+        e.is_file(follow_symlinks=False) and _SAVED_DATASET_FILE.fullmatch(e.name) for e in entries
+    )
 
 
 def _wait_for(shards_dir: Path, keys: list[dict[str, Any]], mine: list[int], poll: float, timeout: float | None) -> None:
@@ -323,39 +349,35 @@ def write_flat_vectors(source: Any, path: str | os.PathLike, metric: str = "ip",
     n, dim = source.num_rows, source.dim
     fourcc, metric_type = (b"IxFI", faiss.METRIC_INNER_PRODUCT) if metric == "ip" else (b"IxF2", faiss.METRIC_L2)
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        _write_flat(source, tmp, n, dim, fourcc, metric_type, metric, batch_size, bar)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
-        raise
-    os.replace(tmp, path)
+    # a fresh temporary file of our own (never an existing file, a link or another process's staging), moved
+    # into place when complete, removed if the write fails
+    with atomic_file(path, "wb") as handle:
+        _write_flat(source, handle, n, dim, fourcc, metric_type, metric, batch_size, bar)
     return path
 
 
-def _write_flat(source: Any, tmp: Path, n: int, dim: int, fourcc: bytes, metric_type: int, metric: str,
+def _write_flat(source: Any, handle: Any, n: int, dim: int, fourcc: bytes, metric_type: int, metric: str,
                 batch_size: int, bar: Any) -> None:
     import struct
 
     from .vectors import check_finite, prefix
 
-    with open(tmp, "wb") as handle:
-        # faiss's IndexFlat layout: header (fourcc, d, ntotal, two dummies, is_trained, metric), then the
-        # float vector as its element count (uint64) and the floats
-        handle.write(struct.pack("<4siqqq?i", fourcc, dim, n, 1 << 20, 1 << 20, True, metric_type))
-        handle.write(struct.pack("<Q", n * dim))
-        step = min(batch_size, _WRITE_ROWS)  # row-wise work: slices give the values of one whole batch
-        for start in range(0, n, step):
-            rows = source.read(start, min(n, start + step))
-            check_finite(rows, "the embeddings", start)
-            handle.write(memoryview(prefix(rows, dim, metric)))  # its own buffer: written without a copy
-            if bar is not None:
-                bar.update(len(rows))
-            rows = None  # freed before the next read
-        handle.flush()
-        os.fsync(handle.fileno())
-        if hasattr(os, "posix_fadvise"):  # written pages need not stay cached on our account
-            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    # faiss's IndexFlat layout: header (fourcc, d, ntotal, two dummies, is_trained, metric), then the
+    # float vector as its element count (uint64) and the floats
+    handle.write(struct.pack("<4siqqq?i", fourcc, dim, n, 1 << 20, 1 << 20, True, metric_type))
+    handle.write(struct.pack("<Q", n * dim))
+    step = min(batch_size, _WRITE_ROWS)  # row-wise work: slices give the values of one whole batch
+    for start in range(0, n, step):
+        rows = source.read(start, min(n, start + step))
+        check_finite(rows, "the embeddings", start)
+        handle.write(memoryview(prefix(rows, dim, metric)))  # its own buffer: written without a copy
+        if bar is not None:
+            bar.update(len(rows))
+        rows = None  # freed before the next read
+    handle.flush()
+    os.fsync(handle.fileno())
+    if hasattr(os, "posix_fadvise"):  # written pages need not stay cached on our account
+        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def build_index_on_disk(

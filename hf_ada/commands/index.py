@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -176,12 +177,15 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> tuple[Path, dic
                 if getattr(args, key) is not None}
     search_flags = [key for key in ("d_search", "nprobe", "d_rerank", "rerank_k") if getattr(args, key) is not None]
     tune = args.tune if args.tune is not None else (0 if search_flags or args.on_disk else 256)
-    vectors_file = output.parent / f".{output.name}.vectors-{os.getpid()}.faiss"  # --on-disk: beside the output
+    vectors_file = None  # --on-disk: a file of our own beside the output, removed once the index is saved
     try:
         if args.on_disk:
             from ..adanns.sharding import add_index_on_disk
 
             output.parent.mkdir(parents=True, exist_ok=True)
+            fd, name_on_disk = tempfile.mkstemp(prefix=f".{output.name}.vectors-", suffix=".faiss", dir=output.parent)
+            os.close(fd)
+            vectors_file = Path(name_on_disk)
             index = add_index_on_disk(ds, args.column, name, vectors_file, batch_size=args.batch_size,
                                       metric=args.metric, seed=args.seed, **settings,
                                       **({"embedding_model": model_name} if model_name else {}))
@@ -198,7 +202,8 @@ def _build(args: argparse.Namespace, output: Path, name: str) -> tuple[Path, dic
             index.tune_on_rows(DatasetColumnSource(ds, args.column), tune, seed=args.seed)
         out = ds.save_adanns_index(name, output)  # --on-disk: the vectors are copied from the mapped file
     finally:
-        vectors_file.unlink(missing_ok=True)
+        if vectors_file is not None:  # only the file made above: nothing that was there before is removed
+            vectors_file.unlink(missing_ok=True)
     plan = index.plan or index.config.settings().as_dict()
     from ..adanns.tuning import describe_plan
 

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JsonLimitError", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "atomic_file", "check_json_depth", "loads_json",
-           "read_json", "read_regular_file", "write_json"]
+__all__ = ["JsonLimitError", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "atomic_file", "check_json_depth", "default_mode",
+           "loads_json", "read_json", "read_regular_file", "write_json"]
 
 #: deepest nesting of arrays / objects a JSON file from an artifact folder may have
 MAX_JSON_DEPTH = 64
@@ -49,7 +49,7 @@ def atomic_file(target: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
     os.close(fd)
-    os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp creates 0600; a saved file gets the usual permissions
+    os.chmod(tmp_name, default_mode())  # mkstemp creates 0600; a saved file gets the usual permissions
     try:
         with open(tmp_name, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
@@ -60,10 +60,12 @@ def atomic_file(target: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
         raise
 
 
-def _umask() -> int:
+def default_mode(folder: bool = False) -> int:
+    """The permissions a plain ``open()`` (or ``mkdir()``, with ``folder``) gives under the process's umask:
+    for files made with ``tempfile.mkstemp`` / ``mkdtemp`` (0600 / 0700) that are moved into place."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return (0o777 if folder else 0o666) & ~mask
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:

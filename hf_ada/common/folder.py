@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .config import ARTIFACT_KEY
-from .files import MAX_JSON_BYTES, JsonLimitError, atomic_file, check_json_depth, read_json, write_json
+from .files import MAX_JSON_BYTES, JsonLimitError, atomic_file, check_json_depth, default_mode, read_json, write_json
 from .lock import FolderLock, check_lock_timeout
 from .paths import UnsafePathError, check_member_name, hub_cache_root, member_path, tree_entries
 
@@ -445,12 +445,11 @@ def save_artifact(
 def _normal_permissions(staging: Path, names: list[str]) -> None:
     """Give staged files and folders the permissions a plain ``open()`` / ``mkdir()`` would (some writers,
     e.g. safetensors, create files 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
+    file_mode, folder_mode = default_mode(), default_mode(folder=True)
     for name in names:
-        os.chmod(staging / name, 0o666 & ~mask)
+        os.chmod(staging / name, file_mode)
     for path in [staging, *(p for p in staging.rglob("*") if p.is_dir() and not p.is_symlink())]:
-        os.chmod(path, 0o777 & ~mask)
+        os.chmod(path, folder_mode)
 
 
 # ---------------------------------------------------------------------------------------------- loading
