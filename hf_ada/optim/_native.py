@@ -117,10 +117,7 @@ def is_built() -> bool:
     """Whether the kernel is loaded in this process or built for this machine already (no build needed)."""
     if _library is not None:
         return True
-    if _failed is not None or not _enabled() or platform.system() == "Windows":
-        return False
-    compiler = _compiler()
-    return compiler is not None and _regular_file_we_own(_library_path(compiler))
+    return available() and _regular_file_we_own(_library_path(_compiler()))
 
 
 def _build(compiler: str, target: Path) -> None:

@@ -566,7 +566,8 @@ def _fused_eligible(params: list[Tensor]) -> bool:
             return False  # DTensor (FSDP2 / tensor parallel) and other tensor subclasses: eager paths
         if not (p.is_cpu or p.is_cuda):
             return False
-    return (_native_group(params) and _native.available()) or not _kernel.compile_failed()
+    # the torch.compile kernel runs any of them; only where it failed does the native kernel decide
+    return not _kernel.compile_failed() or (_native.available() and _native_group(params))
 
 
 def _native_group(params: list[Tensor]) -> bool:
