@@ -61,9 +61,9 @@ def test_two_machine_checkpoint_resumes_in_one_process(tmp_path, one_process_run
 def test_fsdp2_on_two_machines_with_in_optimizer_clipping_matches_one_process(tmp_path):
     """FSDP2 (`fully_shard`, DTensor shards) across two machines; the clip norm must be the global one."""
     script = ASSETS / "fsdp2_adan.py"
-    launch_two_machines(str(tmp_path / "fsdp.safetensors"), "0.05", script=script, via_hf_ada_run=False)
-    run_launcher([sys.executable, str(script), str(tmp_path / "one.safetensors"), "0.05"], tmp_path, timeout=120)
-    fsdp, one = load_file(tmp_path / "fsdp.safetensors"), load_file(tmp_path / "one.safetensors")
+    launch_two_machines(str(tmp_path / "fsdp"), "0.05", script=script, via_hf_ada_run=False)
+    run_launcher([sys.executable, str(script), str(tmp_path / "one"), "0.05"], tmp_path, timeout=120)
+    fsdp, one = load_file(tmp_path / "fsdp-0.05.safetensors"), load_file(tmp_path / "one-0.05.safetensors")
     assert fsdp.pop("world_size").item() == 2 and one.pop("world_size").item() == 1
     for key in one:
         assert (fsdp[key] - one[key]).abs().max().item() < 1e-6, key

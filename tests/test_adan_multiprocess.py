@@ -30,19 +30,14 @@ def test_two_processes_equal_one_process_with_double_batch(tmp_path, one_process
 
 def test_resume_from_checkpoint_reproduces_uninterrupted_run(tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    # a constant schedule, so that the interrupted run (max_steps 3) sees the same lr as the full one
+    # the uninterrupted run, which also saves a checkpoint at step 3 (saving changes nothing in the training);
+    # a constant schedule, so that a run stopped there would have seen the same lr
     common = [*TRAIN_ARGS, "--per_device_train_batch_size", "4", "--lr_scheduler_type", "constant", "--max_steps", "6"]
-    run_launcher(accelerate_2proc("--output_dir", str(straight), "--save_strategy", "no", *common), tmp_path)
-    # first half, stopping at step 3 with a checkpoint, then a fresh launch resuming from it
-    run_launcher(
-        accelerate_2proc(
-            "--output_dir", str(resumed), "--save_strategy", "steps", "--save_steps", "3",
-            *[a if a != "6" else "3" for a in common],
-        ),
-        tmp_path,
-    )  # fmt: skip
-    checkpoint = resumed / "checkpoint-3"
+    run_launcher(accelerate_2proc("--output_dir", str(straight), "--save_strategy", "steps", "--save_steps", "3",
+                                  *common), tmp_path)
+    checkpoint = straight / "checkpoint-3"
     assert (checkpoint / "optimizer.pt").is_file()
+    # a fresh launch resuming from that checkpoint (as after an interruption at step 3)
     run_launcher(
         accelerate_2proc(
             "--output_dir", str(resumed), "--save_strategy", "no", "--resume_from_checkpoint", str(checkpoint),
@@ -51,21 +46,24 @@ def test_resume_from_checkpoint_reproduces_uninterrupted_run(tmp_path):
         tmp_path,
     )  # fmt: skip
     assert read_world(resumed)["world_size"] == 2
+    assert read_world(straight)["steps_run"] == 6 and read_world(resumed)["steps_run"] == 3  # it did resume
     assert max_diff(straight, resumed) < 1e-6
 
 
-@pytest.mark.parametrize("max_grad_norm", ["0", "0.05"])
-def test_fsdp2_sharded_parameters_match_single_process(tmp_path, max_grad_norm):
-    """torch FSDP2 (`fully_shard`, DTensor parameters) on CPU/gloo: same weights as one process.
+def test_fsdp2_sharded_parameters_match_single_process(tmp_path):
+    """torch FSDP2 (`fully_shard`, DTensor parameters) on CPU/gloo: same weights as one process, without and
+    with in-optimizer clipping (both settings in one launch each).
 
     With in-optimizer clipping on, this also checks that the clip norm is the global one, not a
     per-shard norm (a known trap of the reference implementation under sharding).
     """
     script = ASSETS / "fsdp2_adan.py"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    run_launcher([*torchrun, str(script), str(tmp_path / "fsdp.safetensors"), max_grad_norm], tmp_path)
-    run_launcher([sys.executable, str(script), str(tmp_path / "one.safetensors"), max_grad_norm], tmp_path)
-    fsdp, one = load_file(tmp_path / "fsdp.safetensors"), load_file(tmp_path / "one.safetensors")
-    assert fsdp.pop("world_size").item() == 2 and one.pop("world_size").item() == 1
-    for key in one:
-        assert (fsdp[key] - one[key]).abs().max().item() < 1e-6, key
+    run_launcher([*torchrun, str(script), str(tmp_path / "fsdp"), "0,0.05"], tmp_path)
+    run_launcher([sys.executable, str(script), str(tmp_path / "one"), "0,0.05"], tmp_path)
+    for max_grad_norm in ("0", "0.05"):
+        fsdp = load_file(tmp_path / f"fsdp-{max_grad_norm}.safetensors")
+        one = load_file(tmp_path / f"one-{max_grad_norm}.safetensors")
+        assert fsdp.pop("world_size").item() == 2 and one.pop("world_size").item() == 1
+        for key in one:
+            assert (fsdp[key] - one[key]).abs().max().item() < 1e-6, (max_grad_norm, key)

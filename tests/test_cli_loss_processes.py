@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hub_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +49,7 @@ def test_scripts_report_the_same_loss_on_one_and_two_processes(tmp_path):
                          env=_env(), timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29531", script, *_args(tmp_path, "two", 4)],
+                          str(free_port()), script, *_args(tmp_path, "two", 4)],
                          capture_output=True, text=True, env=_env(), timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     r1 = json.loads((tmp_path / "one" / "all_results.json").read_text())
@@ -79,7 +80,7 @@ def test_the_launcher_warns_once_when_a_third_party_script_hits_the_case(tmp_pat
         "data = Dataset.from_dict({'input_ids': ids.tolist(), 'labels': (ids[:, 0] % 2).tolist()})\n"
         "Trainer(model=model, args=args, train_dataset=data).train()\n")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           "29532", "-m", "hf_ada.run", str(third_party), "--output_dir", str(tmp_path / "o"),
+                           str(free_port()), "-m", "hf_ada.run", str(third_party), "--output_dir", str(tmp_path / "o"),
                            "--optim", "adan", "--optim_args", "fused=false", "--max_steps", "2", "--per_device_train_batch_size", "4",
                            "--use_cpu", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"],
                           capture_output=True, text=True, env=_env(), timeout=600)

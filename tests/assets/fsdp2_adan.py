@@ -1,8 +1,9 @@
 """Train a tiny MLP with Adan under torch FSDP2 (``fully_shard``) on CPU/gloo, or in one process.
 
-``torchrun --nproc_per_node 2 fsdp2_adan.py OUT.safetensors [max_grad_norm]`` shards the parameters
-(DTensors) across two processes; ``python fsdp2_adan.py OUT.safetensors [max_grad_norm]`` runs the same
-training in one process on the full batch. Both write the final full weights.
+``torchrun --nproc_per_node 2 fsdp2_adan.py OUT_STEM [max_grad_norm,...]`` shards the parameters
+(DTensors) across two processes; ``python fsdp2_adan.py OUT_STEM [max_grad_norm,...]`` runs the same
+training in one process on the full batch. Both train once per ``max_grad_norm`` of the comma list (one
+launch for every setting) and write the final full weights to ``OUT_STEM-<max_grad_norm>.safetensors``.
 """
 
 import os
@@ -15,13 +16,7 @@ from safetensors.torch import save_file
 from hf_ada import Adan
 
 
-def main():
-    out, max_grad_norm = sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
-    distributed = "WORLD_SIZE" in os.environ
-    rank, world = 0, 1
-    if distributed:
-        dist.init_process_group("gloo")
-        rank, world = dist.get_rank(), dist.get_world_size()
+def train(out: str, max_grad_norm: float, distributed: bool, rank: int, world: int) -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
     if distributed:
@@ -45,6 +40,17 @@ def main():
     if rank == 0:
         state["world_size"] = torch.tensor(world)
         save_file(state, out)
+
+
+def main():
+    stem, norms = sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else ["0"]
+    distributed = "WORLD_SIZE" in os.environ
+    rank, world = 0, 1
+    if distributed:
+        dist.init_process_group("gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+    for norm in norms:
+        train(f"{stem}-{norm}.safetensors", float(norm), distributed, rank, world)
     if distributed:  # every rank done with its collectives before the group goes (else gloo can abort at exit)
         dist.barrier()
         dist.destroy_process_group()

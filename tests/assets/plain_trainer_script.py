@@ -1,7 +1,7 @@
 """A third-party style Trainer script that knows nothing about hf-ada (it never imports it).
 
 It trains a tiny BERT classifier, built from a config, on fixed synthetic data, and writes the final
-and initial weights (``final.safetensors``, ``initial.safetensors``) and ``world.json`` (world size, optimizer class) to ``--output_dir``.
+and initial weights (``final.safetensors``, ``initial.safetensors``) and ``world.json`` (world size, optimizer class, the optimizer steps this launch ran) to ``--output_dir``.
 Run it through the launcher: ``python -m hf_ada.run tests/assets/plain_trainer_script.py --optim adan ...``.
 """
 
@@ -12,7 +12,17 @@ import sys
 import torch
 from datasets import Dataset
 from safetensors.torch import save_file
-from transformers import BertConfig, BertForSequenceClassification, HfArgumentParser, Trainer, TrainingArguments
+from transformers import (BertConfig, BertForSequenceClassification, HfArgumentParser, Trainer, TrainerCallback,
+                          TrainingArguments)
+
+
+class StepCounter(TrainerCallback):
+    """Counts the optimizer steps this launch runs (a resumed run runs only the steps after its checkpoint)."""
+
+    steps = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
 
 
 def main():
@@ -28,7 +38,8 @@ def main():
     ids = torch.randint(1, 50, (64, 8), generator=gen)
     labels = (ids[:, 0] % 3).tolist()
     data = Dataset.from_dict({"input_ids": ids.tolist(), "labels": labels})
-    trainer = Trainer(model=model, args=args, train_dataset=data)
+    counter = StepCounter()
+    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[counter])
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     # FSDP2 holds DTensor shards: gather the full tensors (a collective call, so on every rank)
     state = {
@@ -41,7 +52,7 @@ def main():
         save_file(initial, os.path.join(args.output_dir, "initial.safetensors"))
         optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
         with open(os.path.join(args.output_dir, "world.json"), "w") as f:
-            json.dump({"world_size": args.world_size, "optimizer": type(optimizer).__name__,
+            json.dump({"world_size": args.world_size, "optimizer": type(optimizer).__name__, "steps_run": counter.steps,
                        "wrapped_model": type(trainer.model_wrapped).__name__,
                        "sharded": any(hasattr(p, "full_tensor") for p in trainer.model.parameters()),
                        "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]},
