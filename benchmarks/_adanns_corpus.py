@@ -144,6 +144,42 @@ def encode_cached(texts: list[str], name: str, max_seq_length: int, batch_size: 
     return out
 
 
+@dataclass
+class MatryoshkaSplit:
+    """A corpus embedded for the AdANNS benchmarks: documents and held-out queries through the Matryoshka head."""
+
+    corpus: Corpus
+    docs: np.ndarray  # (n_docs, 384) the documents through the head
+    tuning: np.ndarray  # held-out tuning queries (the choice is made on them)
+    test: np.ndarray  # held-out test queries (every reported number)
+    test_labels: list[set[int]]  # the labelled document of each test query
+    num_train: int  # training pairs of the head
+
+
+def matryoshka_split(name: str, num_docs: int, *, num_tune: int = 500, num_eval: int = 1000, head_epochs: int = 8,
+                     doc_tokens: int = 64, query_tokens: int = 32) -> MatryoshkaSplit:
+    """``--corpus`` embedded as every AdANNS benchmark embeds it: MiniLM (cached), then hf-ada's 384->384
+    Matryoshka linear head trained (Adan) on the training pairs; the held-out queries shuffled (seed 0) into
+    ``num_tune`` tuning and ``num_eval`` test queries."""
+    import torch
+
+    from hf_ada.adanns.matryoshka import apply_head, train_linear_head
+    from hf_ada.optim import Adan
+
+    torch.set_num_threads(2)
+    corpus, stem = load_named(name, num_docs)
+    q_raw = encode_cached(corpus.queries, f"{stem}_queries_minilm", query_tokens)
+    d_raw = encode_cached(corpus.documents, f"{stem}_documents_minilm", doc_tokens)
+    train = np.flatnonzero(~corpus.eval_mask)
+    held_out = np.random.default_rng(0).permutation(np.flatnonzero(corpus.eval_mask))
+    tune_q, test_q = held_out[:num_tune], held_out[num_tune : num_tune + num_eval]
+    head = train_linear_head(q_raw[train], d_raw[corpus.query_doc[train]], [24, 48, 96, 192, 384],
+                             epochs=head_epochs, batch_size=256, lr=2e-3, optimizer=Adan, show_progress=False)
+    return MatryoshkaSplit(corpus=corpus, docs=apply_head(head, d_raw), tuning=apply_head(head, q_raw[tune_q]),
+                           test=apply_head(head, q_raw[test_q]), test_labels=[{int(corpus.query_doc[i])} for i in test_q],
+                           num_train=len(train))
+
+
 def load_named(name: str, num_docs: int) -> tuple[Corpus, str]:
     """(corpus, cache stem) for ``--corpus`` of the benchmark."""
     if name == "man":

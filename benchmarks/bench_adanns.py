@@ -167,36 +167,25 @@ def main(argv: list[str] | None = None) -> dict:
         return build
     import faiss
     import numpy as np
-    import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _adanns_corpus import encode_cached, load_named
+    from _adanns_corpus import matryoshka_split
     from _machine import cpu_name, load_average
 
     from hf_ada.adanns import AdANNSConfig, AdANNSIndex, retrieval_metrics
     from hf_ada.adanns.config import SEARCH_KEYS
-    from hf_ada.adanns.matryoshka import apply_head, train_linear_head
     from hf_ada.adanns.tuning import choose_plan, describe_plan, measure_plans, pareto_front
     from hf_ada.adanns.vectors import prefix
     from hf_ada.demo.plots import plot_fronts
-    from hf_ada.optim import Adan
 
     thread_counts = [int(t) for t in args.threads.split(",")]
-    torch.set_num_threads(2)
     t0 = time.perf_counter()
     load_start = load_average()
-    corpus, stem = load_named(args.corpus, args.num_docs)
-    q_raw = encode_cached(corpus.queries, f"{stem}_queries_minilm", args.query_tokens)
-    d_raw = encode_cached(corpus.documents, f"{stem}_documents_minilm", args.doc_tokens)
-    n = len(d_raw)
-    train = np.flatnonzero(~corpus.eval_mask)
-    held_out = np.random.default_rng(0).permutation(np.flatnonzero(corpus.eval_mask))
-    tune_q, test_q = held_out[: args.num_tune], held_out[args.num_tune : args.num_tune + args.num_eval]
-    labels = [{int(corpus.query_doc[i])} for i in test_q]
-    head = train_linear_head(q_raw[train], d_raw[corpus.query_doc[train]], [24, 48, 96, 192, 384],
-                             epochs=args.head_epochs, batch_size=256, lr=2e-3, optimizer=Adan, show_progress=False)
-    queries, tuning_queries, docs = apply_head(head, q_raw[test_q]), apply_head(head, q_raw[tune_q]), apply_head(head, d_raw)
-    print(f"{args.corpus}: {n} documents, {len(train)} training pairs, {len(tune_q)} tuning + {len(test_q)} test "
+    split = matryoshka_split(args.corpus, args.num_docs, num_tune=args.num_tune, num_eval=args.num_eval,
+                             head_epochs=args.head_epochs, doc_tokens=args.doc_tokens, query_tokens=args.query_tokens)
+    queries, tuning_queries, docs, labels = split.test, split.tuning, split.docs, split.test_labels
+    n, n_train, n_tune = len(docs), split.num_train, len(tuning_queries)
+    print(f"{args.corpus}: {n} documents, {n_train} training pairs, {n_tune} tuning + {len(queries)} test "
           f"queries ({time.perf_counter() - t0:.0f}s)", flush=True)
 
     faiss.omp_set_num_threads(max(thread_counts))
@@ -283,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
         default = {**measured(adanns.plan, baselines[0]), "reason": adanns.plan["reason"]}
         targets = []
         for b in baselines:
-            plan = choose_plan(points, 384, target_recall=b["tune_recall"], num_queries=len(tune_q))
+            plan = choose_plan(points, 384, target_recall=b["tune_recall"], num_queries=n_tune)
             settings = {key: plan[key] for key in SEARCH_KEYS}  # what search_batch(target_recall=...) runs
             asked = adanns.search_batch(queries[:64], 10, target_recall=b["tune_recall"])[1]  # the public call
             assert np.array_equal(asked, adanns.search_batch(queries[:64], 10, **settings)[1])
@@ -319,8 +308,8 @@ def main(argv: list[str] | None = None) -> dict:
                 p.setdefault("flops", 0.0)
         plots.append(plot_fronts({k: [{**p, "flops": max(p["flops"], 1.0)} for p in v] for k, v in series.items()},
                                  args.out / f"{args.name}_{threads}threads.png",
-                                 title=f"{args.corpus}: {n} docs, {len(test_q)} test queries, {threads} thread(s)"))
-    report = _markdown(args, n, len(train), len(tune_q), len(test_q), runs, builds, structures, adanns, total_s,
+                                 title=f"{args.corpus}: {n} docs, {len(queries)} test queries, {threads} thread(s)"))
+    report = _markdown(args, n, n_train, n_tune, len(queries), runs, builds, structures, adanns, total_s,
                        cpu_name(), load_start, load_average())
     (args.out / f"{args.name}.md").write_text(report, encoding="utf-8")
     payload = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs, "builds": builds,

@@ -78,6 +78,59 @@ def test_graph_plans_need_a_graph(index, data):
         index.search_batch(q, k=5, scan="hnsw", d_search=8, ef_search=0)
 
 
+@pytest.mark.parametrize("ef_construction", [40, 160])
+def test_graph_is_faiss_hnsw_built_with_the_configured_ef_construction(data, ef_construction):
+    """The stored graph is the one faiss's IndexHNSWFlat builds on the normalised rows with that efConstruction
+    (one thread: a deterministic build), and a wider build gives a different graph."""
+    x, _, _ = data
+    config = AdANNSConfig(dim=D, nlist=1, graph_dims=[D], hnsw_m=8, hnsw_ef_construction=ef_construction)
+    index = AdANNSIndex.build(x, config, show_progress=False)
+
+    def faiss_graph(ef: int) -> np.ndarray:
+        ref = faiss.IndexHNSWFlat(D, 8, faiss.METRIC_INNER_PRODUCT)
+        ref.hnsw.efConstruction = ef
+        ref.add(unit(x))
+        return faiss.vector_to_array(ref.hnsw.neighbors)
+
+    stored = index.storage.graphs[D]
+    np.testing.assert_array_equal(stored["neighbors"], faiss_graph(ef_construction))
+    assert not np.array_equal(stored["neighbors"], faiss_graph(ef_construction // 4))
+    assert int(stored["header"][3]) == ef_construction
+    with pytest.raises(ValueError, match="hnsw_ef_construction must be a positive int"):
+        AdANNSConfig(dim=D, hnsw_ef_construction=0)
+
+
+def test_candidate_structures_sit_on_the_prefixes_keeping_99_and_95_percent_of_exact_search():
+    """build_candidates: quantizer + graph on the shortest prefix whose exact scan re-ranked at full dim keeps
+    0.99 of exact search's top 10, a graph only on the shortest keeping 0.95 -- checked against a literal
+    computation (numpy top 200 on each prefix, re-ranked on all dims; a row counts when it scores as high as
+    exact search's 10th); duplicated rows (ties) do not make a prefix look worse than it is."""
+    gen = np.random.default_rng(5)
+    dim, n = 128, 3000
+    scale = np.linspace(1.0, 0.1, dim)  # a decay where 32 dims keep most neighbours and 64 (nearly) all
+    x = (gen.standard_normal((n, dim)) * scale).astype(np.float32)
+    x[n // 2 :] = x[: n - n // 2]  # every row twice: exact search's top 10 holds pairs of tied rows
+    q = (x[gen.integers(0, n, 60)] + 0.5 * gen.standard_normal((60, dim)) * scale).astype(np.float32)
+    full = unit(q) @ unit(x).T
+    kth = np.sort(full, axis=1)[:, -10:-9]
+
+    def kept(d: int) -> float:
+        short = np.argsort(-(unit(q[:, :d]) @ unit(x[:, :d]).T), axis=1, kind="stable")[:, :200]
+        top = np.sort(np.take_along_axis(full, short, axis=1), axis=1)[:, -10:]
+        return float(np.mean(top >= kth - 1e-5))
+
+    kept_by_prefix = {d: kept(d) for d in (16, 32, 64)}
+    high = min([d for d, r in kept_by_prefix.items() if r >= 0.99] + [dim])
+    mid = min([d for d, r in kept_by_prefix.items() if r >= 0.95] + [dim])
+    assert mid < high < dim  # the data asks for two different prefixes (the test would not tell them apart otherwise)
+
+    index = AdANNSIndex.build(x, AdANNSConfig(dim=dim, nlist=16, hnsw_m=8), show_progress=False)
+    reason = index.build_candidates(q, k=10)
+    assert index.config.graph_dims == sorted({dim, high, mid})
+    assert set(index.config.d_clusters) == {index.config.d_cluster, dim, high}
+    assert f"{high}: the shortest prefix" in reason and f"{mid}: the shortest keeping 0.95, a graph only" in reason
+
+
 def test_graph_round_trip_and_tampered_graph_refused(data, index, tmp_path):
     x, q, _ = data
     folder = index.save_pretrained(tmp_path / "g")
@@ -136,7 +189,7 @@ def test_tuned_index_never_loses_to_its_own_rigid_candidates(data):
     plan = idx.plan  # no target: the fastest within 1% of flat's recall, every structure included
     flat = next(p for p in rigid if p["scan"] == "exact")
     assert plan["qps"] == max(p["qps"] for p in points if p["recall"] >= 0.99 * flat["recall"] - 1e-12)
-    assert "built for tuning" in plan["reason"] and "HNSW graphs (M=8)" in plan["reason"]
+    assert "built for tuning" in plan["reason"] and "HNSW graphs (M=8, efConstruction=160)" in plan["reason"]
     kept = {p["d_search"] for p in idx.tuning["time_front"] + idx.tuning["pareto_front"] if p["scan"] == "hnsw"}
     assert set(idx.config.graph_dims) == kept  # graphs no front plan uses were dropped
     assert all(p["scan"] != "hnsw" or p["d_search"] in kept for p in idx.tuning["points"])

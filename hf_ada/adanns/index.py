@@ -54,6 +54,11 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
+#: build_candidates builds structures on the shortest prefixes whose exact scan, re-ranked at full dim, keeps
+#: these shares of exact search's top k: quantizer and graph for the highest, a graph for the others
+CANDIDATE_PREFIX_SHARES = (0.99, 0.95)
+
+
 def _ladder(dim: int) -> list[int]:
     """Prefixes 16, 32, 64, ... below ``dim``: the candidates for a short-prefix structure."""
     out, d = [], 16
@@ -355,8 +360,9 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         the index (card included). Returns every measured point.
 
         ``structures`` (default: when no ``grid`` is given) first builds the candidate structures from the
-        stored vectors (:meth:`build_candidates`: the rigid full-dim IVF quantizer and HNSW graph, and a
-        quantizer and a graph on the shortest prefix that keeps exact search's quality on these queries),
+        stored vectors (:meth:`build_candidates`: the rigid full-dim IVF quantizer and HNSW graph, a quantizer
+        and a graph on the shortest prefix that keeps 99% of exact search's results on these queries, and a
+        graph on the shortest that keeps 95% of them),
         measures the default grid over all of them, then keeps only the stored structures some plan on the
         recall/time front uses (the plan's reason says what was built, kept and dropped).
 
@@ -381,7 +387,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
             raise ValueError(f"k must be a positive int, got {k!r}")
         if not _positive_int(repeats):
             raise ValueError(f"repeats must be a positive int, got {repeats!r}")
-        built = self.build_candidates(queries, relevant, k=k) if structures else ""
+        built = self.build_candidates(queries, k=k) if structures else ""
         grid = list(grid) if grid is not None else default_grid(self.config, quick=quick)
         measured = points = measure_plans(self, queries, relevant, grid, k=k, repeats=repeats,
                                           show_progress=show_progress)
@@ -419,8 +425,9 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         cfg.extra_d_clusters = sorted({*cfg.extra_d_clusters, d_cluster})
 
     def add_graph(self, dim: int, m: int | None = None) -> None:
-        """Build an HNSW graph (faiss ``IndexHNSWFlat``, ``M = m`` or ``config.hnsw_m``) over the ``dim``-prefix
-        of the stored vectors; ``scan="hnsw", d_search=dim`` plans then walk it (``ef_search=`` per search)."""
+        """Build an HNSW graph (faiss ``IndexHNSWFlat``, ``M = m`` or ``config.hnsw_m``, ``efConstruction =
+        config.hnsw_ef_construction``) over the ``dim``-prefix of the stored vectors; ``scan="hnsw", d_search=dim``
+        plans then walk it (``ef_search=`` per search)."""
         cfg = self.config
         if not _positive_int(dim) or dim > cfg.dim:
             raise ValueError(f"dim must be an int in [1, {cfg.dim}], got {dim!r}")
@@ -431,36 +438,49 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         self.storage.vector_view()  # a clear error for a PQ-only index
         if m is not None and m != cfg.hnsw_m:
             for other in cfg.graph_dims:  # one M for every graph of an index
-                self.storage.add_graph(other, m)
+                self.storage.add_graph(other, m, cfg.hnsw_ef_construction)
             cfg.hnsw_m = m
-        self.storage.add_graph(dim, cfg.hnsw_m)
+        self.storage.add_graph(dim, cfg.hnsw_m, cfg.hnsw_ef_construction)
         cfg.graph_dims = sorted({*cfg.graph_dims, dim})
 
-    def build_candidates(self, queries: np.ndarray, relevant: Sequence[set[int]], *, k: int = 10) -> str:
-        """Build the structures :meth:`tune` compares (needs the stored vectors; returns what it built):
-        the rigid full-dim IVF quantizer and HNSW graph, and on the shortest prefix whose exact scan,
-        re-ranked at full dim, keeps 99% of exact search's recall on ``queries``, a quantizer and a graph."""
+    def build_candidates(self, queries: np.ndarray, *, k: int = 10) -> str:
+        """Build the structures :meth:`tune` compares (needs the stored vectors; returns what it built): the
+        rigid full-dim IVF quantizer and HNSW graph; a quantizer and a graph on the shortest prefix whose exact
+        scan, re-ranked at full dim, keeps 99% of exact search's top ``k`` on ``queries``; and a graph on the
+        shortest prefix keeping 95% (its walk, re-ranked at full dim, serves the mid-recall targets: a walk
+        over fewer dims is cheaper per step, and the re-rank restores the order). A returned row counts as kept
+        when its full-dim score is as good as exact search's k-th: rows tied with it (duplicates) are
+        interchangeable, so a corpus with duplicate vectors is not mistaken for one whose prefixes lose
+        neighbours."""
         cfg = self.config
         if not cfg.store_vectors:
             return ""
         before = (list(cfg.d_clusters), list(cfg.graph_dims))
-        flat = retrieval_metrics(self.search_batch(queries, k, scan="exact", d_search=cfg.dim, d_rerank=None)[1],
-                                 relevant, k)["recall"]
-        short = cfg.dim
+        sign = -1.0 if cfg.metric == "l2" else 1.0  # similarities: higher is better
+        kth = sign * self.search_batch(queries, k, scan="exact", d_search=cfg.dim, d_rerank=None)[0][:, -1:]
+        slack = 1e-5 * np.maximum(1.0, np.abs(np.nan_to_num(kth, neginf=0.0)))
+        short = {share: cfg.dim for share in CANDIDATE_PREFIX_SHARES}
         for d in _ladder(cfg.dim):
-            rows = self.search_batch(queries, k, scan="exact", d_search=d, d_rerank=cfg.dim, rerank_k=200)[1]
-            if retrieval_metrics(rows, relevant, k)["recall"] >= 0.99 * flat - 1e-12:
-                short = d
+            scores = sign * self.search_batch(queries, k, scan="exact", d_search=d, d_rerank=cfg.dim, rerank_k=200)[0]
+            kept = float(np.mean(scores >= kth - slack))
+            for share in short:
+                if short[share] == cfg.dim and kept >= share - 1e-12:
+                    short[share] = d
+            if all(v < cfg.dim for v in short.values()):
                 break
-        for d in sorted({cfg.dim, short}):
+        high, mid = short[max(short)], short[min(short)]
+        for d in sorted({cfg.dim, high}):
             if cfg.nlist > 1:
                 self.add_quantizer(d)
+        for d in sorted({cfg.dim, high, mid}):
             self.add_graph(d)
         quantizers = sorted(set(cfg.d_clusters) - set(before[0]))
         graphs = sorted(set(cfg.graph_dims) - set(before[1]))
-        return (f"built for tuning: quantizers on {quantizers or 'no new'} dims and HNSW graphs (M={cfg.hnsw_m}) on "
-                f"{graphs or 'no new'} dims (full dim: the rigid faiss structures; {short}: the shortest prefix "
-                f"whose exact scan re-ranked at {cfg.dim} dims keeps 0.99 of exact search's recall on these queries)")
+        return (f"built for tuning: quantizers on {quantizers or 'no new'} dims and HNSW graphs (M={cfg.hnsw_m}, "
+                f"efConstruction={cfg.hnsw_ef_construction}) on {graphs or 'no new'} dims (full dim: the rigid faiss "
+                f"structures; {high}: the shortest prefix whose exact scan re-ranked at {cfg.dim} dims keeps "
+                f"{max(short):g} of exact search's top {k} on these queries; {mid}: the shortest keeping "
+                f"{min(short):g}, a graph only)")
 
     def _keep_front_structures(self, points: list[dict[str, Any]], built: str) -> tuple[list[dict[str, Any]], str]:
         """Drop the stored quantizers and graphs that no plan on the recall/time or recall/FLOPs front uses

@@ -402,8 +402,8 @@ class IndexStorage:
         self.offsets[d_cluster] = np.concatenate(
             [[0], np.cumsum(np.bincount(lists, minlength=self.config.nlist))]).astype(np.int64)
 
-    def add_graph(self, dim: int, m: int, ef_construction: int = 40) -> None:
-        """Build the HNSW graph (faiss ``IndexHNSWFlat``, ``M = m``) over the ``dim``-prefixes of the stored
+    def add_graph(self, dim: int, m: int, ef_construction: int) -> None:
+        """Build the HNSW graph (faiss ``IndexHNSWFlat``, ``M = m``, ``efConstruction = ef_construction``) over the ``dim``-prefixes of the stored
         vectors and keep its arrays (the temporary copy of the prefixes is freed)."""
         with self._lock:
             index = faiss.IndexHNSWFlat(dim, m, faiss_metric(self.config.metric))
@@ -464,7 +464,7 @@ class IndexStorage:
             self._set_lists(dc, assign.pop(dc))
         self.__dict__.pop("_encoder", None)
         for dim in cfg.graph_dims:
-            self.add_graph(dim, cfg.hnsw_m)
+            self.add_graph(dim, cfg.hnsw_m, cfg.hnsw_ef_construction)
 
     # ------------------------------------------------------------------ search
     def probe(self, queries: np.ndarray, d_cluster: int, nprobe: int) -> np.ndarray:

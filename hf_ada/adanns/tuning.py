@@ -83,6 +83,8 @@ NPROBES = (1, 2, 4, 8, 16, 32, 64)
 #: between two first-pass settings is met without paying the next power of two.
 NPROBE_LADDER = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
 EF_LADDER = (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512)
+#: the shallowest re-rank depth of the first pass's graph plans on a prefix
+GRAPH_RERANK_K = 20
 #: and the re-rank depths walked from a re-ranked plan on the front
 RERANK_LADDER = (20, 30, 40, 50, 70, 100, 140, 200, 280, 400)
 
@@ -93,8 +95,8 @@ def default_grid(config: AdANNSConfig, quick: bool = False) -> list[dict[str, An
     Exact flat search (always), exhaustive low-dim scans + full-dim re-rank, for every coarse quantizer
     x nprobe (1 ... 64): flat scans on the prefix ladder (16, 32, ... dim) with and without re-rank and the
     PQ scan when there are codes; for every HNSW graph x efSearch (16 ... 256): the walk, re-ranked at full
-    dim when the graph is on a shorter prefix. A re-rank on no more dims than the scan is left out: it cannot
-    change the order. ``quick=True`` (label-free auto-tuning) keeps the upper half of the prefix ladder and
+    dim when the graph is on a shorter prefix (also its top :data:`GRAPH_RERANK_K` only). A re-rank on no
+    more dims than the scan is left out: it cannot change the order. ``quick=True`` (label-free auto-tuning) keeps the upper half of the prefix ladder and
     one re-rank depth.
     """
     cfg = config
@@ -121,8 +123,11 @@ def default_grid(config: AdANNSConfig, quick: bool = False) -> list[dict[str, An
                 for scan in scans:
                     grid.append({"d_cluster": d_cluster, "nprobe": nprobe, "d_rerank": d_rerank,
                                  "rerank_k": rerank_k, **scan})
+    # a walk on a prefix finds its candidates in order of that prefix's score: a shallow re-rank (20) is
+    # where a prefix graph pays at mid recall, so graph plans also start from there
+    graph_reranks = reranks + ([(cfg.dim, GRAPH_RERANK_K)] if cfg.store_vectors else [])
     for d_graph in cfg.graph_dims:
-        for d_rerank, rerank_k in reranks:
+        for d_rerank, rerank_k in graph_reranks:
             if d_rerank and d_rerank <= d_graph:
                 continue
             for ef in sorted({max(ef, rerank_k if d_rerank else 0) for ef in EF_SEARCH}):
