@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -403,22 +404,30 @@ class IndexStorage:
             [[0], np.cumsum(np.bincount(lists, minlength=self.config.nlist))]).astype(np.int64)
 
     def add_graph(self, dim: int, m: int, ef_construction: int) -> None:
-        """Build the HNSW graph (faiss ``IndexHNSWFlat``, ``M = m``, ``efConstruction = ef_construction``) over the ``dim``-prefixes of the stored
-        vectors and keep its arrays (the temporary copy of the prefixes is freed)."""
+        """Build the HNSW graph (faiss ``IndexHNSWFlat``, ``M = m``, ``efConstruction = ef_construction``) over
+        the ``dim``-prefixes of the stored vectors and keep its arrays (the temporary copy of the prefixes is
+        freed). A progress bar shows from 200,000 rows on (a build of minutes); the time is logged."""
+        from tqdm.auto import tqdm
+
+        started = time.perf_counter()
         with self._lock:
             index = faiss.IndexHNSWFlat(dim, m, faiss_metric(self.config.metric))
             index.hnsw.efConstruction = ef_construction
             view = self.vector_view()
-            for start in range(0, self.num_rows, 65536):
-                index.add(prefix(view[start : start + 65536], dim, self.config.metric))
+            with tqdm(total=self.num_rows, desc=f"AdANNS: HNSW graph on {dim} dims", unit="row",
+                      disable=self.num_rows < 200_000) as bar:
+                for start in range(0, self.num_rows, 65536):
+                    batch = prefix(view[start : start + 65536], dim, self.config.metric)
+                    index.add(batch)
+                    bar.update(len(batch))
             graph = index.hnsw
             arrays = {name: faiss.vector_to_array(getattr(graph, name)).astype(dtype, copy=False)
                       for name, dtype in GRAPH_ARRAYS.items() if name != "header"}
             arrays["header"] = np.array([graph.entry_point, graph.max_level, m, ef_construction], dtype=np.int64)
             self.graphs[dim] = arrays
             self._hnsw.pop(dim, None)
-            logger.debug("AdANNS: built the HNSW graph on %d dims (M=%d, %.1f MiB)", dim, m,
-                         self.graph_bytes(dim) / 2**20)
+            logger.info("AdANNS: built the HNSW graph on %d dims (M=%d, efConstruction=%d, %.1f MiB) in %.1f s", dim,
+                        m, ef_construction, self.graph_bytes(dim) / 2**20, time.perf_counter() - started)
 
     def drop_structure(self, *, d_cluster: int | None = None, graph: int | None = None) -> None:
         """Forget a stored quantizer (its centroids and lists) or graph, and what was derived from it."""
