@@ -96,8 +96,8 @@ def default_grid(config: AdANNSConfig, quick: bool = False) -> list[dict[str, An
     x nprobe (1 ... 64): flat scans on the prefix ladder (16, 32, ... dim) with and without re-rank and the
     PQ scan when there are codes; for every HNSW graph x efSearch (16 ... 256): the walk, re-ranked at full
     dim when the graph is on a shorter prefix (also its top :data:`GRAPH_RERANK_K` only). A re-rank on no
-    more dims than the scan is left out: it cannot change the order. ``quick=True`` (label-free auto-tuning) keeps the upper half of the prefix ladder and
-    one re-rank depth.
+    more dims than the scan is left out: it cannot change the order. ``quick=True`` (label-free auto-tuning)
+    keeps the upper half of the prefix ladder and one re-rank depth (and the graphs' shallow one).
     """
     cfg = config
     reranks: list[tuple[int | None, int]] = [(None, cfg.rerank_k)]
