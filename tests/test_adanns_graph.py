@@ -147,6 +147,20 @@ def test_graph_round_trip_and_tampered_graph_refused(data, index, tmp_path):
         AdANNSIndex.from_pretrained(folder)
 
 
+def test_an_index_saved_before_ef_construction_was_a_setting_reports_what_its_graphs_used(data, tmp_path):
+    x, q, _ = data
+    built = AdANNSIndex.build(x, AdANNSConfig(dim=D, nlist=1, graph_dims=[D], hnsw_m=8, hnsw_ef_construction=40),
+                              show_progress=False)
+    folder = built.save_pretrained(tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    del config["hnsw_ef_construction"]  # as an older hf-ada wrote it
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = AdANNSIndex.from_pretrained(folder)
+    assert loaded.config.hnsw_ef_construction == 40  # not the default 160: the card tells how the graph was built
+    np.testing.assert_array_equal(loaded.search_batch(q, k=5, scan="hnsw", d_search=D, ef_search=16).total_indices,
+                                  built.search_batch(q, k=5, scan="hnsw", d_search=D, ef_search=16).total_indices)
+
+
 def _rebind(folder: Path, name: str) -> None:
     """Play a hostile repo: record the tampered file's size and SHA-256 in config.json."""
     config = json.loads((folder / "config.json").read_text())

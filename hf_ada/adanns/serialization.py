@@ -150,6 +150,9 @@ def read_storage(folder: Path, config: AdANNSConfig, *, mmap: bool = False) -> t
         _check_lists(storage.ids[dc], storage.offsets[dc], n, str(dc))
     for d in cfg.graph_dims:
         storage.graphs[d] = _graph(arrays, d, n, cfg.hnsw_m)
+    built_with = {int(storage.graphs[d]["header"][3]) for d in cfg.graph_dims}
+    if len(built_with) == 1:  # the setting its graphs were built with (an index saved before it was one)
+        cfg.hnsw_ef_construction = built_with.pop()
     if cfg.pq_bytes is not None:
         storage.opq_rotation = _array(arrays, "opq_rotation", (cfg.d_pq, cfg.d_pq), np.float32)
         storage.pq_codebooks = _array(arrays, "pq_codebooks", (cfg.pq_bytes, 256, cfg.d_pq // cfg.pq_bytes), np.float32)
