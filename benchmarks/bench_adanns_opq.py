@@ -44,15 +44,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import faiss
-    import numpy as np
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _adanns_corpus import matryoshka_split
+    from _adanns_corpus import best_time, matryoshka_split, nn_truth
     from _machine import cpu_name, load_average
 
     from hf_ada.adanns import AdANNSConfig, AdANNSIndex, retrieval_metrics
     from hf_ada.adanns.config import default_structure
     from hf_ada.adanns.vectors import prefix
+    from hf_ada.demo.plots import plot_fronts
 
     t0 = time.perf_counter()
     load_start = load_average()
@@ -62,17 +62,13 @@ def main(argv: list[str] | None = None) -> dict:
     x384 = prefix(docs, 384, "ip")
     flat = faiss.IndexFlatIP(384)
     flat.add(x384)
-    truth = {name: [set(r.tolist()) for r in flat.search(prefix(q, 384, "ip"), 10)[1]] for name, q in sets.items()}
+    truth = {name: nn_truth(flat, q) for name, q in sets.items()}
 
     def measure(search) -> dict:
         out = {}
         for name, q in sets.items():
-            best, rows = float("inf"), None
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                rows = search(q)
-                best = min(best, time.perf_counter() - start)
-            out[name] = {"recall": retrieval_metrics(rows, truth[name], 10)["recall"], "qps": len(q) / best}
+            seconds, rows = best_time(lambda q=q: search(q), args.repeats)
+            out[name] = {"recall": retrieval_metrics(rows, truth[name], 10)["recall"], "qps": len(q) / seconds}
         return out
 
     builds: dict[str, float] = {}
@@ -129,7 +125,11 @@ def main(argv: list[str] | None = None) -> dict:
     same_code = {d: next(p for p in points if p["d_pq"] == d and "exhaustive" in p["label"]) for d in adanns}
     total_s = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
-    plot = _plot(baselines, points, args.out / f"{args.name}.png", f"{args.corpus}: {n} docs, 1 thread, 32 B codes")
+    series = {"faiss OPQ32 (IVF, exhaustive)": [b["test"] for b in baselines]}
+    for d_pq in sorted(adanns, reverse=True):
+        series[f"AdANNS OPQ 32 B, d_pq={d_pq}"] = [p["test"] for p in points if p["d_pq"] == d_pq]
+    plot = plot_fronts(series, args.out / f"{args.name}.png", flops=False,
+                       title=f"{args.corpus}: {n} docs, 1 thread, 32 B codes (test queries)")
     lines = [
         f"# AdANNS OPQ 32 B vs faiss OPQ32: {args.corpus} corpus", "",
         f"Command: `python benchmarks/bench_adanns_opq.py {' '.join(sys.argv[1:])}` ({total_s / 60:.1f} min on "
@@ -165,30 +165,6 @@ def main(argv: list[str] | None = None) -> dict:
     print(report)
     print(f"wrote {args.out / (args.name + '.md')}, {plot}")
     return payload
-
-
-def _plot(baselines: list[dict], points: list[dict], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    series = {"faiss OPQ32 (IVF, exhaustive)": baselines}
-    for d_pq in sorted({p["d_pq"] for p in points}, reverse=True):
-        series[f"AdANNS OPQ 32 B, d_pq={d_pq}"] = [p for p in points if p["d_pq"] == d_pq]
-    for name, pts in series.items():
-        ax.plot([p["test"]["qps"] for p in pts], [p["test"]["recall"] for p in pts], "o", markersize=4, label=name)
-    ax.set_xscale("log")
-    ax.set_xlabel("queries / second, 1 thread (log)")
-    ax.set_ylabel("recall@10")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 if __name__ == "__main__":

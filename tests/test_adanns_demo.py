@@ -29,3 +29,17 @@ def test_quick_demo(tmp_path):
     index = AdANNSIndex.from_pretrained(tmp_path / "adanns_index", expected_num_rows=400)
     assert index.config.d_cluster == 48 and index.pareto_front
     assert json.dumps(result)  # plain JSON-able numbers and paths
+
+
+def test_plot_fronts_draws_the_panels_asked_for(tmp_path):
+    import matplotlib.image
+    import pytest
+
+    from hf_ada.demo.plots import plot_fronts
+
+    series = {"a": [{"recall": 0.5, "qps": 100.0, "flops": 10.0}, {"recall": 0.9, "qps": 10.0, "flops": 100.0}]}
+    both = matplotlib.image.imread(plot_fronts(series, tmp_path / "both.png"))
+    qps_only = matplotlib.image.imread(plot_fronts(series, tmp_path / "qps.png", flops=False))
+    assert qps_only.shape[0] == both.shape[0] and qps_only.shape[1] < 0.6 * both.shape[1]  # one panel, not two
+    with pytest.raises(ValueError, match="flops=True or qps=True"):
+        plot_fronts(series, tmp_path / "none.png", flops=False, qps=False)

@@ -35,14 +35,19 @@ def plot_fronts(
     k: int = 10,
     title: str = "",
     qps: bool = True,
+    flops: bool = True,
 ) -> Path:
-    """Plot ``metric`` against FLOPs/query (and against queries/s if ``qps``) for each named series."""
+    """Plot ``metric`` against FLOPs/query (if ``flops``) and against queries/s (if ``qps``) for each named
+    series, one panel each."""
+    if not (flops or qps):
+        raise ValueError("plot_fronts needs flops=True or qps=True (the panels to draw)")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("flops", "FLOPs / query (multiply-adds, log)")] + ([("qps", "queries / second (log)")] if qps else [])
+    panels = ([("flops", "FLOPs / query (multiply-adds, log)")] if flops else []) + (
+        [("qps", "queries / second (log)")] if qps else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels):
         for name, points in series.items():
