@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from hf_ada.adanns import AdANNSConfig, AdANNSIndex
-from hf_ada.adanns.tuning import choose_plan
+from hf_ada.adanns.tuning import at_threads, choose_plan, nearest_threads
 from hf_ada.common.artifact import ArtifactError
 
 from adanns_reference import unit
@@ -150,6 +150,31 @@ def test_choose_plan_literal():
         choose_plan(points, 32, budget_flops=1.0)
 
 
+
+def test_choose_plan_uses_the_times_of_the_nearest_measured_thread_count():
+    """A graph walk gains more from a second thread than a flat scan: the plan chosen for a recall differs by
+    thread count. Literal: with per-thread times, each thread count's choice is the fastest plan as timed
+    there; a plan never timed at a thread count is not chosen for it; counts between are answered by the
+    nearest measured one (by ratio), and a FLOPs budget needs no times."""
+    flat = {**_point(1.0, 1000.0, 1e6, scan="exact", d_search=32), "ms_at": {"1": 1.0, "2": 0.6}}
+    walk = {**_point(0.96, 1100.0, 1e4, scan="hnsw"), "ms_at": {"1": 1 / 1.1, "2": 0.45}}
+    ivf = {**_point(0.97, 1250.0, 5e4), "ms_at": {"1": 0.8, "2": 0.55}}
+    quick = {**_point(0.99, 5000.0, 2e5), "ms_at": {"1": 0.2}}  # never timed at 2 threads
+    points = [flat, walk, ivf, quick]
+    at_one = choose_plan(points, 32, target_recall=0.95, threads=1)
+    assert at_one["qps"] == 5000.0 and "timed with 1 faiss thread)" in at_one["reason"]
+    at_two = choose_plan(points, 32, target_recall=0.95, threads=2)
+    assert (at_two["scan"], at_two["qps"]) == ("hnsw", pytest.approx(1000.0 / 0.45))  # 2222 > 1818 (IVF), 1667
+    assert "timed with 2 faiss threads" in at_two["reason"]
+    assert choose_plan(points, 32, target_recall=0.965, threads=2)["qps"] == pytest.approx(1000.0 / 0.55)
+    assert choose_plan(points, 32, target_recall=0.95, threads=8)["scan"] == "hnsw"  # nearest measured: 2
+    assert choose_plan(points, 32, target_recall=0.95, threads=1)["scan"] == "flat"
+    assert choose_plan(points, 32, budget_flops=3e5)["recall"] == 0.99  # whatever the threads
+    assert [p["qps"] for p in at_threads(points, 2)] == pytest.approx([1000 / 0.6, 1000 / 0.45, 1000 / 0.55])
+    assert at_threads([_point(0.9, 10.0, 1.0)], 2)[0]["qps"] == 10.0  # tuned before per-thread times: as is
+    assert nearest_threads([1, 2], 1) == 1 and nearest_threads([1, 4], 2) == 4 and nearest_threads([1, 2, 16], 4) == 2
+
+
 # ---------------------------------------------------------------- load checks
 def _rebind(folder: Path, name: str) -> None:
     """Play a hostile Hub repo: record the (tampered) file's size and SHA-256 in config.json."""
@@ -222,6 +247,26 @@ def test_corrupt_json_and_bad_structure_are_refused_naming_the_file(saved):
     (saved / "lists.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
     _rebind(saved, "lists.safetensors")
     with pytest.raises(ArtifactError, match="lists.safetensors is not a readable safetensors file"):
+        AdANNSIndex.from_pretrained(saved)
+
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda t, plan: t.update(plans_at={"0": plan}), "'plans_at' must map faiss thread counts to plans"),
+    (lambda t, plan: t.update(plans_at={"two": plan}), "'plans_at' must map faiss thread counts to plans"),
+    (lambda t, plan: t.update(plans_at={"2": {**plan, "nprobe": 99}}), "a plan is not valid for this index"),
+    (lambda t, plan: t.update(time_front=[{**plan, "ms_at": {"1": -1.0}}]), "'ms_at' must map faiss thread counts"),
+    (lambda t, plan: t.update(time_front=[{**plan, "ms_at": {"01": 1.0}}]), "'ms_at' must map faiss thread counts"),
+    (lambda t, plan: t.update(time_front=[{**plan, "ms_at": [1.0]}]), "'ms_at' must map faiss thread counts"),
+])
+def test_per_thread_times_and_plans_are_checked_at_load(saved, tamper, message):
+    tuning = json.loads((saved / "tuning.json").read_text())
+    config = json.loads((saved / "config.json").read_text())
+    plan = {key: config[key] for key in ("d_cluster", "d_search", "nprobe", "d_rerank", "rerank_k", "scan", "ef_search")}
+    tamper(tuning, {**plan, "recall": 0.5, "qps": 10.0, "ms": 100.0})
+    (saved / "tuning.json").write_text(json.dumps(tuning))
+    _rebind(saved, "tuning.json")
+    with pytest.raises(ArtifactError, match=message):
         AdANNSIndex.from_pretrained(saved)
 
 

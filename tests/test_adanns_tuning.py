@@ -199,3 +199,43 @@ def test_checked_settings_follow_the_structures_they_were_checked_on(data):
     idx.config.extra_d_clusters = []
     with pytest.raises(ValueError, match="d_cluster must be one of the trained prefixes"):
         idx.search_batch(q, k=5, d_cluster=16, d_search=16, nprobe=24, d_rerank=None)
+
+
+def test_tune_times_the_contenders_per_thread_count_and_searches_use_the_nearest(data, tmp_path):
+    """One tune times the front at every asked faiss thread count (only ``ms_at`` of the other counts is
+    written, the thread count is restored), chooses a plan per count, and a search -- of this index or of its
+    saved copy -- answers with the plan timed nearest the thread count in effect."""
+    x, q = data
+    idx = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=24, nprobe=4, hnsw_m=8),
+                            show_progress=False)
+    truth = [set(t) for t in exact_top(q, x, 10)]
+    with pytest.raises(ValueError, match="threads must be a list of positive ints"):
+        idx.tune(q, truth, k=10, threads="12", repeats=1, show_progress=False)
+    points = idx.tune(q, truth, k=10, threads=[1, 2], repeats=1, show_progress=False)
+    assert faiss.omp_get_max_threads() == 1
+    points = idx.tuning["points"]
+    flat = next(p for p in points if p["scan"] == "exact" and p["d_search"] == D and not p["d_rerank"])
+    assert set(flat["ms_at"]) == {"1", "2"} and flat["ms_at"]["1"] == flat["ms"]  # the tuning count's time
+    assert all(p["ms_at"]["1"] == p["ms"] for p in points)
+    assert any("2" in p["ms_at"] for p in points if p is not flat)  # contenders beside flat timed at 2
+    assert not all("2" in p["ms_at"] for p in points)  # ... but not every plan
+    assert set(idx.tuning["plans_at"]) == {"1", "2"}
+    for t in (1, 2):
+        chosen = choose_plan(points, D, threads=t, num_queries=len(q))
+        assert {key: idx.tuning["plans_at"][str(t)][key] for key in SEARCH_KEYS} == {key: chosen[key] for key in SEARCH_KEYS}
+    loaded = AdANNSIndex.from_pretrained(idx.save_pretrained(tmp_path / "idx"))
+    assert loaded.tuning["plans_at"] == idx.tuning["plans_at"]
+    try:
+        for t in (1, 2, 3):
+            faiss.omp_set_num_threads(t)
+            nearest = "1" if t == 1 else "2"
+            assert idx.plan == loaded.plan == idx.tuning["plans_at"][nearest]
+            for target in (0.5, 0.9):
+                want = {key: choose_plan(points, D, target_recall=target, threads=int(nearest))[key] for key in SEARCH_KEYS}
+                assert idx._resolve({}, target_recall=target).as_dict() == want
+                assert loaded._resolve({}, target_recall=target).as_dict() == want
+    finally:
+        faiss.omp_set_num_threads(1)
+    before = {id(p): (p["ms"], p["qps"]) for p in points}
+    retime_front(idx, q, points, k=10, rounds=1, passes=1, threads=2)
+    assert {id(p): (p["ms"], p["qps"]) for p in points} == before and faiss.omp_get_max_threads() == 1

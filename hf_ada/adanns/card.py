@@ -45,6 +45,8 @@ def card_values(config: AdANNSConfig, tuning: dict[str, Any], memory: dict[str, 
     plan = tuning.get("plan")
     values["plan"] = plan
     values["plan_description"] = describe_plan(plan) if plan else None
+    values["plans_at"] = [{"threads": int(t), "plan": p, "description": describe_plan(p)}
+                          for t, p in sorted((tuning.get("plans_at") or {}).items(), key=lambda item: int(item[0]))]
     return values
 
 

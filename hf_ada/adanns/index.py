@@ -33,12 +33,16 @@ from .tuning import (
     choose_plan,
     default_grid,
     describe_plan,
+    faiss_threads,
     measure_plans,
+    nearest_threads,
     pareto_front,
     refine_grid,
     relevant_sets,
     retime_front,
     retrieval_metrics,
+    time_fronts,
+    tuning_threads,
 )
 from .vectors import ArrayVectorSource, VectorSource, check_finite, prefix
 
@@ -180,7 +184,12 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
 
     @property
     def plan(self) -> dict[str, Any] | None:
-        """The plan :meth:`tune` chose (settings, ``reason``, measured recall / queries/s), or ``None``."""
+        """The plan :meth:`tune` chose (settings, ``reason``, measured recall / queries/s), or ``None``: the one
+        chosen from the times measured nearest the faiss thread count in effect (``tune`` times its contenders
+        with one thread and with every core; ``faiss.omp_set_num_threads`` sets it per calling thread)."""
+        by_threads = self.tuning.get("plans_at") or {}
+        if by_threads:
+            return by_threads[str(nearest_threads([int(t) for t in by_threads], faiss_threads()))]
         return self.tuning.get("plan")
 
     def memory(self) -> dict[str, int]:
@@ -349,6 +358,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         repeats: int = 2,
         structures: bool | None = None,
         refine: bool | None = None,
+        threads: Sequence[int] | None = None,
         show_progress: bool = True,
     ) -> list[dict[str, Any]]:
         """Measure every plan of ``grid`` on held-out tuning ``queries`` (``relevant_ids[i]``: the rows
@@ -370,23 +380,34 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         settings of every plan on the recall/time front on finer ladders
         (:func:`~hf_ada.adanns.tuning.refine_grid`), until the front asks for nothing new.
 
+        ``threads``: the faiss thread counts the contenders are also timed at (default
+        :func:`~hf_ada.adanns.tuning.tuning_threads`: one thread, the number in effect and every core). Plans
+        gain unequally from threads, so a plan is chosen per thread count, and searches use the one timed
+        nearest the faiss thread count in effect when they run.
+
         Use queries that are not your test queries: the plan is fitted to them.
         """
         queries = self._check_queries(queries)
         relevant = _check_relevant(relevant_ids, len(queries), self.num_rows)
         return self._tune(queries, relevant, k=k, grid=grid, quick=False,
                           structures=grid is None if structures is None else structures,
-                          refine=grid is None if refine is None else refine, repeats=repeats,
+                          refine=grid is None if refine is None else refine, repeats=repeats, threads=threads,
                           show_progress=show_progress, target_recall=target_recall, time_budget_ms=time_budget_ms,
                           budget_flops=budget_flops)
 
     def _tune(self, queries: np.ndarray, relevant: list[set[int]], *, k: int, grid: Sequence[dict[str, Any]] | None,
               quick: bool, structures: bool, refine: bool, repeats: int, show_progress: bool,
-              **choice: Any) -> list[dict[str, Any]]:
+              threads: Sequence[int] | None = None, **choice: Any) -> list[dict[str, Any]]:
         if not _positive_int(k):
             raise ValueError(f"k must be a positive int, got {k!r}")
         if not _positive_int(repeats):
             raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+        if threads is None:
+            threads = tuning_threads()
+        elif isinstance(threads, (str, bytes)) or not isinstance(threads, Iterable) \
+                or not all(_positive_int(t) for t in threads):
+            raise ValueError(f"threads must be a list of positive ints (faiss thread counts), got {threads!r}")
+        current = faiss_threads()
         built = self.build_candidates(queries, k=k) if structures else ""
         grid = list(grid) if grid is not None else default_grid(self.config, quick=quick)
         measured = points = measure_plans(self, queries, relevant, grid, k=k, repeats=repeats,
@@ -399,16 +420,24 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
             points += measure_plans(self, queries, relevant, extra, k=k, repeats=repeats, show_progress=False)
         if refine:
             retime_front(self, queries, points, k=k, rounds=max(repeats, 3))
+        others = sorted({int(t) for t in threads} - {current})
+        for t in others:  # the same contenders (and those near the front there) at the other thread counts
+            retime_front(self, queries, points, k=k, rounds=max(repeats, 3), threads=t)
         if built:
             points, built = self._keep_front_structures(points, built)
-        plan = choose_plan(points, self.config.dim, num_queries=len(queries), **choice)
-        if built:
-            plan["reason"] += f"; {built}"
+        plans = {str(t): choose_plan(points, self.config.dim, num_queries=len(queries), threads=t, **choice)
+                 for t in sorted({current, *others})}
+        for plan in plans.values():
+            if built:
+                plan["reason"] += f"; {built}"
+        plan = plans[str(current)]
         self.tuning = {"k": k, "num_queries": len(queries), "points": points,
-                       "pareto_front": pareto_front(points), "time_front": pareto_front(points, cost="ms"),
-                       "plan": plan}
+                       "pareto_front": pareto_front(points), "time_front": time_fronts(points),
+                       "plan": plan, **({"plans_at": plans} if others else {})}
         self.storage.keep_only(self.settings())  # free the derived stores only other plans used
-        logger.info("AdANNS plan: %s -> %s", describe_plan(plan), plan["reason"])
+        for t, chosen in plans.items():
+            logger.info("AdANNS plan (%s faiss thread%s): %s -> %s", t, "" if t == "1" else "s", describe_plan(chosen),
+                        chosen["reason"])
         return measured
 
     def add_quantizer(self, d_cluster: int) -> None:
@@ -486,7 +515,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         """Drop the stored quantizers and graphs that no plan on the recall/time or recall/FLOPs front uses
         (every choice :func:`choose_plan` can make lies on one of them)."""
         cfg = self.config
-        front = pareto_front(points, cost="ms") + pareto_front(points)  # target_recall / time and FLOPs budgets
+        front = time_fronts(points) + pareto_front(points)  # target_recall / time (any thread count), FLOPs budgets
         used_q = {p["d_cluster"] for p in front if p["scan"] in ("flat", "pq")}
         used_g = {p["d_search"] for p in front if p["scan"] == "hnsw"}
         drop_q = [d for d in cfg.d_clusters if d not in used_q and d != cfg.d_cluster]

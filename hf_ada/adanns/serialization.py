@@ -207,6 +207,11 @@ def _check_tuning(tuning: Any, config: AdANNSConfig) -> None:
     plans = list(tuning.get("pareto_front", [])) + list(tuning.get("time_front", []))
     if tuning.get("plan") is not None:
         plans.append(tuning["plan"])
+    by_threads = tuning.get("plans_at", {})
+    if not isinstance(by_threads, dict) or not by_threads and "plans_at" in tuning \
+            or not all(_is_thread_count(t) for t in by_threads):
+        raise ArtifactError(f"{TUNING_NAME}: 'plans_at' must map faiss thread counts to plans, got {by_threads!r}")
+    plans += list(by_threads.values())
     for plan in plans:
         if not isinstance(plan, dict):
             raise ArtifactError(f"{TUNING_NAME}: a plan is not an object: {plan!r}")
@@ -220,3 +225,14 @@ def _check_tuning(tuning: Any, config: AdANNSConfig) -> None:
         for key in ("recall", "qps"):
             if key in plan and not (isinstance(plan[key], (int, float)) and math.isfinite(plan[key])):
                 raise ArtifactError(f"{TUNING_NAME}: a plan's {key} is not a finite number: {plan[key]!r}")
+        times = plan.get("ms_at", {})
+        if not isinstance(times, dict) or not all(
+                _is_thread_count(t) and isinstance(ms, (int, float)) and not isinstance(ms, bool)
+                and math.isfinite(ms) and ms > 0 for t, ms in times.items()):
+            raise ArtifactError(f"{TUNING_NAME}: a plan's 'ms_at' must map faiss thread counts to positive "
+                                f"milliseconds: {times!r}")
+
+
+def _is_thread_count(key: Any) -> bool:
+    """A faiss thread count as a JSON object key: a positive int written in decimal ("1", "2", ...)."""
+    return isinstance(key, str) and key.isdecimal() and key.isascii() and int(key) >= 1 and key == str(int(key))

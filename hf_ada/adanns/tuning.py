@@ -7,7 +7,12 @@ nprobe / efSearch values a faiss user would try (powers of two); :func:`refine_g
 neighbouring settings (nprobe, efSearch, re-rank depth) on finer ladders (steps of 1.2-1.5x) around every
 plan on the recall/time front, until the front asks for nothing new, so a recall target that falls between
 two powers of two is met without paying the next one. The contenders -- the front and every plan whose one
-timing may have pushed it off the front -- are then timed again side by side (:func:`retime_front`).
+timing may have pushed it off the front -- are then timed again side by side (:func:`retime_front`), and
+once more at every other faiss thread count a search may run with (:func:`tuning_threads`: one thread and
+every core): plans do not speed up alike with threads (a graph walk splits its queries over the cores, a
+flat scan of a small corpus gains less), so the plan that is fastest at a recall can differ between one and
+two threads. Each point keeps its time per thread count (``ms_at``), and a choice uses the times measured
+nearest the faiss thread count in effect where it is made (:func:`at_threads`).
 :func:`choose_plan` then picks, in this order of what the caller asked:
 
 * ``target_recall``: the fastest plan whose measured recall reaches it (the measurement itself, no margin
@@ -22,6 +27,7 @@ timing may have pushed it off the front -- are then timed again side by side (:f
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -30,8 +36,8 @@ import numpy as np
 from .config import SEARCH_KEYS, AdANNSConfig
 
 __all__ = ["retrieval_metrics", "pareto_front", "near_front", "default_grid", "refine_grid", "measure_plans",
-           "retime_front", "choose_plan", "describe_plan", "NPROBES", "NPROBE_LADDER", "EF_SEARCH", "EF_LADDER",
-           "RERANK_LADDER",
+           "retime_front", "choose_plan", "describe_plan", "faiss_threads", "tuning_threads", "at_threads",
+           "time_fronts", "NPROBES", "NPROBE_LADDER", "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
            "DEFAULT_RELATIVE_RECALL"]
 
 #: without an explicit target, a plan must reach this share of exact flat search's recall
@@ -190,18 +196,27 @@ def choose_plan(
     time_budget_ms: float | None = None,
     budget_flops: float | None = None,
     num_queries: int | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """The plan (search settings + ``reason`` + its measured figures) answering what was asked (see the
-    module docstring). Raises ``ValueError`` when more than one criterion is given, or a budget fits no plan."""
+    module docstring), from the times measured nearest ``threads`` faiss threads (default: the number in
+    effect; :func:`at_threads`). Raises ``ValueError`` when more than one criterion is given, or a budget fits
+    no plan."""
     asked = [name for name, v in (("target_recall", target_recall), ("time_budget_ms", time_budget_ms),
                                   ("budget_flops", budget_flops)) if v is not None]
     if len(asked) > 1:
         raise ValueError(f"pass at most one of target_recall, time_budget_ms, budget_flops; got {asked}")
     if not points:
         raise ValueError("no measured plans to choose from")
+    timed_at = measured_threads(points) if budget_flops is None else []  # a FLOPs budget needs no times
+    if len(timed_at) > 1:
+        threads = nearest_threads(timed_at, faiss_threads() if threads is None else threads)
+        points = at_threads(points, threads)
     flat = [p for p in points if is_exact_flat(p, dim)]
     baseline = max(flat, key=lambda p: p["qps"]) if flat else None
     where = f"on {num_queries} tuning queries" if num_queries else "on the tuning queries"
+    if len(timed_at) > 1:
+        where += f" (timed with {threads} faiss thread{'s' if threads != 1 else ''})"
     if budget_flops is not None or time_budget_ms is not None:
         key, budget = ("flops", budget_flops) if budget_flops is not None else ("ms", time_budget_ms)
         fits = [p for p in points if p[key] <= budget]
@@ -256,7 +271,7 @@ def measure_plans(
 
     from .cost import plan_cost
 
-    points = []
+    points, threads = [], str(faiss_threads())
     for overrides in tqdm(list(grid), desc="AdANNS plans", disable=not show_progress):
         s = index.settings(untuned=True, **overrides)
         index.search_batch(queries[:1], k, **s.as_dict())  # build the plan's faiss structure outside the timing
@@ -268,7 +283,8 @@ def measure_plans(
         points.append({**s.as_dict(), **retrieval_metrics(rows, relevant, k),
                        "flops": plan_cost(index.config, s, index.num_rows)["total"],
                        "bytes": index.storage.plan_bytes(s),
-                       "qps": len(queries) / max(elapsed, 1e-9), "ms": 1000.0 * elapsed / len(queries)})
+                       "qps": len(queries) / max(elapsed, 1e-9), "ms": 1000.0 * elapsed / len(queries),
+                       "ms_at": {threads: 1000.0 * elapsed / len(queries)}})
     return points
 
 
@@ -286,34 +302,112 @@ def near_front(points: Sequence[dict[str, Any]], slack: float = 1.25) -> list[di
 #: contenders re-timed side by side: within this factor of the recall/time front (a timing of a few
 #: milliseconds of search on a shared machine moves by 10-20%)
 RETIME_SLACK = 1.25
+#: ... and, at another thread count, within this factor of the front estimated from the tuning thread count's
+#: times (plans gain unequally from threads)
+OTHER_THREADS_SLACK = 1.6
+
+
+def faiss_threads() -> int:
+    """The number of OpenMP threads faiss searches with in the calling thread (``faiss.omp_set_num_threads``)."""
+    import faiss
+
+    return int(faiss.omp_get_max_threads())
+
+
+def tuning_threads() -> list[int]:
+    """The faiss thread counts :meth:`~hf_ada.adanns.AdANNSIndex.tune` times its contenders at: one thread,
+    the number in effect, and every core this process may run on (faiss's default)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return sorted({1, faiss_threads(), max(cores, 1)})
+
+
+def measured_threads(points: Sequence[dict[str, Any]]) -> list[int]:
+    """The thread counts some point was timed at (``ms_at``)."""
+    return sorted({int(t) for p in points for t in p.get("ms_at") or {}})
+
+
+def nearest_threads(measured: Sequence[int], threads: int) -> int:
+    """The measured thread count closest to ``threads`` by ratio (a tie goes to the larger)."""
+    return min(measured, key=lambda t: (abs(math.log(t) - math.log(max(threads, 1))), -t))
+
+
+def at_threads(points: Sequence[dict[str, Any]], threads: int) -> list[dict[str, Any]]:
+    """The points timed at ``threads`` faiss threads, as copies carrying those times in ``ms`` / ``qps`` (the
+    others are left out: a plan not re-timed at a thread count was far from the front there). Points that
+    carry no per-thread times (tuned before they were kept) are returned as they are."""
+    key = str(threads)
+    if not any(p.get("ms_at") for p in points):
+        return list(points)
+    return [{**p, "ms": p["ms_at"][key], "qps": 1000.0 / max(p["ms_at"][key], 1e-12)}
+            for p in points if key in (p.get("ms_at") or {})]
+
+
+def time_fronts(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points on the recall/time front at any thread count they were timed at (each once, as given)."""
+    keys = set()
+    for threads in measured_threads(points) or [None]:
+        view = at_threads(points, threads) if threads is not None else list(points)
+        keys |= {_plan_key(p) for p in pareto_front(view, cost="ms")}
+    out, seen = [], set()
+    for p in sorted(points, key=lambda p: (p["ms"], -p["recall"])):
+        if _plan_key(p) in keys and _plan_key(p) not in seen:
+            seen.add(_plan_key(p))
+            out.append(p)
+    return out
+
+
+def _times_at(points: Sequence[dict[str, Any]], key: str) -> list[float]:
+    """Every point's ms/query at thread count ``key``: measured where it was timed there, else its time at the
+    tuning thread count scaled by the median ratio of the points timed at both."""
+    ratios = [p["ms_at"][key] / p["ms"] for p in points if key in (p.get("ms_at") or {}) and p["ms"] > 0]
+    scale = float(np.median(ratios)) if ratios else 1.0
+    return [(p.get("ms_at") or {}).get(key, p["ms"] * scale) for p in points]
 
 
 def retime_front(index: Any, queries: np.ndarray, points: list[dict[str, Any]], *, k: int = 10, rounds: int = 3,
-                 passes: int = 2, slack: float = RETIME_SLACK) -> None:
+                 passes: int = 2, slack: float | None = None, threads: int | None = None) -> None:
     """Time the contenders again -- the plans within ``slack`` of the recall/time front (:func:`near_front`)
     and exact flat search -- side by side in ``rounds`` interleaved rounds (each plan once per round; its time =
     the best of its rounds), ``passes`` times (a plan that joins the contenders is timed in the next pass).
     Choosing the fastest of hundreds of plans from one timing each favours whichever was measured in a quiet
     moment, and drops a plan whose one timing was unlucky; timing every contender side by side, several times,
-    removes most of that luck. Updates ``ms`` / ``qps`` of those points in place."""
+    removes most of that luck. Updates ``ms`` / ``qps`` of those points in place.
+
+    ``threads``: time them with that many faiss threads instead of the number in effect (restored after);
+    only the points' ``ms_at[str(threads)]`` is written then, and the contenders are the plans near the front
+    estimated for that thread count (:data:`OTHER_THREADS_SLACK` by default)."""
     import time
 
+    import faiss
+
+    current = faiss_threads()
+    threads = current if threads is None else int(threads)
+    key, primary = str(threads), threads == current
+    slack = (RETIME_SLACK if primary else OTHER_THREADS_SLACK) if slack is None else slack
     timed: dict[int, float] = {}
-    for _ in range(passes):
-        contenders = {id(p): p for p in near_front(points, slack)}
-        contenders.update({id(p): p for p in points if is_exact_flat(p, index.config.dim)})
-        best = {key: timed.get(key, float("inf")) for key in contenders}
-        for r in range(rounds):
-            order = list(contenders.items())
-            for key, point in (order if r % 2 == 0 else order[::-1]):  # none always first / last in a round
-                settings = _settings_of(point)
-                start = time.perf_counter()
-                index.search_batch(queries, k, **settings)
-                best[key] = min(best[key], time.perf_counter() - start)
-        for key, point in contenders.items():
-            timed[key] = best[key]
-            point["ms"] = 1000.0 * best[key] / len(queries)
-            point["qps"] = len(queries) / max(best[key], 1e-9)
+    faiss.omp_set_num_threads(threads)
+    try:
+        for _ in range(passes):
+            times = [p["ms"] for p in points] if primary else _times_at(points, key)
+            view = [{"recall": p["recall"], "ms": ms, "i": i} for i, (p, ms) in enumerate(zip(points, times))]
+            contenders = {v["i"] for v in near_front(view, slack)}
+            contenders |= {i for i, p in enumerate(points) if is_exact_flat(p, index.config.dim)}
+            best = {i: timed.get(i, float("inf")) for i in contenders}
+            for r in range(rounds):
+                order = sorted(contenders)
+                for i in (order if r % 2 == 0 else order[::-1]):  # none always first / last in a round
+                    settings = _settings_of(points[i])
+                    start = time.perf_counter()
+                    index.search_batch(queries, k, **settings)
+                    best[i] = min(best[i], time.perf_counter() - start)
+            for i in contenders:
+                timed[i] = best[i]
+                point, ms = points[i], 1000.0 * best[i] / len(queries)
+                point["ms_at"] = {**(point.get("ms_at") or {}), key: ms}
+                if primary:
+                    point["ms"], point["qps"] = ms, len(queries) / max(best[i], 1e-9)
+    finally:
+        faiss.omp_set_num_threads(current)
 
 
 def relevant_sets(relevant_ids: Sequence[Iterable[int]]) -> list[set[int]]:
