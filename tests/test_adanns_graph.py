@@ -100,6 +100,41 @@ def test_graph_is_faiss_hnsw_built_with_the_configured_ef_construction(data, ef_
         AdANNSConfig(dim=D, hnsw_ef_construction=0)
 
 
+def test_tune_builds_the_full_dim_graph_with_the_ef_construction_whose_walk_keeps_more(data):
+    """Left to tune (``hnsw_ef_construction=None``), the full-dim graph is built with faiss's default width 40
+    and with 160, and the one whose walk at efSearch 16-128 keeps more of exact search's top 10 (rows scoring at
+    least the exact 10th) is kept -- checked against faiss graphs built here and scored literally; an explicit
+    width is used as given."""
+    x, _, tune_q = data
+    widths = (40, 160)
+
+    def literal_kept(width: int) -> float:
+        ref = faiss.IndexHNSWFlat(D, 8, faiss.METRIC_INNER_PRODUCT)
+        ref.hnsw.efConstruction = width
+        ref.add(unit(x))
+        kth = np.sort(unit(tune_q) @ unit(x).T, axis=1)[:, -10][:, None]
+        slack = 1e-5 * np.maximum(1.0, np.abs(kth))
+        return float(np.mean([np.mean(ref.search(unit(tune_q), 10, params=faiss.SearchParametersHNSW(efSearch=ef))[0]
+                                      >= kth - slack) for ef in (16, 32, 64, 128)])), faiss.vector_to_array(ref.hnsw.neighbors)
+
+    literal = {w: literal_kept(w) for w in widths}
+    expected = max(widths, key=lambda w: (literal[w][0], -w))
+    config = AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=16, nprobe=4, hnsw_m=8)
+    assert config.hnsw_ef_construction is None and config.ef_construction == 160
+    index = AdANNSIndex.build(x, config, show_progress=False)
+    reason = index.build_candidates(tune_q, k=10)
+    assert index.config.hnsw_ef_construction == expected
+    np.testing.assert_array_equal(index.storage.graphs[D]["neighbors"], literal[expected][1])
+    assert int(index.storage.graphs[D]["header"][3]) == expected
+    assert f"keeps {literal[40][0]:.4f} / {literal[160][0]:.4f} of exact search's top 10" in reason
+    for d in index.config.graph_dims:  # prefix graphs follow the chosen width
+        assert int(index.storage.graphs[d]["header"][3]) == expected
+    fixed = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=16, nprobe=4, hnsw_m=8,
+                                              hnsw_ef_construction=160), show_progress=False)
+    assert "of 40 / 160" not in fixed.build_candidates(tune_q, k=10)
+    assert fixed.config.hnsw_ef_construction == 160 and int(fixed.storage.graphs[D]["header"][3]) == 160
+
+
 def test_candidate_structures_sit_on_the_prefixes_keeping_99_and_95_percent_of_exact_search():
     """build_candidates: quantizer + graph on the shortest prefix whose exact scan re-ranked at full dim keeps
     0.99 of exact search's top 10, a graph only on the shortest keeping 0.95 -- checked against a literal
@@ -179,6 +214,35 @@ def test_resigned_plan_beyond_nlist_is_refused_at_load(index, tmp_path):
         AdANNSIndex.from_pretrained(folder)
 
 
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_rigid_ivf_is_faiss_ivf_flat_trained_on_the_same_rows(data, metric):
+    """The quantizer on all dims is trained as faiss's IndexIVFFlat trains its own: the same centroids, so the
+    rigid IVF plans return exactly what faiss's IVF-Flat returns at every nprobe (the prefix quantizers keep
+    AdANNS's own k-means)."""
+    x, q, _ = data
+    idx = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=16, nprobe=4, metric=metric),
+                            show_progress=False)
+    idx.add_quantizer(D)
+    kind = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
+    xs, xq = (unit(x), unit(q)) if metric == "ip" else (x, q)
+    ref = faiss.IndexIVFFlat(faiss.IndexFlat(D, kind), D, 16, kind)
+    ref.cp.min_points_per_centroid = 1
+    ref.train(xs)
+    ref.add(xs)
+    np.testing.assert_allclose(idx.storage.centroids[D], ref.quantizer.reconstruct_n(0, 16), atol=1e-6)
+    for nprobe in (1, 2, 4, 16):
+        _, rows = idx.search_batch(q, k=10, scan="flat", d_cluster=D, d_search=D, nprobe=nprobe, d_rerank=None)
+        np.testing.assert_array_equal(rows, ref.search(xq, 10, params=faiss.SearchParametersIVF(nprobe=nprobe))[1])
+    prefix_8 = x[:, :8] if metric == "l2" else unit(x[:, :8])  # a prefix quantizer: AdANNS's own k-means
+    assert not np.allclose(idx.storage.centroids[8], _faiss_ivf_centroids(prefix_8, 8, kind), atol=1e-3)
+
+
+def _faiss_ivf_centroids(xs: np.ndarray, d: int, kind: int) -> np.ndarray:
+    ref = faiss.IndexIVFFlat(faiss.IndexFlat(d, kind), d, 16, kind)
+    ref.cp.min_points_per_centroid = 1
+    ref.train(np.ascontiguousarray(xs))
+    return ref.quantizer.reconstruct_n(0, 16)
+
 def test_tuned_index_never_loses_to_its_own_rigid_candidates(data):
     """tune() builds the rigid faiss structures (full-dim IVF with the same nlist, full-dim HNSW, flat) and a
     short-prefix quantizer/graph itself; at every recall a rigid candidate reaches, the chosen plan is at least
@@ -203,7 +267,8 @@ def test_tuned_index_never_loses_to_its_own_rigid_candidates(data):
     plan = idx.plan  # no target: the fastest within 1% of flat's recall, every structure included
     flat = next(p for p in rigid if p["scan"] == "exact")
     assert plan["qps"] == max(p["qps"] for p in points if p["recall"] >= 0.99 * flat["recall"] - 1e-12)
-    assert "built for tuning" in plan["reason"] and "HNSW graphs (M=8, efConstruction=160)" in plan["reason"]
+    width = idx.config.hnsw_ef_construction
+    assert "built for tuning" in plan["reason"] and f"HNSW graphs (M=8, efConstruction={width}, of 40 / 160" in plan["reason"]
     kept = {p["d_search"] for p in idx.tuning["time_front"] + idx.tuning["pareto_front"] if p["scan"] == "hnsw"}
     assert set(idx.config.graph_dims) == kept  # graphs no front plan uses were dropped
     assert all(p["scan"] != "hnsw" or p["d_search"] in kept for p in idx.tuning["points"])

@@ -25,11 +25,12 @@ from tqdm.auto import tqdm
 
 from ..common.artifact import ArtifactError, HubArtifactMixin
 from .card import card_data, card_values
-from .config import SEARCH_KEYS, AdANNSConfig, SearchSettings
+from .config import EF_CONSTRUCTION_CANDIDATES, SEARCH_KEYS, AdANNSConfig, SearchSettings
 from .cost import plan_cost
 from .serialization import ARRAYS_NAME, TUNING_NAME, VECTORS_NAME, read_storage, write_storage
 from .storage import IndexStorage
 from .tuning import (
+    EF_SEARCH,
     choose_plan,
     default_grid,
     describe_plan,
@@ -455,7 +456,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
 
     def add_graph(self, dim: int, m: int | None = None) -> None:
         """Build an HNSW graph (faiss ``IndexHNSWFlat``, ``M = m`` or ``config.hnsw_m``, ``efConstruction =
-        config.hnsw_ef_construction``) over the ``dim``-prefix of the stored vectors; ``scan="hnsw", d_search=dim``
+        config.ef_construction``) over the ``dim``-prefix of the stored vectors; ``scan="hnsw", d_search=dim``
         plans then walk it (``ef_search=`` per search)."""
         cfg = self.config
         if not _positive_int(dim) or dim > cfg.dim:
@@ -467,9 +468,9 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         self.storage.vector_view()  # a clear error for a PQ-only index
         if m is not None and m != cfg.hnsw_m:
             for other in cfg.graph_dims:  # one M for every graph of an index
-                self.storage.add_graph(other, m, cfg.hnsw_ef_construction)
+                self.storage.add_graph(other, m, cfg.ef_construction)
             cfg.hnsw_m = m
-        self.storage.add_graph(dim, cfg.hnsw_m, cfg.hnsw_ef_construction)
+        self.storage.add_graph(dim, cfg.hnsw_m, cfg.ef_construction)
         cfg.graph_dims = sorted({*cfg.graph_dims, dim})
 
     def build_candidates(self, queries: np.ndarray, *, k: int = 10) -> str:
@@ -501,15 +502,40 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         for d in sorted({cfg.dim, high}):
             if cfg.nlist > 1:
                 self.add_quantizer(d)
+        width = self._choose_ef_construction(queries, kth - slack, sign, k) if cfg.hnsw_ef_construction is None \
+            and not cfg.graph_dims else ""
         for d in sorted({cfg.dim, high, mid}):
             self.add_graph(d)
         quantizers = sorted(set(cfg.d_clusters) - set(before[0]))
         graphs = sorted(set(cfg.graph_dims) - set(before[1]))
         return (f"built for tuning: quantizers on {quantizers or 'no new'} dims and HNSW graphs (M={cfg.hnsw_m}, "
-                f"efConstruction={cfg.hnsw_ef_construction}) on {graphs or 'no new'} dims (full dim: the rigid faiss "
-                f"structures; {high}: the shortest prefix whose exact scan re-ranked at {cfg.dim} dims keeps "
+                f"efConstruction={cfg.ef_construction}{width}) on {graphs or 'no new'} dims (full dim: the rigid "
+                f"faiss structures; {high}: the shortest prefix whose exact scan re-ranked at {cfg.dim} dims keeps "
                 f"{max(short):g} of exact search's top {k} on these queries; {mid}: the shortest keeping "
                 f"{min(short):g}, a graph only)")
+
+    def _choose_ef_construction(self, queries: np.ndarray, kth: np.ndarray, sign: float, k: int) -> str:
+        """Build the full-dim graph with each of :data:`EF_CONSTRUCTION_CANDIDATES`, keep the one whose walk at
+        efSearch :data:`~hf_ada.adanns.tuning.EF_SEARCH` (16 ... 128) finds more rows scoring at least exact
+        search's k-th (``kth``) on ``queries``, and set ``config.hnsw_ef_construction`` to it. The graphs have the
+        same M, so a walk of a given width costs about the same on either: the better-connected one reaches a
+        recall with a narrower, faster walk. Returns the reason's words."""
+        cfg = self.config
+        kept: dict[int, float] = {}
+        graphs: dict[int, dict[str, np.ndarray]] = {}
+        for width in EF_CONSTRUCTION_CANDIDATES:
+            self.storage.add_graph(cfg.dim, cfg.hnsw_m, width)
+            cfg.graph_dims = [cfg.dim]
+            graphs[width] = self.storage.graphs[cfg.dim]
+            kept[width] = float(np.mean([
+                np.mean(sign * self.search_batch(queries, k, scan="hnsw", d_search=cfg.dim, ef_search=ef,
+                                                 d_rerank=None)[0] >= kth) for ef in EF_SEARCH[:4]]))
+        best = max(EF_CONSTRUCTION_CANDIDATES, key=lambda w: (kept[w], -w))  # a tie: the cheaper build
+        self.storage.set_graph(cfg.dim, graphs[best])
+        cfg.hnsw_ef_construction = best
+        scores = " / ".join(f"{kept[w]:.4f}" for w in EF_CONSTRUCTION_CANDIDATES)
+        return (f", of {' / '.join(map(str, EF_CONSTRUCTION_CANDIDATES))}: the full-dim walk at efSearch "
+                f"{EF_SEARCH[0]}-{EF_SEARCH[3]} keeps {scores} of exact search's top {k}")
 
     def _keep_front_structures(self, points: list[dict[str, Any]], built: str) -> tuple[list[dict[str, Any]], str]:
         """Drop the stored quantizers and graphs that no plan on the recall/time or recall/FLOPs front uses

@@ -375,10 +375,22 @@ class IndexStorage:
             self._encoder = pq
 
     def _train_quantizer(self, d_cluster: int, sample: np.ndarray) -> None:
+        """k-means centroids on the ``d_cluster`` prefix of ``sample``. The quantizer on all dims -- the rigid IVF
+        a faiss user attaches -- is trained exactly as faiss's ``IndexIVFFlat.train`` trains its own (faiss's
+        clustering parameters for that metric, its seed and subsampling): on the same rows it gives the same
+        lists, so the rigid IVF plans are that index, not a variant of it."""
         cfg = self.config
         xc = prefix(sample, d_cluster, cfg.metric)
         if cfg.nlist == 1:
             centroids = xc.mean(axis=0, keepdims=True)
+        elif d_cluster == cfg.dim:
+            metric = faiss_metric(cfg.metric)
+            ivf = faiss.IndexIVFFlat(faiss.IndexFlat(d_cluster, metric), d_cluster, cfg.nlist, metric)
+            params = ivf.cp  # faiss's defaults for an IVF of this metric (spherical for inner product)
+            params.min_points_per_centroid = 1  # small corpora are legitimate; faiss would only warn
+            clustering = faiss.Clustering(d_cluster, cfg.nlist, params)
+            clustering.train(xc, faiss.IndexFlat(d_cluster, metric))
+            centroids = faiss.vector_to_array(clustering.centroids).reshape(cfg.nlist, d_cluster)
         else:
             kmeans = faiss.Kmeans(
                 d_cluster, cfg.nlist, niter=20, seed=cfg.seed, spherical=cfg.metric == "ip", verbose=False,
@@ -473,7 +485,13 @@ class IndexStorage:
             self._set_lists(dc, assign.pop(dc))
         self.__dict__.pop("_encoder", None)
         for dim in cfg.graph_dims:
-            self.add_graph(dim, cfg.hnsw_m, cfg.hnsw_ef_construction)
+            self.add_graph(dim, cfg.hnsw_m, cfg.ef_construction)
+
+    def set_graph(self, dim: int, arrays: dict[str, np.ndarray]) -> None:
+        """Serve the graph ``arrays`` (as :meth:`add_graph` keeps them) for the ``dim`` prefix from now on."""
+        with self._lock:
+            self.graphs[dim] = arrays
+            self._hnsw.pop(dim, None)
 
     # ------------------------------------------------------------------ search
     def probe(self, queries: np.ndarray, d_cluster: int, nprobe: int) -> np.ndarray:

@@ -280,11 +280,11 @@ def measure_plans(
             start = time.perf_counter()
             _, rows = index.search_batch(queries, k, **s.as_dict())
             elapsed = min(elapsed, time.perf_counter() - start)
+        ms = 1000.0 * elapsed / len(queries)
         points.append({**s.as_dict(), **retrieval_metrics(rows, relevant, k),
                        "flops": plan_cost(index.config, s, index.num_rows)["total"],
                        "bytes": index.storage.plan_bytes(s),
-                       "qps": len(queries) / max(elapsed, 1e-9), "ms": 1000.0 * elapsed / len(queries),
-                       "ms_at": {threads: 1000.0 * elapsed / len(queries)}})
+                       "qps": 1000.0 / max(ms, 1e-12), "ms": ms, "ms_at": {threads: ms}})
     return points
 
 
@@ -404,8 +404,8 @@ def retime_front(index: Any, queries: np.ndarray, points: list[dict[str, Any]], 
                 timed[i] = best[i]
                 point, ms = points[i], 1000.0 * best[i] / len(queries)
                 point["ms_at"] = {**(point.get("ms_at") or {}), key: ms}
-                if primary:
-                    point["ms"], point["qps"] = ms, len(queries) / max(best[i], 1e-9)
+                if primary:  # qps as at_threads computes it from ms: one value, whichever view is read
+                    point["ms"], point["qps"] = ms, 1000.0 / max(ms, 1e-12)
     finally:
         faiss.omp_set_num_threads(current)
 
