@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     # AdANNS's own graphs (its default efConstruction), searched through its public plan settings
     faiss.omp_set_num_threads(2)
     adanns = AdANNSIndex.build(docs, AdANNSConfig(dim=384, nlist=1), show_progress=False)
-    efc = adanns.config.hnsw_ef_construction
+    efc = adanns.config.ef_construction  # the wider build tune() may choose (its default for graphs built untuned)
     for d in (384, 64, 128, 192):
         start = time.perf_counter()
         adanns.add_graph(d, 32)

@@ -16,15 +16,13 @@ import numpy as np
 from ..common.config import JsonConfigMixin
 
 __all__ = ["AdANNSConfig", "SearchSettings", "SEARCH_KEYS", "SCHEMA_VERSION", "METRICS", "SCANS", "default_structure",
-           "EF_CONSTRUCTION_CANDIDATES", "DEFAULT_EF_CONSTRUCTION"]
+           "FAISS_EF_CONSTRUCTION"]
 
 SCHEMA_VERSION = 2
 METRICS = ("ip", "l2")
-#: HNSW build widths ``tune()`` chooses between when ``hnsw_ef_construction`` is left to it: faiss's default
-#: (what a user of ``IndexHNSWFlat`` gets) and a wider build
-EF_CONSTRUCTION_CANDIDATES = (40, 160)
-#: ... and the width of a graph built before that choice
-DEFAULT_EF_CONSTRUCTION = 160
+#: faiss's default HNSW build width (what a user of ``IndexHNSWFlat`` gets): ``tune()`` weighs the full-dim graph
+#: built with it against one built with ``hnsw_ef_construction``
+FAISS_EF_CONSTRUCTION = 40
 #: ``flat``: exact scores on ``d_search`` dims for the members of the probed lists (faiss IndexIVFFlat);
 #: ``pq``: OPQ+PQ asymmetric distances for the members of the probed lists (faiss IndexIVFPQ);
 #: ``exact``: exact scores on ``d_search`` dims for every row, no lists (faiss IndexFlat);
@@ -92,12 +90,15 @@ class AdANNSConfig(JsonConfigMixin):
             ``d_search`` prefix); ``index.add_graph(d)`` / ``tune`` add more.
         hnsw_m: neighbours per node of the HNSW graphs (faiss ``M``).
         hnsw_ef_construction: width of the search that picks each node's neighbours while a graph is built
-            (faiss ``efConstruction``). Wider builds slower and usually gives a graph that reaches a recall with
-            a narrower, faster walk; on small corpora faiss's own default (40) can walk better at low efSearch.
-            ``None`` (default): ``tune()`` builds the full-dim graph with each of
-            :data:`EF_CONSTRUCTION_CANDIDATES` (faiss's 40 -- the graph a faiss user attaches -- and 160) and
-            keeps the one whose walk finds more of exact search's top k on the tuning queries; a graph built
-            before that choice uses :data:`DEFAULT_EF_CONSTRUCTION`.
+            (faiss ``efConstruction``; default 160; faiss's own default is 40, hnswlib's 200). Wider builds slower
+            and usually gives a graph that reaches a recall with a narrower walk, though each step of it costs
+            more (fuller neighbour lists). Used for the graphs on prefixes, and for the full-dim graph unless
+            ``full_graph_ef_construction`` says otherwise.
+        full_graph_ef_construction: build width of the full-dim graph -- the rigid HNSW a faiss user would
+            attach. ``None`` (default): ``tune()`` builds it with faiss's default (40) and with
+            ``hnsw_ef_construction``, walks both on the tuning queries and keeps the wider one only where its walk
+            reaches every recall of faiss's default build (efSearch 16-128) as fast; before that choice, graphs
+            use ``hnsw_ef_construction``.
         ef_search: default width of the HNSW walk (``efSearch``), overridable per search.
         metric: ``"ip"`` (inner product on L2-normalised prefixes: cosine) or ``"l2"`` (squared L2).
         scan: ``"flat"`` (exact scores on ``d_search`` dims) or ``"pq"`` (asymmetric PQ distances);
@@ -133,7 +134,8 @@ class AdANNSConfig(JsonConfigMixin):
     rerank_k: int = 100
     graph_dims: list[int] = field(default_factory=list)
     hnsw_m: int = 32
-    hnsw_ef_construction: int | None = None
+    hnsw_ef_construction: int = 160
+    full_graph_ef_construction: int | None = None
     ef_search: int = 64
     metric: str = "ip"
     scan: str | None = None
@@ -153,7 +155,7 @@ class AdANNSConfig(JsonConfigMixin):
 
     def __post_init__(self) -> None:
         for name in ("dim", "d_cluster", "d_search", "nlist", "nprobe", "pq_bytes", "d_pq", "d_rerank", "rerank_k",
-                     "hnsw_m", "hnsw_ef_construction", "ef_search", "train_size", "opq_iterations", "num_rows"):
+                     "hnsw_m", "hnsw_ef_construction", "full_graph_ef_construction", "ef_search", "train_size", "opq_iterations", "num_rows"):
             if isinstance(getattr(self, name), np.integer):  # JSON-safe
                 setattr(self, name, int(getattr(self, name)))
         for name in ("extra_d_clusters", "graph_dims"):
@@ -173,11 +175,11 @@ class AdANNSConfig(JsonConfigMixin):
             self.fill_defaults(self.num_rows)
         self.validate()
 
-    @property
-    def ef_construction(self) -> int:
-        """The efConstruction graphs are built with: ``hnsw_ef_construction``, or before ``tune()`` chose it,
-        :data:`DEFAULT_EF_CONSTRUCTION`."""
-        return self.hnsw_ef_construction or DEFAULT_EF_CONSTRUCTION
+    def ef_construction(self, dim: int) -> int:
+        """The efConstruction the graph on the ``dim`` prefix is built with."""
+        if dim == self.dim and self.full_graph_ef_construction is not None:
+            return self.full_graph_ef_construction
+        return self.hnsw_ef_construction
 
     @property
     def is_complete(self) -> bool:
@@ -245,13 +247,13 @@ class AdANNSConfig(JsonConfigMixin):
                     f"d_pq ({self.d_pq}) must be a multiple of pq_bytes ({self.pq_bytes}): each byte codes "
                     "one sub-vector of d_pq / pq_bytes dims"
                 )
-        for name in ("rerank_k", "hnsw_m", "ef_search"):
+        for name in ("rerank_k", "hnsw_m", "hnsw_ef_construction", "ef_search"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        if self.hnsw_ef_construction is not None and (
-                not _is_int(self.hnsw_ef_construction) or self.hnsw_ef_construction < 1):
-            raise ValueError(f"hnsw_ef_construction must be a positive int or None (chosen by tune() among "
-                             f"{list(EF_CONSTRUCTION_CANDIDATES)}), got {self.hnsw_ef_construction!r}")
+        if self.full_graph_ef_construction is not None and (
+                not _is_int(self.full_graph_ef_construction) or self.full_graph_ef_construction < 1):
+            raise ValueError(f"full_graph_ef_construction must be a positive int or None (chosen by tune() between "
+                             f"{FAISS_EF_CONSTRUCTION} and hnsw_ef_construction), got {self.full_graph_ef_construction!r}")
         if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size < 1):
             raise ValueError(f"train_size must be a positive int or None, got {self.train_size!r}")
         if not _is_int(self.opq_iterations) or self.opq_iterations < 1:

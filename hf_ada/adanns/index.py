@@ -25,12 +25,14 @@ from tqdm.auto import tqdm
 
 from ..common.artifact import ArtifactError, HubArtifactMixin
 from .card import card_data, card_values
-from .config import EF_CONSTRUCTION_CANDIDATES, SEARCH_KEYS, AdANNSConfig, SearchSettings
+from .config import FAISS_EF_CONSTRUCTION, SEARCH_KEYS, AdANNSConfig, SearchSettings
 from .cost import plan_cost
 from .serialization import ARRAYS_NAME, TUNING_NAME, VECTORS_NAME, read_storage, write_storage
 from .storage import IndexStorage
 from .tuning import (
+    EF_LADDER,
     EF_SEARCH,
+    WIDER_BUILD_MIN_SPEEDUP,
     choose_plan,
     default_grid,
     describe_plan,
@@ -42,6 +44,7 @@ from .tuning import (
     relevant_sets,
     retime_front,
     retrieval_metrics,
+    speedups_at_recalls,
     time_fronts,
     tuning_threads,
 )
@@ -456,7 +459,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
 
     def add_graph(self, dim: int, m: int | None = None) -> None:
         """Build an HNSW graph (faiss ``IndexHNSWFlat``, ``M = m`` or ``config.hnsw_m``, ``efConstruction =
-        config.ef_construction``) over the ``dim``-prefix of the stored vectors; ``scan="hnsw", d_search=dim``
+        config.ef_construction(dim)``) over the ``dim``-prefix of the stored vectors; ``scan="hnsw", d_search=dim``
         plans then walk it (``ef_search=`` per search)."""
         cfg = self.config
         if not _positive_int(dim) or dim > cfg.dim:
@@ -468,9 +471,9 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         self.storage.vector_view()  # a clear error for a PQ-only index
         if m is not None and m != cfg.hnsw_m:
             for other in cfg.graph_dims:  # one M for every graph of an index
-                self.storage.add_graph(other, m, cfg.ef_construction)
+                self.storage.add_graph(other, m, cfg.ef_construction(other))
             cfg.hnsw_m = m
-        self.storage.add_graph(dim, cfg.hnsw_m, cfg.ef_construction)
+        self.storage.add_graph(dim, cfg.hnsw_m, cfg.ef_construction(dim))
         cfg.graph_dims = sorted({*cfg.graph_dims, dim})
 
     def build_candidates(self, queries: np.ndarray, *, k: int = 10) -> str:
@@ -502,40 +505,61 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         for d in sorted({cfg.dim, high}):
             if cfg.nlist > 1:
                 self.add_quantizer(d)
-        width = self._choose_ef_construction(queries, kth - slack, sign, k) if cfg.hnsw_ef_construction is None \
-            and not cfg.graph_dims else ""
+        width = self._choose_full_graph_width(queries, kth - slack, sign, k) \
+            if cfg.full_graph_ef_construction is None and cfg.dim not in cfg.graph_dims else ""
         for d in sorted({cfg.dim, high, mid}):
             self.add_graph(d)
         quantizers = sorted(set(cfg.d_clusters) - set(before[0]))
         graphs = sorted(set(cfg.graph_dims) - set(before[1]))
+        widths = ", ".join(f"{d}: {cfg.ef_construction(d)}" for d in graphs)
         return (f"built for tuning: quantizers on {quantizers or 'no new'} dims and HNSW graphs (M={cfg.hnsw_m}, "
-                f"efConstruction={cfg.ef_construction}{width}) on {graphs or 'no new'} dims (full dim: the rigid "
+                f"efConstruction {widths or '-'}{width}) on {graphs or 'no new'} dims (full dim: the rigid "
                 f"faiss structures; {high}: the shortest prefix whose exact scan re-ranked at {cfg.dim} dims keeps "
                 f"{max(short):g} of exact search's top {k} on these queries; {mid}: the shortest keeping "
                 f"{min(short):g}, a graph only)")
 
-    def _choose_ef_construction(self, queries: np.ndarray, kth: np.ndarray, sign: float, k: int) -> str:
-        """Build the full-dim graph with each of :data:`EF_CONSTRUCTION_CANDIDATES`, keep the one whose walk at
-        efSearch :data:`~hf_ada.adanns.tuning.EF_SEARCH` (16 ... 128) finds more rows scoring at least exact
-        search's k-th (``kth``) on ``queries``, and set ``config.hnsw_ef_construction`` to it. The graphs have the
-        same M, so a walk of a given width costs about the same on either: the better-connected one reaches a
-        recall with a narrower, faster walk. Returns the reason's words."""
+    def _choose_full_graph_width(self, queries: np.ndarray, kth: np.ndarray, sign: float, k: int) -> str:
+        """Build the full-dim graph with faiss's default width (:data:`FAISS_EF_CONSTRUCTION`) and with
+        ``hnsw_ef_construction``, walk each at efSearch 10 ... 128 on ``queries`` (recall = the share of rows
+        scoring at least exact search's k-th, ``kth``; time: best of two), and keep the wider build only when its
+        walk reaches every recall the default build's walks reach at efSearch 16 ... 128 (what a faiss user would
+        try) as fast (:data:`~hf_ada.adanns.tuning.WIDER_BUILD_MIN_SPEEDUP`,
+        :func:`~hf_ada.adanns.tuning.speedups_at_recalls`). A wider build can walk better (larger corpora) or
+        worse (small ones; and each of its steps costs more: fuller neighbour lists), and the default build is
+        the graph a faiss user attaches: kept, the rigid HNSW plans are that index, so a tuned index cannot lose
+        to it. Sets ``config.full_graph_ef_construction``; returns the reason's words."""
+        import time
+
         cfg = self.config
-        kept: dict[int, float] = {}
+        default, wider = FAISS_EF_CONSTRUCTION, cfg.hnsw_ef_construction
+        if wider == default:
+            cfg.full_graph_ef_construction = default
+            return ""
+        curves: dict[int, list[tuple[float, float]]] = {}
         graphs: dict[int, dict[str, np.ndarray]] = {}
-        for width in EF_CONSTRUCTION_CANDIDATES:
+        walks = [ef for ef in EF_LADDER if ef <= 128]
+        for width in (default, wider):
             self.storage.add_graph(cfg.dim, cfg.hnsw_m, width)
-            cfg.graph_dims = [cfg.dim]
-            graphs[width] = self.storage.graphs[cfg.dim]
-            kept[width] = float(np.mean([
-                np.mean(sign * self.search_batch(queries, k, scan="hnsw", d_search=cfg.dim, ef_search=ef,
-                                                 d_rerank=None)[0] >= kth) for ef in EF_SEARCH[:4]]))
-        best = max(EF_CONSTRUCTION_CANDIDATES, key=lambda w: (kept[w], -w))  # a tie: the cheaper build
+            cfg.graph_dims = sorted({*cfg.graph_dims, cfg.dim})
+            graphs[width], curves[width] = self.storage.graphs[cfg.dim], []
+            for ef in walks:
+                settings = {"scan": "hnsw", "d_search": cfg.dim, "ef_search": ef, "d_rerank": None}
+                elapsed = float("inf")
+                for _ in range(2):
+                    start = time.perf_counter()
+                    scores = self.search_batch(queries, k, **settings)[0]
+                    elapsed = min(elapsed, time.perf_counter() - start)
+                curves[width].append((float(np.mean(sign * scores >= kth)), elapsed))
+        # the recalls a faiss user's HNSW reaches at the efSearch values they would try (16 and up)
+        user_range = [point for ef, point in zip(walks, curves[default]) if ef >= EF_SEARCH[0]]
+        speedups = speedups_at_recalls(user_range, curves[wider])
+        worst = min(speedups) if speedups else 0.0
+        best = wider if worst >= WIDER_BUILD_MIN_SPEEDUP else default
         self.storage.set_graph(cfg.dim, graphs[best])
-        cfg.hnsw_ef_construction = best
-        scores = " / ".join(f"{kept[w]:.4f}" for w in EF_CONSTRUCTION_CANDIDATES)
-        return (f", of {' / '.join(map(str, EF_CONSTRUCTION_CANDIDATES))}: the full-dim walk at efSearch "
-                f"{EF_SEARCH[0]}-{EF_SEARCH[3]} keeps {scores} of exact search's top {k}")
+        cfg.full_graph_ef_construction = best
+        return (f", of {default} (faiss's default) / {wider}: the {wider}-wide build's walk reaches the recalls of "
+                f"the default build's walks at efSearch {EF_SEARCH[0]}-{walks[-1]} {worst:.2f}-"
+                f"{max(speedups, default=0.0):.2f}x as fast, kept when >= {WIDER_BUILD_MIN_SPEEDUP:g}x at each")
 
     def _keep_front_structures(self, points: list[dict[str, Any]], built: str) -> tuple[list[dict[str, Any]], str]:
         """Drop the stored quantizers and graphs that no plan on the recall/time or recall/FLOPs front uses

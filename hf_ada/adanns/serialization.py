@@ -150,8 +150,12 @@ def read_storage(folder: Path, config: AdANNSConfig, *, mmap: bool = False) -> t
         _check_lists(storage.ids[dc], storage.offsets[dc], n, str(dc))
     for d in cfg.graph_dims:
         storage.graphs[d] = _graph(arrays, d, n, cfg.hnsw_m)
-    built_with = {int(storage.graphs[d]["header"][3]) for d in cfg.graph_dims}
-    if len(built_with) == 1:  # the setting its graphs were built with (an index saved before it was one)
+    # the widths the graphs were built with, as the config reports them (an index saved before they were settings)
+    built_with = {int(storage.graphs[d]["header"][3]) for d in cfg.graph_dims if d != cfg.dim}
+    if cfg.dim in cfg.graph_dims:
+        cfg.full_graph_ef_construction = int(storage.graphs[cfg.dim]["header"][3])
+        built_with = built_with or {cfg.full_graph_ef_construction}
+    if len(built_with) == 1:
         cfg.hnsw_ef_construction = built_with.pop()
     if cfg.pq_bytes is not None:
         storage.opq_rotation = _array(arrays, "opq_rotation", (cfg.d_pq, cfg.d_pq), np.float32)

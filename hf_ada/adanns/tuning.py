@@ -37,7 +37,7 @@ from .config import SEARCH_KEYS, AdANNSConfig
 
 __all__ = ["retrieval_metrics", "pareto_front", "near_front", "default_grid", "refine_grid", "measure_plans",
            "retime_front", "choose_plan", "describe_plan", "faiss_threads", "tuning_threads", "at_threads",
-           "time_fronts", "NPROBES", "NPROBE_LADDER", "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
+           "time_fronts", "speedups_at_recalls", "WIDER_BUILD_MIN_SPEEDUP", "NPROBES", "NPROBE_LADDER", "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
            "DEFAULT_RELATIVE_RECALL"]
 
 #: without an explicit target, a plan must reach this share of exact flat search's recall
@@ -408,6 +408,24 @@ def retime_front(index: Any, queries: np.ndarray, points: list[dict[str, Any]], 
                     point["ms"], point["qps"] = ms, 1000.0 / max(ms, 1e-12)
     finally:
         faiss.omp_set_num_threads(current)
+
+
+#: a wider HNSW build replaces faiss's default one only when its walk reaches every recall of the default's
+#: recall/time front at least this fast (:func:`speedups_at_recalls`; below 1 by the noise of one timing): the
+#: default build is the graph a faiss user attaches, so keeping it makes the rigid HNSW plans that very index
+WIDER_BUILD_MIN_SPEEDUP = 0.97
+
+
+def speedups_at_recalls(reference: Sequence[tuple[float, float]], other: Sequence[tuple[float, float]]) -> list[float]:
+    """How much faster ``other`` reaches each recall of ``reference``'s recall/time front (``(recall, seconds)``
+    pairs): per front point, its time / the least time of an ``other`` point with at least that recall (0.0
+    where ``other`` never reaches it)."""
+    front = pareto_front([{"recall": r, "ms": t} for r, t in reference], cost="ms")
+    out = []
+    for point in front:
+        times = [t for r, t in other if r >= point["recall"] - 1e-12]
+        out.append(point["ms"] / max(min(times), 1e-12) if times else 0.0)
+    return out
 
 
 def relevant_sets(relevant_ids: Sequence[Iterable[int]]) -> list[set[int]]:
