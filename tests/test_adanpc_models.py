@@ -99,7 +99,9 @@ def test_text_pipeline_keeps_the_output_format_and_returns_the_vote(tokenizer, t
     got = pipe(STREAM_TEXT, top_k=None, batch_size=4)
     for row, probs in zip(got, want):
         np.testing.assert_allclose([scores_by_label(row)[LABELS[i]] for i in range(3)], probs, rtol=1e-4, atol=1e-5)
-    assert pipe.memory.num_test == len(STREAM_TEXT)
+    # inserted batch by batch exactly as the predictor does (the collapse guard may hold a batch back: whether it
+    # does depends on the tiny random model's votes, which differ between transformers versions)
+    assert 0 < pipe.memory.num_test == reference.memory.num_test <= len(STREAM_TEXT)
     np.testing.assert_array_equal(pipe.memory.labels, reference.memory.labels)
     pipe.reset()
     assert pipe.memory.num_test == 0
