@@ -426,7 +426,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
             retime_front(self, queries, points, k=k, rounds=max(repeats, 3))
         others = sorted({int(t) for t in threads} - {current})
         for t in others:  # the same contenders (and those near the front there) at the other thread counts
-            retime_front(self, queries, points, k=k, rounds=max(repeats, 2), threads=t)
+            retime_front(self, queries, points, k=k, rounds=max(repeats, 3), threads=t)
         if built:
             points, built = self._keep_front_structures(points, built)
         plans = {str(t): choose_plan(points, self.config.dim, num_queries=len(queries), threads=t, **choice)
@@ -537,7 +537,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
             return ""
         curves: dict[int, list[tuple[float, float]]] = {}
         graphs: dict[int, dict[str, np.ndarray]] = {}
-        walks = [ef for ef in EF_LADDER if ef <= 128 and ef not in (20, 40, 80)]  # steps of 1.2-1.5x
+        walks = [ef for ef in EF_LADDER if ef <= 128]
         for width in (default, wider):
             self.storage.add_graph(cfg.dim, cfg.hnsw_m, width)
             cfg.graph_dims = sorted({*cfg.graph_dims, cfg.dim})
