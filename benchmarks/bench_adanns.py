@@ -33,23 +33,22 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _adanns_corpus import corpus_arguments, matryoshka_split, nn_truth  # noqa: E402
+
 IVF_NPROBES = (1, 2, 4, 8, 16, 32, 64)
 HNSW_EFS = (16, 32, 64, 128, 256)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", default="debian", choices=("debian", "man"))
-    parser.add_argument("--num-docs", type=int, default=8000, help="documents sampled (debian: 0 = all 61k; man: all)")
+    corpus_arguments(parser, num_docs=8000, name=None)
     parser.add_argument("--doc-tokens", type=int, default=64, help="max tokens per document when embedding")
     parser.add_argument("--query-tokens", type=int, default=32)
     parser.add_argument("--num-eval", type=int, default=1000, help="held-out test queries (every reported number)")
     parser.add_argument("--num-tune", type=int, default=500, help="held-out tuning queries (AdANNS plan choice)")
     parser.add_argument("--head-epochs", type=int, default=8, help="epochs of the Matryoshka linear head")
     parser.add_argument("--threads", default="1,2", help="comma list of faiss thread counts")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
-    parser.add_argument("--name", default=None, help="stem of the result files")
     parser.add_argument("--build-only", type=int, default=0, metavar="N",
                         help="only time the AdANNS vs faiss IVF builds over N synthetic vectors (writes <name>_build.md)")
     parser.add_argument("--build-worker", help=argparse.SUPPRESS)
@@ -168,8 +167,6 @@ def main(argv: list[str] | None = None) -> dict:
     import faiss
     import numpy as np
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _adanns_corpus import matryoshka_split, nn_truth
     from _machine import cpu_name, load_average
 
     from hf_ada.adanns import AdANNSConfig, AdANNSIndex, retrieval_metrics

@@ -33,7 +33,9 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _adanns_corpus import corpus_arguments, matryoshka_split, nn_truth  # noqa: E402
+
 EF_LADDER = (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
 RERANK_DEPTHS = (20, 40, 80)
 LEVELS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.95)
@@ -41,12 +43,9 @@ LEVELS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.95)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default="debian", choices=("debian", "man"))
-    parser.add_argument("--num-docs", type=int, default=0, help="documents sampled (debian: 0 = all 61k; man: all)")
+    corpus_arguments(parser, num_docs=0, name="adanns_graphs")
     parser.add_argument("--num-eval", type=int, default=1000, help="test queries")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting (best kept)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
-    parser.add_argument("--name", default="adanns_graphs", help="stem of the result files")
     return parser.parse_args(argv)
 
 
@@ -55,11 +54,10 @@ def main(argv: list[str] | None = None) -> dict:
     import faiss
     import numpy as np
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _adanns_corpus import best_time, matryoshka_split, nn_truth
     from _machine import cpu_name, load_average
 
     from hf_ada.adanns import AdANNSConfig, AdANNSIndex, retrieval_metrics
+    from hf_ada.adanns.tuning import best_time
     from hf_ada.adanns.vectors import prefix
     from hf_ada.demo.plots import plot_fronts
 

@@ -26,18 +26,17 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _adanns_corpus import corpus_arguments, matryoshka_split, nn_truth  # noqa: E402
+
 NPROBES = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default="debian", choices=("debian", "man"))
-    parser.add_argument("--num-docs", type=int, default=0, help="documents sampled (debian: 0 = all 61k; man: all)")
+    corpus_arguments(parser, num_docs=0, name="adanns_opq")
     parser.add_argument("--d-pq", default="384,192", help="comma list of AdANNS d_pq values")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting (best kept)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
-    parser.add_argument("--name", default="adanns_opq", help="stem of the result files")
     return parser.parse_args(argv)
 
 
@@ -45,11 +44,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import faiss
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _adanns_corpus import best_time, matryoshka_split, nn_truth
     from _machine import cpu_name, load_average
 
     from hf_ada.adanns import AdANNSConfig, AdANNSIndex, retrieval_metrics
+    from hf_ada.adanns.tuning import best_time
     from hf_ada.adanns.config import default_structure
     from hf_ada.adanns.vectors import prefix
     from hf_ada.demo.plots import plot_fronts

@@ -155,7 +155,8 @@ class AdANNSConfig(JsonConfigMixin):
 
     def __post_init__(self) -> None:
         for name in ("dim", "d_cluster", "d_search", "nlist", "nprobe", "pq_bytes", "d_pq", "d_rerank", "rerank_k",
-                     "hnsw_m", "hnsw_ef_construction", "full_graph_ef_construction", "ef_search", "train_size", "opq_iterations", "num_rows"):
+                     "hnsw_m", "hnsw_ef_construction", "full_graph_ef_construction", "ef_search", "train_size",
+                     "opq_iterations", "num_rows"):
             if isinstance(getattr(self, name), np.integer):  # JSON-safe
                 setattr(self, name, int(getattr(self, name)))
         for name in ("extra_d_clusters", "graph_dims"):

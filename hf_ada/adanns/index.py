@@ -33,6 +33,7 @@ from .tuning import (
     EF_LADDER,
     EF_SEARCH,
     WIDER_BUILD_MIN_SPEEDUP,
+    best_time,
     choose_plan,
     default_grid,
     describe_plan,
@@ -528,8 +529,6 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         worse (small ones; and each of its steps costs more: fuller neighbour lists), and the default build is
         the graph a faiss user attaches: kept, the rigid HNSW plans are that index, so a tuned index cannot lose
         to it. Sets ``config.full_graph_ef_construction``; returns the reason's words."""
-        import time
-
         cfg = self.config
         default, wider = FAISS_EF_CONSTRUCTION, cfg.hnsw_ef_construction
         if wider == default:
@@ -544,11 +543,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
             graphs[width], curves[width] = self.storage.graphs[cfg.dim], []
             for ef in walks:
                 settings = {"scan": "hnsw", "d_search": cfg.dim, "ef_search": ef, "d_rerank": None}
-                elapsed = float("inf")
-                for _ in range(2):
-                    start = time.perf_counter()
-                    scores = self.search_batch(queries, k, **settings)[0]
-                    elapsed = min(elapsed, time.perf_counter() - start)
+                elapsed, (scores, _) = best_time(lambda: self.search_batch(queries, k, **settings), 2)
                 curves[width].append((float(np.mean(sign * scores >= kth)), elapsed))
         # the recalls a faiss user's HNSW reaches at the efSearch values they would try (16 and up)
         user_range = [point for ef, point in zip(walks, curves[default]) if ef >= EF_SEARCH[0]]

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,9 @@ import numpy as np
 from .config import SEARCH_KEYS, AdANNSConfig
 
 __all__ = ["retrieval_metrics", "pareto_front", "near_front", "default_grid", "refine_grid", "measure_plans",
-           "retime_front", "choose_plan", "describe_plan", "faiss_threads", "tuning_threads", "at_threads",
-           "time_fronts", "speedups_at_recalls", "WIDER_BUILD_MIN_SPEEDUP", "NPROBES", "NPROBE_LADDER", "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
+           "retime_front", "choose_plan", "describe_plan", "best_time", "faiss_threads", "tuning_threads",
+           "at_threads", "time_fronts", "speedups_at_recalls", "WIDER_BUILD_MIN_SPEEDUP", "NPROBES", "NPROBE_LADDER",
+           "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
            "DEFAULT_RELATIVE_RECALL"]
 
 #: without an explicit target, a plan must reach this share of exact flat search's recall
@@ -265,8 +267,6 @@ def measure_plans(
 ) -> list[dict[str, Any]]:
     """Run every plan of ``grid`` on ``queries``: its settings, recall@k, MRR@k, FLOPs/query, queries/s and
     ms/query (best of ``repeats`` timed runs of the whole batch). Measures only; chooses nothing."""
-    import time
-
     from tqdm.auto import tqdm
 
     from .cost import plan_cost
@@ -275,17 +275,27 @@ def measure_plans(
     for overrides in tqdm(list(grid), desc="AdANNS plans", disable=not show_progress):
         s = index.settings(untuned=True, **overrides)
         index.search_batch(queries[:1], k, **s.as_dict())  # build the plan's faiss structure outside the timing
-        rows, elapsed = None, float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            _, rows = index.search_batch(queries, k, **s.as_dict())
-            elapsed = min(elapsed, time.perf_counter() - start)
+        elapsed, (_, rows) = best_time(lambda: index.search_batch(queries, k, **s.as_dict()), repeats)
         ms = 1000.0 * elapsed / len(queries)
         points.append({**s.as_dict(), **retrieval_metrics(rows, relevant, k),
                        "flops": plan_cost(index.config, s, index.num_rows)["total"],
-                       "bytes": index.storage.plan_bytes(s),
-                       "qps": 1000.0 / max(ms, 1e-12), "ms": ms, "ms_at": {threads: ms}})
+                       "bytes": index.storage.plan_bytes(s), "qps": _qps(ms), "ms": ms, "ms_at": {threads: ms}})
     return points
+
+
+def best_time(search: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """(best seconds of ``repeats`` calls of ``search``, the last call's result)."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = search()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def _qps(ms: float) -> float:
+    """Queries per second of a plan taking ``ms`` milliseconds per query (every view computes it so)."""
+    return 1000.0 / max(ms, 1e-12)
 
 
 def near_front(points: Sequence[dict[str, Any]], slack: float = 1.25) -> list[dict[str, Any]]:
@@ -338,16 +348,14 @@ def at_threads(points: Sequence[dict[str, Any]], threads: int) -> list[dict[str,
     key = str(threads)
     if not any(p.get("ms_at") for p in points):
         return list(points)
-    return [{**p, "ms": p["ms_at"][key], "qps": 1000.0 / max(p["ms_at"][key], 1e-12)}
-            for p in points if key in (p.get("ms_at") or {})]
+    return [{**p, "ms": p["ms_at"][key], "qps": _qps(p["ms_at"][key])} for p in points if key in (p.get("ms_at") or {})]
 
 
 def time_fronts(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The points on the recall/time front at any thread count they were timed at (each once, as given)."""
     keys = set()
-    for threads in measured_threads(points) or [None]:
-        view = at_threads(points, threads) if threads is not None else list(points)
-        keys |= {_plan_key(p) for p in pareto_front(view, cost="ms")}
+    for threads in measured_threads(points) or [1]:  # none timed per thread count: the points as they are
+        keys |= {_plan_key(p) for p in pareto_front(at_threads(points, threads), cost="ms")}
     out, seen = [], set()
     for p in sorted(points, key=lambda p: (p["ms"], -p["recall"])):
         if _plan_key(p) in keys and _plan_key(p) not in seen:
@@ -376,8 +384,6 @@ def retime_front(index: Any, queries: np.ndarray, points: list[dict[str, Any]], 
     ``threads``: time them with that many faiss threads instead of the number in effect (restored after);
     only the points' ``ms_at[str(threads)]`` is written then, and the contenders are the plans near the front
     estimated for that thread count (:data:`OTHER_THREADS_SLACK` by default)."""
-    import time
-
     import faiss
 
     current = faiss_threads()
@@ -404,8 +410,8 @@ def retime_front(index: Any, queries: np.ndarray, points: list[dict[str, Any]], 
                 timed[i] = best[i]
                 point, ms = points[i], 1000.0 * best[i] / len(queries)
                 point["ms_at"] = {**(point.get("ms_at") or {}), key: ms}
-                if primary:  # qps as at_threads computes it from ms: one value, whichever view is read
-                    point["ms"], point["qps"] = ms, 1000.0 / max(ms, 1e-12)
+                if primary:
+                    point["ms"], point["qps"] = ms, _qps(ms)
     finally:
         faiss.omp_set_num_threads(current)
 
