@@ -113,6 +113,15 @@ class LocalHubHandle:
         return [commit.title for commit in repo.history(head)]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files holding a ``multiprocess`` test (the longest files: real launches) first, the rest in their order.
+
+    pytest-xdist (``--dist loadfile --no-loadscope-reorder``) hands files to its workers in this order, so the
+    long ones start early and the many short ones even out the end; the order within a file is kept."""
+    heavy = {item.path for item in items if item.get_closest_marker("multiprocess")}
+    items.sort(key=lambda item: item.path not in heavy)  # stable: collection order within each group
+
+
 @pytest.fixture(autouse=True)
 def _thread_counts_do_not_leak() -> Any:
     """Put torch's and faiss's thread counts back after every test: code that sets them for its own run (the

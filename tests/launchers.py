@@ -36,11 +36,13 @@ TRAIN_ARGS = [
 ]  # fmt: skip
 
 
-def launcher_env() -> dict[str, str]:
+def launcher_env(python_path: Path | None = None) -> dict[str, str]:
     """This process's environment (the local Hub double, the temporary HF_HOME) for a launched process: one
-    OpenMP thread per worker, unbuffered output."""
+    OpenMP thread per worker, unbuffered output; ``python_path`` first on ``PYTHONPATH`` if given."""
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    if python_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(python_path), env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -87,9 +89,10 @@ def read_world(out: Path) -> dict:
 
 def launch_two_machines(
     *args: str, script: Path = TRAINER_SCRIPT, via_hf_ada_run: bool = True,
-    launcher: tuple[str, ...] = ("--multi_gpu",), timeout: float = 240,
-) -> None:
-    """Start machine rank 0 and 1 (one launcher each) and wait for both; kill both process groups on failure."""
+    launcher: tuple[str, ...] = ("--multi_gpu",), timeout: float = 240, python_path: Path | None = None,
+) -> list[tuple[str, str]]:
+    """Start machine rank 0 and 1 (one launcher each) and wait for both; kill both process groups on failure.
+    Returns each machine's ``(stdout, stderr)``; ``python_path`` goes first on the launched ``PYTHONPATH``."""
     port = str(free_port())  # a port chosen now: a port of 0 is not reliable for the rendezvous store
     target = ["-m", "hf_ada.run", str(script)] if via_hf_ada_run else [str(script)]
     procs = []
@@ -101,7 +104,7 @@ def launch_two_machines(
             *target, *args,
         ]  # fmt: skip
         procs.append(
-            subprocess.Popen(cmd, env=launcher_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            subprocess.Popen(cmd, env=launcher_env(python_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)  # fmt: skip
         )
     outputs = []
@@ -114,3 +117,4 @@ def launch_two_machines(
         pytest.fail(f"two-machine launch timed out after {timeout} s")
     for rank, (proc, (stdout, stderr)) in enumerate(zip(procs, outputs)):
         assert proc.returncode == 0, f"machine {rank} failed:\n{stdout[-2000:]}\n{stderr[-5000:]}"
+    return outputs

@@ -44,6 +44,7 @@ def test_embed_stores_full_dim_vectors_once(tiny_model_dir):
         embed(ds, model, "body")
 
 
+@pytest.mark.multiprocess
 def test_embed_over_two_worker_processes_equals_one_process(tiny_model_dir, monkeypatch):
     from sentence_transformers import SentenceTransformer
 

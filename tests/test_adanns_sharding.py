@@ -174,11 +174,11 @@ def test_index_built_on_disk_equals_the_in_memory_index_and_serves_mapped(tmp_pa
     from hf_ada.adanns.sharding import build_index_on_disk
 
     rng = np.random.default_rng(0)
-    vectors = (rng.standard_normal((3000, 48)) * (1.0 / np.sqrt(np.arange(1, 49)))).astype(np.float32)
+    vectors = (rng.standard_normal((2000, 48)) * (1.0 / np.sqrt(np.arange(1, 49)))).astype(np.float32)
     np.save(tmp_path / "v.npy", vectors)
     mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
     settings = dict(dim=48, d_cluster=16, nlist=16, nprobe=4, pq_bytes=8, d_pq=48, scan="pq", d_rerank=48,
-                    rerank_k=50, train_size=2000)
+                    rerank_k=50, train_size=1000)
     in_memory = AdANNSIndex.build(vectors, AdANNSConfig(**settings), show_progress=False)
     on_disk = build_index_on_disk(mapped, AdANNSConfig(**settings), tmp_path / "vectors.faiss", batch_size=700,
                                   show_progress=False)
@@ -192,7 +192,7 @@ def test_index_built_on_disk_equals_the_in_memory_index_and_serves_mapped(tmp_pa
                 AdANNSIndex.from_pretrained(on_disk.save_pretrained(tmp_path / "saved"), mmap=True).search_batch(queries, 10)):
         np.testing.assert_array_equal(got[1], want[1])
         np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
-    assert faiss.read_index(str(tmp_path / "vectors.faiss")).ntotal == 3000
+    assert faiss.read_index(str(tmp_path / "vectors.faiss")).ntotal == 2000
     with pytest.raises(ValueError, match="needs pq_bytes"):
         build_index_on_disk(mapped, AdANNSConfig(dim=48), tmp_path / "x.faiss")
 
