@@ -353,3 +353,31 @@ def test_results_do_not_depend_on_the_faiss_thread_count(data):
         faiss.omp_set_num_threads(1)
     ref = unit(q[:, :D]) @ unit(x).T  # the full-probe rigid plan is exact search
     np.testing.assert_array_equal(serial[3][1], np.argsort(-ref, axis=1, kind="stable")[:, :8])
+
+
+def test_search_parameters_are_made_once_per_value_and_shared():
+    from hf_ada.adanns.storage import search_params
+
+    walk, probe = search_params("hnsw", 24), search_params("ivf", 24)
+    assert isinstance(walk, faiss.SearchParametersHNSW) and walk.efSearch == 24
+    assert isinstance(probe, faiss.SearchParametersIVF) and probe.nprobe == 24
+    assert search_params("hnsw", np.int64(24)) is walk and search_params("ivf", 24) is probe
+    assert search_params("hnsw", 25) is not walk and search_params("hnsw", 25).efSearch == 25
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_fewer_candidates_than_k_are_minus_one_with_the_worst_score(data, metric):
+    """One probed list of a few rows and k above its size: the missing places are row -1 with score -inf
+    (ip) / +inf (l2, squared distances), after the rows found, which equal exact search over that list."""
+    x, q, _ = data
+    index = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=D, nlist=64, nprobe=1, metric=metric),
+                              show_progress=False)
+    lists = index.probe(q, nprobe=1)[:, 0]
+    sizes = np.array([len(index.list_rows(int(l))) for l in lists])
+    k = int(sizes.max()) + 1
+    scores, rows = index.search_batch(q, k=k, nprobe=1, d_rerank=None)
+    for i in range(len(q)):
+        found, size = rows[i][rows[i] >= 0], sizes[i]
+        assert len(found) == size and (rows[i][size:] == -1).all()
+        assert np.all(scores[i][size:] == (-np.inf if metric == "ip" else np.inf))
+        assert set(found.tolist()) == set(index.list_rows(int(lists[i])).tolist())

@@ -231,8 +231,9 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
     def plan_settings(self) -> dict[str, Any]:
         """Search settings of the tuned plan, or of the config when not tuned."""
         plan = self.plan
-        source = plan if plan else self.config.settings().as_dict()
-        return {key: source[key] for key in SEARCH_KEYS}
+        if plan:
+            return {key: plan[key] for key in SEARCH_KEYS}
+        return {key: getattr(self.config, key) for key in SEARCH_KEYS}  # = config.settings(), without the object
 
     def plan_memory(self, **overrides: Any) -> float:
         """Bytes per vector that a plan (the default one with ``overrides``) needs if it were the only one

@@ -63,13 +63,31 @@ def _ptr(array: np.ndarray) -> Any:
     return faiss.swig_ptr(array)
 
 
+_SEARCH_PARAMS: dict[tuple[str, int], Any] = {}
+
+
+def search_params(kind: str, value: int) -> Any:
+    """faiss's per-call search parameters for ``value``: ``SearchParametersHNSW`` with that ``efSearch``
+    (``kind="hnsw"``) or ``SearchParametersIVF`` with that ``nprobe`` (``kind="ivf"``). Made once per value and
+    shared: faiss only reads them during a search, so concurrent searches may pass the same object (a new one
+    per call costs as much as a one-query graph walk's other overheads together)."""
+    key = (kind, int(value))
+    params = _SEARCH_PARAMS.get(key)
+    if params is None:
+        params = faiss.SearchParametersHNSW() if kind == "hnsw" else faiss.SearchParametersIVF()
+        setattr(params, "efSearch" if kind == "hnsw" else "nprobe", key[1])
+        if len(_SEARCH_PARAMS) >= 1024:  # bounded: a caller sweeping values does not grow it forever
+            _SEARCH_PARAMS.clear()
+        _SEARCH_PARAMS[key] = params
+    return params
+
+
 def _search_preassigned(index: faiss.IndexIVF, xq: np.ndarray, k: int, lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """faiss ``search_preassigned`` with the probe count in per-call ``SearchParametersIVF`` (the Python
     wrapper would need ``index.nprobe`` set on the shared index, which races between threads)."""
     n = len(xq)
     lists = np.ascontiguousarray(lists, dtype=np.int64)
-    params = faiss.SearchParametersIVF()
-    params.nprobe = lists.shape[1]
+    params = search_params("ivf", lists.shape[1])
     centroid_dis = np.zeros(lists.shape, dtype=np.float32)
     scores, rows = np.empty((n, k), dtype=np.float32), np.empty((n, k), dtype=np.int64)
     index.search_preassigned_c(n, _ptr(xq), k, _ptr(lists), _ptr(centroid_dis), _ptr(scores), _ptr(rows), False,
@@ -507,17 +525,14 @@ class IndexStorage:
         if s.scan == "exact":
             scores, rows = self.flat(s.d_search).search(prefix(queries, s.d_search, cfg.metric), k)
         elif s.scan == "hnsw":
-            params = faiss.SearchParametersHNSW()
-            params.efSearch = int(s.ef_search)
-            scores, rows = self.hnsw(s.d_search).search(prefix(queries, s.d_search, cfg.metric), k, params=params)
+            scores, rows = self.hnsw(s.d_search).search(prefix(queries, s.d_search, cfg.metric), k,
+                                                        params=search_params("hnsw", s.ef_search))
         elif s.scan == "pq" and s.nprobe >= cfg.nlist:  # every list: faiss's exhaustive PQ scan
             xq = self.rotate(prefix(queries, cfg.d_pq, cfg.metric))
             scores, rows = self.pq().search(xq, k)
         elif s.scan == "flat" and s.d_cluster <= s.d_search:  # faiss chooses the lists and scans them
-            params = faiss.SearchParametersIVF()
-            params.nprobe = min(s.nprobe, cfg.nlist)
             scores, rows = self.ivf(s.d_cluster, s.d_search).search(prefix(queries, s.d_search, cfg.metric), k,
-                                                                     params=params)
+                                                                     params=search_params("ivf", min(s.nprobe, cfg.nlist)))
         else:
             lists = self.probe(queries, s.d_cluster, s.nprobe)
             if s.scan == "pq":
@@ -529,7 +544,9 @@ class IndexStorage:
             scores, rows = _search_preassigned(self.preassigned(index), xq, k, lists)
         if cfg.metric == "l2":
             scores = -scores
-        scores = np.where(rows >= 0, scores, -np.inf).astype(np.float32)
+        missing = rows < 0
+        if missing.any():  # fewer candidates than k: faiss's filler score -> -inf (in place: faiss's own array)
+            scores[missing] = -np.inf
         return scores, rows
 
     def rotate(self, x: np.ndarray) -> np.ndarray:
