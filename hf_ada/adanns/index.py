@@ -269,7 +269,8 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         if s.d_rerank:
             scores = self.storage.rerank(queries, rows, s.d_rerank)
             order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-            scores, rows = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
+            at = np.arange(len(order))[:, None]  # fancy indexing: take_along_axis costs more per call
+            scores, rows = scores[at, order], rows[at, order]
         return scores[:, :k], rows[:, :k]
 
     def _resolve(self, overrides: dict[str, Any], **asked: Any) -> SearchSettings:

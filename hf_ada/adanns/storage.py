@@ -176,7 +176,8 @@ class IndexStorage:
     def flat(self, dim: int) -> faiss.IndexFlat:
         """``IndexFlat`` over the (re-normalised) ``dim``-prefix, row order; built once per prefix."""
         if dim == self.config.dim:
-            self.vector_view()  # raises a clear error when there are none
+            if self.vectors is None:
+                self.vector_view()  # raises the clear error
             return self.vectors
 
         def make() -> faiss.IndexFlat:
@@ -516,7 +517,10 @@ class IndexStorage:
         """(nq, nprobe) lists chosen by the queries' ``d_cluster`` prefix."""
         if nprobe >= self.config.nlist:
             return np.tile(np.arange(self.config.nlist, dtype=np.int64), (len(queries), 1))
-        _, lists = self.coarse(d_cluster).search(prefix(queries, d_cluster, self.config.metric), nprobe)
+        xq = prefix(queries, d_cluster, self.config.metric)
+        lists = np.empty((len(xq), nprobe), dtype=np.int64)  # faiss's C call: the Python wrapper's checks cost
+        distances = np.empty((len(xq), nprobe), dtype=np.float32)  # as much as a one-query probe
+        self.coarse(d_cluster).search_c(len(xq), _ptr(xq), nprobe, _ptr(distances), _ptr(lists))
         return lists
 
     def scan(self, queries: np.ndarray, k: int, s: SearchSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -566,9 +570,13 @@ class IndexStorage:
         cfg = self.config
         index = self.flat(d_rerank)
         q = prefix(queries, d_rerank, cfg.metric)
-        safe = np.ascontiguousarray(np.where(rows >= 0, rows, 0), dtype=np.int64)
+        missing = rows < 0
+        any_missing = bool(missing.any())
+        safe = np.ascontiguousarray(np.where(missing, 0, rows) if any_missing else rows, dtype=np.int64)
         out = np.empty(safe.shape, dtype=np.float32)
         index.compute_distance_subset(len(q), _ptr(q), safe.shape[1], _ptr(out), _ptr(safe))
         if cfg.metric == "l2":
-            out = -out
-        return np.where(rows >= 0, out, -np.inf).astype(np.float32)
+            np.negative(out, out=out)
+        if any_missing:
+            out[missing] = -np.inf
+        return out
