@@ -381,3 +381,20 @@ def test_fewer_candidates_than_k_are_minus_one_with_the_worst_score(data, metric
         assert len(found) == size and (rows[i][size:] == -1).all()
         assert np.all(scores[i][size:] == (-np.inf if metric == "ip" else np.inf))
         assert set(found.tolist()) == set(index.list_rows(int(lists[i])).tolist())
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_every_flat_store_is_faiss_metric_class_built_or_loaded(data, metric, tmp_path):
+    """Stores, quantizers and the graphs' stores are IndexFlatIP / IndexFlatL2 (what faiss builds and reads back),
+    never a plain IndexFlat: an HNSW walk over a plain IndexFlat gets faiss's generic distance computer (slower
+    on the same graph), so a built index and its loaded copy would walk at different speeds."""
+    x, _, _ = data
+    want = faiss.IndexFlatIP if metric == "ip" else faiss.IndexFlatL2
+    built = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=8, metric=metric,
+                                              extra_d_clusters=[D], graph_dims=[16, D], hnsw_m=8), show_progress=False)
+    loaded = AdANNSIndex.from_pretrained(built.save_pretrained(tmp_path / "saved"))
+    for index in (built, loaded):
+        storage = index.storage
+        stores = [storage.vectors, storage.flat(16), storage.flat(D), storage.coarse(8), storage.coarse(D)]
+        stores += [faiss.downcast_index(storage.hnsw(d).storage) for d in (16, D)]
+        assert [type(s) for s in stores] == [want] * len(stores)

@@ -59,6 +59,14 @@ def faiss_metric(metric: str) -> int:
     return faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
 
 
+def flat_index(dim: int, metric: str | int) -> faiss.IndexFlat:
+    """An empty ``IndexFlatIP`` / ``IndexFlatL2`` (``metric``: ``"ip"`` / ``"l2"`` or faiss's constant): the
+    classes faiss itself builds and reads back from a file. A plain ``IndexFlat(dim, metric)`` scans alike but
+    hands an HNSW walk faiss's generic distance computer, measured 13-19% slower on the same graph."""
+    ip = metric in ("ip", faiss.METRIC_INNER_PRODUCT)
+    return faiss.IndexFlatIP(dim) if ip else faiss.IndexFlatL2(dim)
+
+
 def _ptr(array: np.ndarray) -> Any:
     return faiss.swig_ptr(array)
 
@@ -167,7 +175,7 @@ class IndexStorage:
         if d_cluster not in self.centroids:
             raise ValueError(f"d_cluster must be one of the trained prefixes {sorted(self.centroids)}, got {d_cluster}")
         def make() -> faiss.IndexFlat:
-            index = faiss.IndexFlat(d_cluster, faiss_metric(self.config.metric))
+            index = flat_index(d_cluster, self.config.metric)
             index.add(self.centroids[d_cluster])
             return index
 
@@ -181,7 +189,7 @@ class IndexStorage:
             return self.vectors
 
         def make() -> faiss.IndexFlat:
-            index = faiss.IndexFlat(dim, faiss_metric(self.config.metric))
+            index = flat_index(dim, self.config.metric)
             view = self.vector_view()
             for start in range(0, self.num_rows, 65536):
                 index.add(prefix(view[start : start + 65536], dim, self.config.metric))
@@ -211,7 +219,7 @@ class IndexStorage:
                 else:
                     quantizer = coarse
             else:
-                quantizer = faiss.IndexFlat(dim, metric)  # never searched: lists are preassigned
+                quantizer = flat_index(dim, metric)  # never searched: lists are preassigned
             index = faiss.IndexIVFFlat(quantizer, dim, cfg.nlist, metric)
             index.referenced_objects = [quantizer]
             index.is_trained = True
@@ -236,7 +244,7 @@ class IndexStorage:
             return index
 
         def make() -> faiss.IndexIVF:
-            quantizer = faiss.IndexFlat(index.d, index.metric_type)
+            quantizer = flat_index(index.d, index.metric_type)
             if isinstance(index, faiss.IndexIVFPQ):
                 twin = faiss.IndexIVFPQ(quantizer, index.d, index.nlist, index.pq.M, 8, index.metric_type)
                 twin.by_residual = False
@@ -257,7 +265,7 @@ class IndexStorage:
 
         def make() -> faiss.IndexIVFPQ:
             cfg = self.config
-            quantizer = faiss.IndexFlat(cfg.d_pq, faiss_metric(cfg.metric))
+            quantizer = flat_index(cfg.d_pq, cfg.metric)
             index = faiss.IndexIVFPQ(quantizer, cfg.d_pq, cfg.nlist, cfg.pq_bytes, 8, faiss_metric(cfg.metric))
             index.by_residual = False
             index.is_trained = True
@@ -404,11 +412,11 @@ class IndexStorage:
             centroids = xc.mean(axis=0, keepdims=True)
         elif d_cluster == cfg.dim:
             metric = faiss_metric(cfg.metric)
-            ivf = faiss.IndexIVFFlat(faiss.IndexFlat(d_cluster, metric), d_cluster, cfg.nlist, metric)
+            ivf = faiss.IndexIVFFlat(flat_index(d_cluster, metric), d_cluster, cfg.nlist, metric)
             params = ivf.cp  # faiss's defaults for an IVF of this metric (spherical for inner product)
             params.min_points_per_centroid = 1  # small corpora are legitimate; faiss would only warn
             clustering = faiss.Clustering(d_cluster, cfg.nlist, params)
-            clustering.train(xc, faiss.IndexFlat(d_cluster, metric))
+            clustering.train(xc, flat_index(d_cluster, metric))
             centroids = faiss.vector_to_array(clustering.centroids).reshape(cfg.nlist, d_cluster)
         else:
             kmeans = faiss.Kmeans(
@@ -479,7 +487,7 @@ class IndexStorage:
         assign = {dc: np.empty(n, dtype=np.int32) for dc in cfg.d_clusters}
         view = None
         if cfg.store_vectors:  # sized once (no doubling reallocations), filled batch by batch
-            self.vectors = faiss.IndexFlat(cfg.dim, faiss_metric(cfg.metric))
+            self.vectors = flat_index(cfg.dim, cfg.metric)
             self.vectors.codes.resize(n * cfg.dim * 4)
             view = faiss.rev_swig_ptr(self.vectors.codes.data(), n * cfg.dim * 4).view(np.float32).reshape(n, cfg.dim)
         if cfg.pq_bytes is not None:
