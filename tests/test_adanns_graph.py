@@ -398,3 +398,31 @@ def test_every_flat_store_is_faiss_metric_class_built_or_loaded(data, metric, tm
         stores = [storage.vectors, storage.flat(16), storage.flat(D), storage.coarse(8), storage.coarse(D)]
         stores += [faiss.downcast_index(storage.hnsw(d).storage) for d in (16, D)]
         assert [type(s) for s in stores] == [want] * len(stores)
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_full_dim_graph_is_faiss_hnsw_flat_of_the_same_vectors_bit_for_bit(metric):
+    """The rigid HNSW candidate is the graph a faiss user builds: IndexHNSWFlat(dim, M) with one add of the
+    (normalised, for ip) vectors gives the same levels and neighbour lists, whatever faiss's thread count.
+    Near-duplicate rows, as real corpora have: their near ties are what a last-bit change decides differently
+    (normalising the stored, already normalised vectors again changes such bits, and with them the graph)."""
+    rng = np.random.default_rng(3)
+    dim = 64
+    x = np.repeat(rng.standard_normal((300, dim)), 5, axis=0) + 1e-5 * rng.standard_normal((1500, dim))
+    x = x.astype(np.float32)
+    vectors = x.copy()
+    if metric == "ip":
+        faiss.normalize_L2(vectors)
+    index = AdANNSIndex.build(x, AdANNSConfig(dim=dim, d_cluster=16, nlist=8, metric=metric, graph_dims=[dim],
+                                              hnsw_m=8, full_graph_ef_construction=40), show_progress=False)
+    before = faiss.omp_get_max_threads()
+    try:
+        faiss.omp_set_num_threads(1 if before > 1 else 2)  # the other thread count than the build's
+        own = faiss.IndexHNSWFlat(dim, 8, faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2)
+        own.add(vectors)
+    finally:
+        faiss.omp_set_num_threads(before)
+    graph = index.storage.graphs[dim]
+    for name in ("levels", "offsets", "neighbors"):
+        np.testing.assert_array_equal(graph[name], faiss.vector_to_array(getattr(own.hnsw, name)), err_msg=name)
+    assert graph["header"][0] == own.hnsw.entry_point and graph["header"][1] == own.hnsw.max_level

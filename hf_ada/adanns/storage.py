@@ -445,7 +445,11 @@ class IndexStorage:
     def add_graph(self, dim: int, m: int, ef_construction: int) -> None:
         """Build the HNSW graph (faiss ``IndexHNSWFlat``, ``M = m``, ``efConstruction = ef_construction``) over
         the ``dim``-prefixes of the stored vectors and keep its arrays (the temporary copy of the prefixes is
-        freed). A progress bar shows from 200,000 rows on (a build of minutes); the time is logged."""
+        freed). A progress bar shows from 200,000 rows on (a build of minutes); the time is logged.
+
+        The full-dim graph is built in one ``add`` of the stored vectors as they are (already re-normalised for
+        ``ip``): the graph a faiss user gets from ``IndexHNSWFlat(dim, m).add(vectors)``, bit for bit (faiss's
+        build does not depend on its thread count; normalising twice or adding in batches would change it)."""
         from tqdm.auto import tqdm
 
         started = time.perf_counter()
@@ -453,10 +457,13 @@ class IndexStorage:
             index = faiss.IndexHNSWFlat(dim, m, faiss_metric(self.config.metric))
             index.hnsw.efConstruction = ef_construction
             view = self.vector_view()
+            full = dim == self.config.dim
             with tqdm(total=self.num_rows, desc=f"AdANNS: HNSW graph on {dim} dims", unit="row",
                       disable=self.num_rows < 200_000) as bar:
-                for start in range(0, self.num_rows, 65536):
-                    batch = prefix(view[start : start + 65536], dim, self.config.metric)
+                step = self.num_rows if full else 65536
+                for start in range(0, self.num_rows, step):
+                    rows = view[start : start + step]
+                    batch = np.ascontiguousarray(rows) if full else prefix(rows, dim, self.config.metric)
                     index.add(batch)
                     bar.update(len(batch))
             graph = index.hnsw
