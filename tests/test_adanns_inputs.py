@@ -96,3 +96,28 @@ def test_tune_refuses_empty_or_foreign_truth_sets(index, vectors):
 def test_bad_search_settings_name_the_argument(index, vectors, kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         index.search_batch(vectors[:2], **kwargs)
+
+
+def test_prefix_keeps_unit_rows_bit_for_bit_and_normalises_the_rest():
+    import faiss
+
+    from hf_ada.adanns.vectors import prefix
+
+    rng = np.random.default_rng(0)
+    raw = (rng.standard_normal((50, 96)) / np.sqrt(np.arange(1, 97))).astype(np.float32)
+    unit = raw.copy()
+    faiss.normalize_L2(unit)
+    again = unit.copy()
+    faiss.normalize_L2(again)
+    assert not np.array_equal(again, unit)  # normalising twice changes last bits: what prefix must not do
+    kept = prefix(unit, 96, "ip")
+    np.testing.assert_array_equal(kept, unit)
+    assert kept is not unit and not np.shares_memory(kept, unit)  # still a new array
+    np.testing.assert_array_equal(prefix(raw, 96, "ip"), unit)  # raw rows: faiss's normalisation
+    short = prefix(unit, 32, "ip")  # a prefix of unit rows is shorter than 1: normalised
+    np.testing.assert_allclose(np.linalg.norm(short, axis=1), 1.0, rtol=1e-6)
+    mixed = np.vstack([unit[:3], 2 * unit[3:4], np.zeros((1, 96), np.float32)])
+    out = prefix(mixed, 96, "ip")
+    np.testing.assert_allclose(np.linalg.norm(out[:4], axis=1), 1.0, rtol=1e-6)
+    assert not out[4].any()  # a zero row stays zero
+    np.testing.assert_array_equal(prefix(2 * unit, 96, "l2"), 2 * unit)  # l2: the values as given

@@ -7,15 +7,27 @@ import numpy as np
 __all__ = ["prefix", "VectorSource", "ArrayVectorSource", "check_finite"]
 
 
+#: a row whose squared length is within this of 1 is taken as unit length already (faiss's normalisation leaves
+#: float32 rows within about 1e-6 of it)
+UNIT_TOLERANCE = 1e-5
+
+
 def prefix(vectors: np.ndarray, dim: int, metric: str) -> np.ndarray:
     """First ``dim`` dims of ``vectors`` as C-contiguous float32, re-normalised to unit length for ``ip`` (a
-    zero row stays zero). ``ip`` always returns a new array (normalised in place by faiss, in one pass)."""
+    zero row stays zero). ``ip`` always returns a new array (normalised in place by faiss, in one pass).
+
+    Rows that are unit length already (every row within :data:`UNIT_TOLERANCE`: normalised embeddings, the
+    stored vectors, a full-dim prefix of them) are returned bit for bit: normalising them again changes their
+    last bits, and with them the near ties that a faiss index built on the same vectors resolves (its graph,
+    its lists, its order of equal scores)."""
     if metric != "ip":
         return np.ascontiguousarray(vectors[:, :dim], dtype=np.float32)
     import faiss
 
     out = np.array(vectors[:, :dim], dtype=np.float32, order="C")
-    faiss.normalize_L2(out)
+    squared = np.einsum("ij,ij->i", out, out)
+    if not (np.abs(squared - 1.0) <= UNIT_TOLERANCE).all():
+        faiss.normalize_L2(out)
     return out
 
 
