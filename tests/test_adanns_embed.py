@@ -137,7 +137,7 @@ def test_cli_build_then_search(tiny_model_dir, tmp_path, capsys):
     data.write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(TEXTS)))
     out = build_index_cli(["--dataset", str(data), "--text-column", "text", "--model", str(tiny_model_dir),
                            "--d-cluster", "8", "--d-search", "32", "--nlist", "2", "--nprobe", "2",
-                           "--embed-devices", "cpu,cpu", "--output", str(tmp_path / "index")])
+                           "--output", str(tmp_path / "index")])  # worker pools: the test above (embed(devices=))
     assert (out / "config.json").is_file()
     capsys.readouterr()
     # the dataset has no vector column: only the query is embedded, the texts are checked against the index
