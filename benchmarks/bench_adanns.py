@@ -285,13 +285,13 @@ def main(argv: list[str] | None = None) -> dict:
             one = [lambda: [adanns.search(q, 10, **settings) for q in queries[:ONE_BY_ONE]],
                    lambda f=fastest: [f["search_one"](i) for i in range(ONE_BY_ONE)]]
             one_s = _side_by_side(one, rounds=3)
-            targets.append({"baseline": b, "adanns": a, "fastest": {**fastest, "qps": a["rival_qps"]},
+            rival = {key: value for key, value in fastest.items() if not callable(value)}  # results: data only
+            targets.append({"baseline": b, "adanns": a, "fastest": {**rival, "qps": a["rival_qps"]},
                             "ratio": a["qps"] / a["rival_qps"], "one_query_us": [1e6 * t / ONE_BY_ONE for t in one_s]})
         front = [measured(p) for p in pareto_front(points, cost="ms")]
         for b in baselines:
-            b.pop("search"), b.pop("search_one")
-        for t in targets:
-            t["fastest"].pop("search", None), t["fastest"].pop("search_one", None)
+            for key in ("search", "search_one"):
+                b.pop(key)
         runs[threads] = {"baselines": baselines, "default": default, "targets": targets, "front": front}
         worst = min(t["ratio"] for t in targets)
         print(f"{threads} thread(s) ({time.perf_counter() - t0:.0f}s): default {default['plan']} "

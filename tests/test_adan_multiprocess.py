@@ -16,6 +16,7 @@ from launchers import TRAIN_ARGS, accelerate_2proc, max_diff, read_world, run_la
 
 pytestmark = pytest.mark.multiprocess
 
+
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory) -> Path:
     """``accelerate launch`` with two processes x batch 4, 6 steps, a checkpoint at step 3: the settings of the

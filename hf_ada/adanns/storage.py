@@ -457,13 +457,14 @@ class IndexStorage:
             index = faiss.IndexHNSWFlat(dim, m, faiss_metric(self.config.metric))
             index.hnsw.efConstruction = ef_construction
             view = self.vector_view()
-            full = dim == self.config.dim
+            if dim == self.config.dim:  # the stored vectors as they are, in one add
+                batches: Any = [np.ascontiguousarray(view)]
+            else:
+                batches = (prefix(view[start : start + 65536], dim, self.config.metric)
+                           for start in range(0, self.num_rows, 65536))
             with tqdm(total=self.num_rows, desc=f"AdANNS: HNSW graph on {dim} dims", unit="row",
                       disable=self.num_rows < 200_000) as bar:
-                step = self.num_rows if full else 65536
-                for start in range(0, self.num_rows, step):
-                    rows = view[start : start + step]
-                    batch = np.ascontiguousarray(rows) if full else prefix(rows, dim, self.config.metric)
+                for batch in batches:
                     index.add(batch)
                     bar.update(len(batch))
             graph = index.hnsw
