@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tempfile
 import threading
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from hf_ada.adanns import AdANNSConfig, AdANNSIndex, choose_plan
 from hf_ada.adanns.config import SEARCH_KEYS
-from hf_ada.adanns.tuning import speedups_at_recalls
+from hf_ada.adanns.tuning import full_graph_builds, speedups_at_recalls
 from hf_ada.common.artifact import ArtifactError
 
 from adanns_reference import unit
@@ -109,37 +110,51 @@ def test_speedups_at_recalls_literal():
     assert speedups_at_recalls(default, wider) == pytest.approx([1.0, 0.8, 4 / 3])
     assert speedups_at_recalls(default, [(0.90, 1.0)]) == pytest.approx([1.0, 2.0, 0.0])  # 0.95 never reached
 
-def test_tune_keeps_faiss_default_graph_unless_the_wider_build_walks_clearly_faster(data):
-    """Left to tune (``full_graph_ef_construction=None``), the full-dim graph is built with faiss's default width
-    40 and with ``hnsw_ef_construction`` (160); the wider one is kept only when its walk reaches each recall of
-    the default's walks at efSearch 16-128 as fast (>= 0.97x: one timing's noise; the reason states the measured
-    speedups). The kept graph is faiss's IndexHNSWFlat of that width (one thread: array-equal), prefix graphs
-    keep AdANNS's 160, and an explicit width is used as given."""
+def test_tune_keeps_faiss_default_graph_unless_another_build_walks_clearly_faster(data):
+    """Left to tune (``full_graph_ef_construction=None``), the full-dim graph is built as faiss does by default
+    (M = hnsw_m, width 40) and as the alternatives (width ``hnsw_ef_construction`` = 160 with M and with M / 2);
+    an alternative is kept only when its walk reaches each recall of the default's walks at efSearch 16-128 as
+    fast (>= 0.97x: one timing's noise), the one with the best geometric-mean speedup; the reason states the
+    measured speedups and the choice follows them. The kept graph is faiss's IndexHNSWFlat of that M and width
+    (array-equal), prefix graphs keep AdANNS's M and width, and an explicit width is used as given."""
     x, _, tune_q = data
 
-    def faiss_graph(width: int) -> np.ndarray:
-        ref = faiss.IndexHNSWFlat(D, 8, faiss.METRIC_INNER_PRODUCT)
+    def faiss_graph(m: int, width: int) -> np.ndarray:
+        ref = faiss.IndexHNSWFlat(D, m, faiss.METRIC_INNER_PRODUCT)
         ref.hnsw.efConstruction = width
         ref.add(unit(x))
         return faiss.vector_to_array(ref.hnsw.neighbors)
 
+    assert full_graph_builds(8, 160) == [(8, 160), (4, 160)] and full_graph_builds(8, 40) == [(4, 40)]
     config = AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=16, nprobe=4, hnsw_m=8)
     assert config.full_graph_ef_construction is None and config.ef_construction(D) == 160 == config.hnsw_ef_construction
     index = AdANNSIndex.build(x, config, show_progress=False)
     reason = index.build_candidates(tune_q, k=10)
-    worst = float(re.search(r"default build's walks at efSearch 16-128 ([0-9.]+)-[0-9.]+x as fast", reason)[1])
-    chosen = index.config.full_graph_ef_construction
-    assert chosen == (160 if worst >= 0.97 else 40) and f"{D}: {chosen}, of 40 (faiss's default) / 160" in reason
-    np.testing.assert_array_equal(index.storage.graphs[D]["neighbors"], faiss_graph(chosen))
-    assert int(index.storage.graphs[D]["header"][3]) == chosen
+    stated = {(int(m), int(w)): (float(worst), float(mean)) for m, w, worst, mean in re.findall(
+        r"M=(\d+) efConstruction (\d+): ([0-9.]+)-[0-9.]+x \(geometric mean ([0-9.]+)x\)", reason)}
+    assert set(stated) == {(8, 160), (4, 160)}, reason
+    eligible = [build for build, (worst, mean) in stated.items() if worst >= 0.97 and mean > 1.0]
+    expected = max(eligible, key=lambda build: stated[build][1]) if eligible else (8, 40)
+    chosen = (index.config.full_graph_m, index.config.full_graph_ef_construction)
+    assert chosen == expected and f"full dim: M={chosen[0]} efConstruction {chosen[1]}, of faiss's default M=8" in reason
+    np.testing.assert_array_equal(index.storage.graphs[D]["neighbors"], faiss_graph(*chosen))
+    assert tuple(int(v) for v in index.storage.graphs[D]["header"][2:]) == chosen
     prefixes = [d for d in index.config.graph_dims if d != D]
-    assert prefixes and all(int(index.storage.graphs[d]["header"][3]) == 160 for d in prefixes)  # AdANNS's own width
+    assert prefixes and all(tuple(int(v) for v in index.storage.graphs[d]["header"][2:]) == (8, 160) for d in prefixes)
+    # the full-dim build survives a save and load (its M checked against the config's)
+    index.save_pretrained(tmp := Path(tempfile.mkdtemp()))
+    loaded = AdANNSIndex.from_pretrained(tmp)
+    assert (loaded.config.full_graph_m, loaded.config.full_graph_ef_construction) == chosen
+    np.testing.assert_array_equal(loaded.storage.graphs[D]["neighbors"], index.storage.graphs[D]["neighbors"])
     fixed = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=16, nprobe=4, hnsw_m=8,
                                               full_graph_ef_construction=160), show_progress=False)
     assert "faiss's default" not in fixed.build_candidates(tune_q, k=10)
     assert fixed.config.full_graph_ef_construction == 160 and int(fixed.storage.graphs[D]["header"][3]) == 160
     with pytest.raises(ValueError, match="full_graph_ef_construction must be a positive int or None"):
         AdANNSConfig(dim=D, full_graph_ef_construction=0)
+    with pytest.raises(ValueError, match="full_graph_m must be an int >= 2 or None"):
+        AdANNSConfig(dim=D, full_graph_m=1)
+
 
 def test_candidate_structures_sit_on_the_prefixes_keeping_99_and_95_percent_of_exact_search():
     """build_candidates: quantizer + graph on the shortest prefix whose exact scan re-ranked at full dim keeps
@@ -249,6 +264,7 @@ def _faiss_ivf_centroids(xs: np.ndarray, d: int, kind: int) -> np.ndarray:
     ref.train(np.ascontiguousarray(xs))
     return ref.quantizer.reconstruct_n(0, 16)
 
+
 def test_tuned_index_never_loses_to_its_own_rigid_candidates(data):
     """tune() builds the rigid faiss structures (full-dim IVF with the same nlist, full-dim HNSW, flat) and a
     short-prefix quantizer/graph itself; at every recall a rigid candidate reaches, the chosen plan is at least
@@ -273,8 +289,8 @@ def test_tuned_index_never_loses_to_its_own_rigid_candidates(data):
     plan = idx.plan  # no target: the fastest within 1% of flat's recall, every structure included
     flat = next(p for p in rigid if p["scan"] == "exact")
     assert plan["qps"] == max(p["qps"] for p in points if p["recall"] >= 0.99 * flat["recall"] - 1e-12)
-    width = idx.config.full_graph_ef_construction
-    assert "built for tuning" in plan["reason"] and f"{D}: {width}, of 40 (faiss's default) / 160" in plan["reason"]
+    build = f"full dim: M={idx.config.graph_m(D)} efConstruction {idx.config.ef_construction(D)}, of faiss's default"
+    assert "built for tuning" in plan["reason"] and build in plan["reason"]
     kept = {p["d_search"] for p in idx.tuning["time_front"] + idx.tuning["pareto_front"] if p["scan"] == "hnsw"}
     assert set(idx.config.graph_dims) == kept  # graphs no front plan uses were dropped
     assert all(p["scan"] != "hnsw" or p["d_search"] in kept for p in idx.tuning["points"])
@@ -290,7 +306,7 @@ def test_memory_per_plan(index):
     assert short == pytest.approx(graph_8 / n + 8 * 4) and full == pytest.approx(graph_full / n + D * 4)
     assert index.plan_memory(scan="flat", d_cluster=8, d_search=16, d_rerank=D) == pytest.approx(8 + 16 * 4 + D * 4)
     card = str(index._render_card())
-    assert "HNSW graphs | on 8 (efConstruction 160), 32 (efConstruction 160) dims, M = 8" in card
+    assert "HNSW graphs | on 8 (M 8, efConstruction 160), 32 (M 8, efConstruction 160) dims, default efSearch" in card
 
 
 def test_eight_threads_with_mixed_settings_equal_serial_results(data):

@@ -82,10 +82,10 @@ def test_refine_grid_literal():
     settings = {key(p) for p in extra}
     literal = {("flat", 16, 8, 3, 64, None, 50),  # nprobe 4 -> 3 (5 is measured)
                ("flat", 16, 8, 6, 64, None, 50),  # nprobe 5 -> 6 (4 is measured)
-               ("hnsw", 16, 8, 4, 24, None, 50), ("hnsw", 16, 8, 4, 40, None, 50),  # efSearch 32 -> 24, 40
-               ("hnsw", 8, 8, 4, 64, 32, 50),  # re-ranked top 50: efSearch from 50 up, so only 64 (none below 50)
+               ("hnsw", 16, 8, 4, 28, None, 50), ("hnsw", 16, 8, 4, 36, None, 50),  # efSearch 32 -> 28, 36
+               ("hnsw", 8, 8, 4, 56, 32, 50),  # re-ranked top 50: efSearch from 50 up, so only 56 (none below 50)
                ("hnsw", 8, 8, 4, 50, 32, 40),  # ... and its re-rank depth 50 -> 40 (no deeper: a walk of 50 rows)
-               ("flat", 32, 32, 12, 64, None, 50), ("flat", 32, 32, 20, 64, None, 50)}  # nprobe 16 -> 12, 20
+               ("flat", 32, 32, 14, 64, None, 50), ("flat", 32, 32, 18, 64, None, 50)}  # nprobe 16 -> 14, 18
     assert settings == literal
     assert all(set(p) == set(SEARCH_KEYS) for p in extra)
     assert refine_grid(points + [{**p, "recall": 0.0, "ms": 99.0, "qps": 1.0, "flops": 1.0, "mrr": 0.0}

@@ -36,8 +36,8 @@ def card_values(config: AdANNSConfig, tuning: dict[str, Any], memory: dict[str, 
     )
     values["d_clusters"] = ", ".join(str(d) for d in cfg.d_clusters)
     values["graph_description"] = (
-        f"on {', '.join(f'{d} (efConstruction {cfg.ef_construction(d)})' for d in cfg.graph_dims)} dims, "
-        f"M = {cfg.hnsw_m}, default efSearch = {cfg.ef_search}"
+        f"on {', '.join(f'{d} (M {cfg.graph_m(d)}, efConstruction {cfg.ef_construction(d)})' for d in cfg.graph_dims)}"
+        f" dims, default efSearch = {cfg.ef_search}"
         if cfg.graph_dims else "none")
     values["memory"] = [{"part": part, "mib": size / 2**20, "per_vector": size / max(cfg.num_rows or 1, 1)}
                         for part, size in memory.items() if size]

@@ -95,10 +95,13 @@ class AdANNSConfig(JsonConfigMixin):
             more (fuller neighbour lists). Used for the graphs on prefixes, and for the full-dim graph unless
             ``full_graph_ef_construction`` says otherwise.
         full_graph_ef_construction: build width of the full-dim graph -- the rigid HNSW a faiss user would
-            attach. ``None`` (default): ``tune()`` builds it with faiss's default (40) and with
-            ``hnsw_ef_construction``, walks both on the tuning queries and keeps the wider one only where its walk
-            reaches every recall of faiss's default build (efSearch 16-128) as fast; before that choice, graphs
-            use ``hnsw_ef_construction``.
+            attach. ``None`` (default): ``tune()`` builds it as faiss does by default (``hnsw_m`` neighbours,
+            width 40) and two alternatives (width ``hnsw_ef_construction`` with ``hnsw_m`` and with ``hnsw_m // 2``
+            neighbours), walks each on the tuning queries and keeps an alternative only where its walk reaches
+            every recall of faiss's default build (efSearch 16-128) as fast; before that choice, graphs use
+            ``hnsw_ef_construction``.
+        full_graph_m: neighbours per node of the full-dim graph (``None``: ``hnsw_m``); set by ``tune()`` with
+            ``full_graph_ef_construction``.
         ef_search: default width of the HNSW walk (``efSearch``), overridable per search.
         metric: ``"ip"`` (inner product on L2-normalised prefixes: cosine) or ``"l2"`` (squared L2).
         scan: ``"flat"`` (exact scores on ``d_search`` dims) or ``"pq"`` (asymmetric PQ distances);
@@ -136,6 +139,7 @@ class AdANNSConfig(JsonConfigMixin):
     hnsw_m: int = 32
     hnsw_ef_construction: int = 160
     full_graph_ef_construction: int | None = None
+    full_graph_m: int | None = None
     ef_search: int = 64
     metric: str = "ip"
     scan: str | None = None
@@ -155,8 +159,8 @@ class AdANNSConfig(JsonConfigMixin):
 
     def __post_init__(self) -> None:
         for name in ("dim", "d_cluster", "d_search", "nlist", "nprobe", "pq_bytes", "d_pq", "d_rerank", "rerank_k",
-                     "hnsw_m", "hnsw_ef_construction", "full_graph_ef_construction", "ef_search", "train_size",
-                     "opq_iterations", "num_rows"):
+                     "hnsw_m", "hnsw_ef_construction", "full_graph_ef_construction", "full_graph_m", "ef_search",
+                     "train_size", "opq_iterations", "num_rows"):
             if isinstance(getattr(self, name), np.integer):  # JSON-safe
                 setattr(self, name, int(getattr(self, name)))
         for name in ("extra_d_clusters", "graph_dims"):
@@ -181,6 +185,12 @@ class AdANNSConfig(JsonConfigMixin):
         if dim == self.dim and self.full_graph_ef_construction is not None:
             return self.full_graph_ef_construction
         return self.hnsw_ef_construction
+
+    def graph_m(self, dim: int) -> int:
+        """The neighbours per node (faiss ``M``) of the graph on the ``dim`` prefix."""
+        if dim == self.dim and self.full_graph_m is not None:
+            return self.full_graph_m
+        return self.hnsw_m
 
     @property
     def is_complete(self) -> bool:
@@ -255,6 +265,9 @@ class AdANNSConfig(JsonConfigMixin):
                 not _is_int(self.full_graph_ef_construction) or self.full_graph_ef_construction < 1):
             raise ValueError(f"full_graph_ef_construction must be a positive int or None (chosen by tune() between "
                              f"{FAISS_EF_CONSTRUCTION} and hnsw_ef_construction), got {self.full_graph_ef_construction!r}")
+        if self.full_graph_m is not None and (not _is_int(self.full_graph_m) or self.full_graph_m < 2):
+            raise ValueError(f"full_graph_m must be an int >= 2 or None (hnsw_m; chosen by tune() with the full-dim "
+                             f"graph's width), got {self.full_graph_m!r}")
         if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size < 1):
             raise ValueError(f"train_size must be a positive int or None, got {self.train_size!r}")
         if not _is_int(self.opq_iterations) or self.opq_iterations < 1:

@@ -38,6 +38,7 @@ from .tuning import (
     default_grid,
     describe_plan,
     faiss_threads,
+    full_graph_builds,
     measure_plans,
     nearest_threads,
     pareto_front,
@@ -461,22 +462,23 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         cfg.extra_d_clusters = sorted({*cfg.extra_d_clusters, d_cluster})
 
     def add_graph(self, dim: int, m: int | None = None) -> None:
-        """Build an HNSW graph (faiss ``IndexHNSWFlat``, ``M = m`` or ``config.hnsw_m``, ``efConstruction =
-        config.ef_construction(dim)``) over the ``dim``-prefix of the stored vectors; ``scan="hnsw", d_search=dim``
+        """Build an HNSW graph (faiss ``IndexHNSWFlat``, ``M = m`` -- then every graph's -- or
+        ``config.graph_m(dim)``, ``efConstruction = config.ef_construction(dim)``) over the ``dim``-prefix of the stored vectors; ``scan="hnsw", d_search=dim``
         plans then walk it (``ef_search=`` per search)."""
         cfg = self.config
         if not _positive_int(dim) or dim > cfg.dim:
             raise ValueError(f"dim must be an int in [1, {cfg.dim}], got {dim!r}")
         if m is not None and (not _positive_int(m) or m < 2):
             raise ValueError(f"m must be an int >= 2, got {m!r}")
-        if dim in cfg.graph_dims and (m is None or m == cfg.hnsw_m):
+        if dim in cfg.graph_dims and (m is None or m == cfg.graph_m(dim)):
             return
         self.storage.vector_view()  # a clear error for a PQ-only index
-        if m is not None and m != cfg.hnsw_m:
-            for other in cfg.graph_dims:  # one M for every graph of an index
+        if m is not None and (m != cfg.hnsw_m or m != cfg.graph_m(cfg.dim)):
+            rebuild = [other for other in cfg.graph_dims if cfg.graph_m(other) != m]
+            cfg.hnsw_m, cfg.full_graph_m = m, None  # an M given here is every graph's M
+            for other in rebuild:
                 self.storage.add_graph(other, m, cfg.ef_construction(other))
-            cfg.hnsw_m = m
-        self.storage.add_graph(dim, cfg.hnsw_m, cfg.ef_construction(dim))
+        self.storage.add_graph(dim, cfg.graph_m(dim), cfg.ef_construction(dim))
         cfg.graph_dims = sorted({*cfg.graph_dims, dim})
 
     def build_candidates(self, queries: np.ndarray, *, k: int = 10) -> str:
@@ -508,55 +510,65 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         for d in sorted({cfg.dim, high}):
             if cfg.nlist > 1:
                 self.add_quantizer(d)
-        width = self._choose_full_graph_width(queries, kth - slack, sign, k) \
+        width = self._choose_full_graph_build(queries, kth - slack, sign, k) \
             if cfg.full_graph_ef_construction is None and cfg.dim not in cfg.graph_dims else ""
         for d in sorted({cfg.dim, high, mid}):
             self.add_graph(d)
         quantizers = sorted(set(cfg.d_clusters) - set(before[0]))
         graphs = sorted(set(cfg.graph_dims) - set(before[1]))
-        widths = ", ".join(f"{d}: {cfg.ef_construction(d)}" for d in graphs)
-        return (f"built for tuning: quantizers on {quantizers or 'no new'} dims and HNSW graphs (M={cfg.hnsw_m}, "
-                f"efConstruction {widths or '-'}{width}) on {graphs or 'no new'} dims (full dim: the rigid "
-                f"faiss structures; {high}: the shortest prefix whose exact scan re-ranked at {cfg.dim} dims keeps "
-                f"{max(short):g} of exact search's top {k} on these queries; {mid}: the shortest keeping "
-                f"{min(short):g}, a graph only)")
+        builds = ", ".join(f"{d}: M={cfg.graph_m(d)} efConstruction {cfg.ef_construction(d)}" for d in graphs)
+        return (f"built for tuning: quantizers on {quantizers or 'no new'} dims and HNSW graphs on "
+                f"{graphs or 'no new'} dims ({builds or '-'}{width}) (full dim: the rigid faiss structures; {high}: "
+                f"the shortest prefix whose exact scan re-ranked at {cfg.dim} dims keeps {max(short):g} of exact "
+                f"search's top {k} on these queries; {mid}: the shortest keeping {min(short):g}, a graph only)")
 
-    def _choose_full_graph_width(self, queries: np.ndarray, kth: np.ndarray, sign: float, k: int) -> str:
-        """Build the full-dim graph with faiss's default width (:data:`FAISS_EF_CONSTRUCTION`) and with
-        ``hnsw_ef_construction``, walk each at efSearch 10 ... 128 on ``queries`` (recall = the share of rows
-        scoring at least exact search's k-th, ``kth``; time: best of two), and keep the wider build only when its
-        walk reaches every recall the default build's walks reach at efSearch 16 ... 128 (what a faiss user would
-        try) as fast (:data:`~hf_ada.adanns.tuning.WIDER_BUILD_MIN_SPEEDUP`,
-        :func:`~hf_ada.adanns.tuning.speedups_at_recalls`). A wider build can walk better (larger corpora) or
-        worse (small ones; and each of its steps costs more: fuller neighbour lists), and the default build is
-        the graph a faiss user attaches: kept, the rigid HNSW plans are that index, so a tuned index cannot lose
-        to it. Sets ``config.full_graph_ef_construction``; returns the reason's words."""
+    def _choose_full_graph_build(self, queries: np.ndarray, kth: np.ndarray, sign: float, k: int) -> str:
+        """Build the full-dim graph as faiss does by default (``hnsw_m`` neighbours, width
+        :data:`FAISS_EF_CONSTRUCTION`) and the alternatives of :func:`~hf_ada.adanns.tuning.full_graph_builds`
+        (wider, and wider with half the neighbours), walk each at efSearch 10 ... 128 on ``queries`` (recall = the
+        share of rows scoring at least exact search's k-th, ``kth``; time: best of two), and keep the alternative
+        whose walk is fastest over the recalls the default build's walks reach at efSearch 16 ... 128 (what a
+        faiss user would try; geometric mean of the speedups), provided it reaches *each* of them as fast
+        (:data:`~hf_ada.adanns.tuning.WIDER_BUILD_MIN_SPEEDUP`, :func:`~hf_ada.adanns.tuning.speedups_at_recalls`);
+        otherwise the default. A wider build can walk better (larger corpora) or worse (small ones), fewer
+        neighbours make each step cheaper and the graph smaller but can strand a walk; only a measurement on the
+        data tells. Kept, the default is the graph a faiss user attaches and the rigid HNSW plans are that index,
+        so a tuned index cannot lose to it. Sets ``config.full_graph_ef_construction`` / ``full_graph_m``;
+        returns the reason's words."""
         cfg = self.config
-        default, wider = FAISS_EF_CONSTRUCTION, cfg.hnsw_ef_construction
-        if wider == default:
-            cfg.full_graph_ef_construction = default
+        default = (cfg.hnsw_m, FAISS_EF_CONSTRUCTION)
+        builds = full_graph_builds(cfg.hnsw_m, cfg.hnsw_ef_construction)
+        if not builds:
+            cfg.full_graph_m, cfg.full_graph_ef_construction = default
             return ""
-        curves: dict[int, list[tuple[float, float]]] = {}
-        graphs: dict[int, dict[str, np.ndarray]] = {}
+        curves: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        graphs: dict[tuple[int, int], dict[str, np.ndarray]] = {}
         walks = [ef for ef in EF_LADDER if ef <= 128]
-        for width in (default, wider):
-            self.storage.add_graph(cfg.dim, cfg.hnsw_m, width)
+        for build in (default, *builds):
+            self.storage.add_graph(cfg.dim, *build)
             cfg.graph_dims = sorted({*cfg.graph_dims, cfg.dim})
-            graphs[width], curves[width] = self.storage.graphs[cfg.dim], []
+            graphs[build], curves[build] = self.storage.graphs[cfg.dim], []
             for ef in walks:
                 settings = {"scan": "hnsw", "d_search": cfg.dim, "ef_search": ef, "d_rerank": None}
                 elapsed, (scores, _) = best_time(lambda: self.search_batch(queries, k, **settings), 2)
-                curves[width].append((float(np.mean(sign * scores >= kth)), elapsed))
+                curves[build].append((float(np.mean(sign * scores >= kth)), elapsed))
         # the recalls a faiss user's HNSW reaches at the efSearch values they would try (16 and up)
         user_range = [point for ef, point in zip(walks, curves[default]) if ef >= EF_SEARCH[0]]
-        speedups = speedups_at_recalls(user_range, curves[wider])
-        worst = min(speedups) if speedups else 0.0
-        best = wider if worst >= WIDER_BUILD_MIN_SPEEDUP else default
+        best, best_mean, words = default, 1.0, []
+        for build in builds:
+            speedups = speedups_at_recalls(user_range, curves[build])
+            worst = min(speedups, default=0.0)
+            mean = float(np.exp(np.mean(np.log(np.maximum(speedups, 1e-9))))) if speedups else 0.0
+            words.append(f"M={build[0]} efConstruction {build[1]}: {worst:.2f}-{max(speedups, default=0.0):.2f}x "
+                         f"(geometric mean {mean:.2f}x)")
+            if worst >= WIDER_BUILD_MIN_SPEEDUP and mean > best_mean:
+                best, best_mean = build, mean
         self.storage.set_graph(cfg.dim, graphs[best])
-        cfg.full_graph_ef_construction = best
-        return (f", of {default} (faiss's default) / {wider}: the {wider}-wide build's walk reaches the recalls of "
-                f"the default build's walks at efSearch {EF_SEARCH[0]}-{walks[-1]} {worst:.2f}-"
-                f"{max(speedups, default=0.0):.2f}x as fast, kept when >= {WIDER_BUILD_MIN_SPEEDUP:g}x at each")
+        cfg.full_graph_m, cfg.full_graph_ef_construction = best
+        return (f"; full dim: M={best[0]} efConstruction {best[1]}, of faiss's default M={default[0]} "
+                f"efConstruction {default[1]} and builds whose walks reach the recalls of the default's at efSearch "
+                f"{EF_SEARCH[0]}-{walks[-1]} {'; '.join(words)} as fast, an alternative kept when >= "
+                f"{WIDER_BUILD_MIN_SPEEDUP:g}x at each, the fastest on the whole")
 
     def _keep_front_structures(self, points: list[dict[str, Any]], built: str) -> tuple[list[dict[str, Any]], str]:
         """Drop the stored quantizers and graphs that no plan on the recall/time or recall/FLOPs front uses

@@ -149,7 +149,7 @@ def read_storage(folder: Path, config: AdANNSConfig, *, mmap: bool = False) -> t
         storage.offsets[dc] = _array(arrays, f"offsets_{dc}", (cfg.nlist + 1,), np.int64)
         _check_lists(storage.ids[dc], storage.offsets[dc], n, str(dc))
     for d in cfg.graph_dims:
-        storage.graphs[d] = _graph(arrays, d, n, cfg.hnsw_m)
+        storage.graphs[d] = _graph(arrays, d, n, cfg.graph_m(d))
     # the widths the graphs were built with, as the config reports them (an index saved before they were settings)
     built_with = {int(storage.graphs[d]["header"][3]) for d in cfg.graph_dims if d != cfg.dim}
     if cfg.dim in cfg.graph_dims:

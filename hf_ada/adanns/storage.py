@@ -520,7 +520,7 @@ class IndexStorage:
             self._set_lists(dc, assign.pop(dc))
         self.__dict__.pop("_encoder", None)
         for dim in cfg.graph_dims:
-            self.add_graph(dim, cfg.hnsw_m, cfg.ef_construction(dim))
+            self.add_graph(dim, cfg.graph_m(dim), cfg.ef_construction(dim))
 
     def set_graph(self, dim: int, arrays: dict[str, np.ndarray]) -> None:
         """Serve the graph ``arrays`` (as :meth:`add_graph` keeps them) for the ``dim`` prefix from now on."""

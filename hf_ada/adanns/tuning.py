@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from .config import SEARCH_KEYS, AdANNSConfig
+from .config import FAISS_EF_CONSTRUCTION, SEARCH_KEYS, AdANNSConfig
 
 __all__ = ["retrieval_metrics", "pareto_front", "near_front", "default_grid", "refine_grid", "measure_plans",
            "retime_front", "choose_plan", "describe_plan", "best_time", "faiss_threads", "tuning_threads",
-           "at_threads", "time_fronts", "speedups_at_recalls", "WIDER_BUILD_MIN_SPEEDUP", "NPROBES", "NPROBE_LADDER",
+           "at_threads", "time_fronts", "speedups_at_recalls", "full_graph_builds", "WIDER_BUILD_MIN_SPEEDUP", "NPROBES", "NPROBE_LADDER",
            "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
            "DEFAULT_RELATIVE_RECALL"]
 
@@ -87,10 +87,12 @@ def _dims(config: AdANNSConfig, quick: bool = False) -> list[int]:
 EF_SEARCH = (16, 32, 64, 128, 256)
 #: ... and nprobe values of the first pass (the ones a user of faiss IVF would try).
 NPROBES = (1, 2, 4, 8, 16, 32, 64)
-#: The finer ladders :func:`refine_grid` walks near the recall/time front: steps of 1.2-1.5x, so a target
+#: The finer ladders :func:`refine_grid` walks near the recall/time front: steps of about 1.1-1.2x, so a target
 #: between two first-pass settings is met without paying the next power of two.
-NPROBE_LADDER = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
-EF_LADDER = (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512)
+NPROBE_LADDER = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 18, 20, 22, 24, 28, 32, 36, 40, 44, 48, 56, 64, 72, 80,
+                 88, 96, 112, 128, 144, 160, 176, 192, 224, 256)
+EF_LADDER = (10, 11, 12, 13, 14, 16, 18, 20, 22, 24, 28, 32, 36, 40, 44, 48, 56, 64, 72, 80, 88, 96, 112, 128, 144, 160,
+             176, 192, 224, 256, 288, 320, 384, 448, 512)
 #: the shallowest re-rank depth of the first pass's graph plans on a prefix
 GRAPH_RERANK_K = 20
 #: and the re-rank depths walked from a re-ranked plan on the front
@@ -416,10 +418,22 @@ def retime_front(index: Any, queries: np.ndarray, points: list[dict[str, Any]], 
         faiss.omp_set_num_threads(current)
 
 
-#: a wider HNSW build replaces faiss's default one only when its walk reaches every recall of the default's
+#: another HNSW build (:func:`full_graph_builds`) replaces faiss's default one only when its walk reaches every recall of the default's
 #: recall/time front at least this fast (:func:`speedups_at_recalls`; below 1 by the noise of one timing): the
 #: default build is the graph a faiss user attaches, so keeping it makes the rigid HNSW plans that very index
 WIDER_BUILD_MIN_SPEEDUP = 0.97
+
+
+def full_graph_builds(m: int, ef_construction: int) -> list[tuple[int, int]]:
+    """The ``(M, efConstruction)`` builds of the full-dim graph that ``tune()`` weighs against faiss's default
+    (``m``, :data:`~hf_ada.adanns.config.FAISS_EF_CONSTRUCTION`): ``ef_construction`` wide with ``m`` and with
+    ``m // 2`` neighbours (a smaller graph, cheaper steps)."""
+    default = (m, FAISS_EF_CONSTRUCTION)
+    builds: list[tuple[int, int]] = []
+    for build in ((m, ef_construction), (m // 2, ef_construction)):
+        if build[0] >= 2 and build != default and build not in builds:
+            builds.append(build)
+    return builds
 
 
 def speedups_at_recalls(reference: Sequence[tuple[float, float]], other: Sequence[tuple[float, float]]) -> list[float]:
