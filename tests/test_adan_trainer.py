@@ -186,10 +186,11 @@ SCRIPT_ARGS = ["--optim", "adan", "--max_steps", "2", "--per_device_train_batch_
                "--save_strategy", "no", "--use_cpu", "--disable_tqdm", "true"]  # fmt: skip
 
 
-@pytest.mark.parametrize("launcher", ["module", "console"])
-def test_launcher_runs_unmodified_script_with_adan(tmp_path, launcher):
+def test_launcher_runs_unmodified_script_with_adan(tmp_path):
+    """``hf-ada run`` (the console script); its module door ``python -m hf_ada.run`` (what ``accelerate launch -m``
+    and ``torchrun -m`` start) trains in tests/test_adan_multiprocess.py and tests/test_cli_loss_processes.py."""
     out = tmp_path / "out"
-    prefix = [sys.executable, "-m", "hf_ada.run"] if launcher == "module" else [str(Path(sys.executable).parent / "hf-ada"), "run"]
+    prefix = [str(Path(sys.executable).parent / "hf-ada"), "run"]
     proc = _launch([*prefix, str(ASSETS / "plain_trainer_script.py"), "--output_dir", str(out), *SCRIPT_ARGS], tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert '"optimizer": "Adan"' in (out / "world.json").read_text()
@@ -203,11 +204,15 @@ def test_unmodified_script_rejects_adan_without_launcher(tmp_path):
     assert "adan" in proc.stderr
 
 
-def test_launcher_usage_and_missing_script(tmp_path):
+def test_launcher_usage_and_missing_script(tmp_path, monkeypatch, capsys):
     proc = _launch([sys.executable, "-m", "hf_ada.run", "--help"], tmp_path)
     assert proc.returncode == 0 and "SCRIPT.py" in proc.stdout
-    proc = _launch([sys.executable, "-m", "hf_ada.run", "does_not_exist.py"], tmp_path)
-    assert proc.returncode == 2 and "no such" in proc.stderr and "does_not_exist.py" in proc.stderr
+    from hf_ada.run import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["does_not_exist.py"]) == 2
+    err = capsys.readouterr().err
+    assert "no such" in err and "does_not_exist.py" in err
 
 
 def test_text_classification_script_with_adan(tmp_path):

@@ -525,12 +525,12 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
     def _choose_full_graph_build(self, queries: np.ndarray, kth: np.ndarray, sign: float, k: int) -> str:
         """Build the full-dim graph as faiss does by default (``hnsw_m`` neighbours, width
         :data:`FAISS_EF_CONSTRUCTION`) and the alternatives of :func:`~hf_ada.adanns.tuning.full_graph_builds`
-        (wider, and wider with half the neighbours), walk each at efSearch 10 ... 128 on ``queries`` (recall = the
-        share of rows scoring at least exact search's k-th, ``kth``; time: best of two), and keep the alternative
-        whose walk is fastest over the recalls the default build's walks reach at efSearch 16 ... 128 (what a
-        faiss user would try; geometric mean of the speedups), provided it reaches *each* of them as fast
-        (:data:`~hf_ada.adanns.tuning.WIDER_BUILD_MIN_SPEEDUP`, :func:`~hf_ada.adanns.tuning.speedups_at_recalls`);
-        otherwise the default. A wider build can walk better (larger corpora) or worse (small ones), fewer
+        (wider, and wider with half the neighbours), walk the default at efSearch 16, 32, 64, 128 (what a faiss
+        user would try) and the others on the fine ladder up to 160 on ``queries`` (recall = the share of rows
+        scoring at least exact search's k-th, ``kth``; time: best of two), and keep the alternative whose walk is
+        fastest over the default's recalls (geometric mean of the speedups), provided it reaches *each* of them
+        -- within its standard error over the queries -- as fast (:data:`~hf_ada.adanns.tuning.WIDER_BUILD_MIN_SPEEDUP`,
+        :func:`~hf_ada.adanns.tuning.speedups_at_recalls`); otherwise the default. A wider build can walk better (larger corpora) or worse (small ones), fewer
         neighbours make each step cheaper and the graph smaller but can strand a walk; only a measurement on the
         data tells. Kept, the default is the graph a faiss user attaches and the rigid HNSW plans are that index,
         so a tuned index cannot lose to it. Sets ``config.full_graph_ef_construction`` / ``full_graph_m``;
@@ -541,22 +541,24 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         if not builds:
             cfg.full_graph_m, cfg.full_graph_ef_construction = default
             return ""
-        curves: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        curves: dict[tuple[int, int], list[tuple[float, ...]]] = {}
         graphs: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-        walks = [ef for ef in EF_LADDER if ef <= 128]
+        # the default build at the efSearch values a faiss user tries (16 ... 128); the others on the fine
+        # ladder (a little beyond 128), so that each reaches those recalls without overshooting by a wide step
+        user_walks = [ef for ef in EF_SEARCH if ef <= 128]
         for build in (default, *builds):
             self.storage.add_graph(cfg.dim, *build)
             cfg.graph_dims = sorted({*cfg.graph_dims, cfg.dim})
             graphs[build], curves[build] = self.storage.graphs[cfg.dim], []
-            for ef in walks:
+            for ef in user_walks if build == default else [ef for ef in EF_LADDER if ef <= 160]:
                 settings = {"scan": "hnsw", "d_search": cfg.dim, "ef_search": ef, "d_rerank": None}
                 elapsed, (scores, _) = best_time(lambda: self.search_batch(queries, k, **settings), 2)
-                curves[build].append((float(np.mean(sign * scores >= kth)), elapsed))
-        # the recalls a faiss user's HNSW reaches at the efSearch values they would try (16 and up)
-        user_range = [point for ef, point in zip(walks, curves[default]) if ef >= EF_SEARCH[0]]
+                hits = np.mean(sign * scores >= kth, axis=1)  # per query: the share of its top k found
+                se = float(np.std(hits, ddof=1) / np.sqrt(len(hits))) if len(hits) > 1 else 0.0
+                curves[build].append((float(np.mean(hits)), elapsed, se))
         best, best_mean, words = default, 1.0, []
         for build in builds:
-            speedups = speedups_at_recalls(user_range, curves[build])
+            speedups = speedups_at_recalls(curves[default], [point[:2] for point in curves[build]])
             worst = min(speedups, default=0.0)
             mean = float(np.exp(np.mean(np.log(np.maximum(speedups, 1e-9))))) if speedups else 0.0
             words.append(f"M={build[0]} efConstruction {build[1]}: {worst:.2f}-{max(speedups, default=0.0):.2f}x "
@@ -567,8 +569,8 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         cfg.full_graph_m, cfg.full_graph_ef_construction = best
         return (f"; full dim: M={best[0]} efConstruction {best[1]}, of faiss's default M={default[0]} "
                 f"efConstruction {default[1]} and builds whose walks reach the recalls of the default's at efSearch "
-                f"{EF_SEARCH[0]}-{walks[-1]} {'; '.join(words)} as fast, an alternative kept when >= "
-                f"{WIDER_BUILD_MIN_SPEEDUP:g}x at each, the fastest on the whole")
+                f"{', '.join(map(str, user_walks))} (within their standard error) {'; '.join(words)} as fast, an "
+                f"alternative kept when >= {WIDER_BUILD_MIN_SPEEDUP:g}x at each, the fastest on the whole")
 
     def _keep_front_structures(self, points: list[dict[str, Any]], built: str) -> tuple[list[dict[str, Any]], str]:
         """Drop the stored quantizers and graphs that no plan on the recall/time or recall/FLOPs front uses

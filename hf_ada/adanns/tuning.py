@@ -436,14 +436,16 @@ def full_graph_builds(m: int, ef_construction: int) -> list[tuple[int, int]]:
     return builds
 
 
-def speedups_at_recalls(reference: Sequence[tuple[float, float]], other: Sequence[tuple[float, float]]) -> list[float]:
-    """How much faster ``other`` reaches each recall of ``reference``'s recall/time front (``(recall, seconds)``
-    pairs): per front point, its time / the least time of an ``other`` point with at least that recall (0.0
-    where ``other`` never reaches it)."""
-    front = pareto_front([{"recall": r, "ms": t} for r, t in reference], cost="ms")
+def speedups_at_recalls(reference: Sequence[tuple[float, ...]], other: Sequence[tuple[float, float]]) -> list[float]:
+    """How much faster ``other`` reaches each recall of ``reference``'s recall/time front: ``other`` holds
+    ``(recall, seconds)`` pairs, ``reference`` ``(recall, seconds)`` or ``(recall, seconds, tolerance)`` -- a
+    recall at most ``tolerance`` lower (its standard error over the queries: the measurement cannot tell them
+    apart) counts as reached. Per front point: its time / the least time of an ``other`` point reaching its
+    recall (0.0 where ``other`` never reaches it)."""
+    points = [{"recall": r[0], "ms": r[1], "tolerance": r[2] if len(r) > 2 else 0.0} for r in reference]
     out = []
-    for point in front:
-        times = [t for r, t in other if r >= point["recall"] - 1e-12]
+    for point in pareto_front(points, cost="ms"):
+        times = [t for r, t in other if r >= point["recall"] - point["tolerance"] - 1e-12]
         out.append(point["ms"] / max(min(times), 1e-12) if times else 0.0)
     return out
 
