@@ -17,7 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from hf_ada.adanns import AdANNSConfig, AdANNSIndex, choose_plan
 from hf_ada.adanns.config import SEARCH_KEYS
-from hf_ada.adanns.tuning import full_graph_builds, speedups_at_recalls
+from hf_ada.adanns.tuning import SIMPLER_PLAN_MARGIN, full_graph_builds, speedups_at_recalls
 from hf_ada.common.artifact import ArtifactError
 
 from adanns_reference import unit
@@ -137,10 +137,15 @@ def test_tune_keeps_faiss_default_graph_unless_another_build_walks_clearly_faste
     stated = {(int(m), int(w)): (float(worst), float(mean)) for m, w, worst, mean in re.findall(
         r"M=(\d+) efConstruction (\d+): ([0-9.]+)-[0-9.]+x \(geometric mean ([0-9.]+)x\)", reason)}
     assert set(stated) == {(8, 160), (4, 160)}, reason
-    eligible = [build for build, (worst, mean) in stated.items() if worst >= 0.97 and mean > 1.0]
-    expected = max(eligible, key=lambda build: stated[build][1]) if eligible else (8, 40)
+    # the rule, from the stated figures (printed to 2 decimals: a figure on a threshold may round either way)
+    surely = [build for build, (worst, mean) in stated.items() if worst >= 0.975 and mean > 1.005]
+    maybe = [build for build, (worst, mean) in stated.items() if worst >= 0.965 and mean >= 0.995]
     chosen = (index.config.full_graph_m, index.config.full_graph_ef_construction)
-    assert chosen == expected and f"full dim: M={chosen[0]} efConstruction {chosen[1]}, of faiss's default M=8" in reason
+    if chosen == (8, 40):
+        assert not surely, reason
+    else:
+        assert chosen in maybe and stated[chosen][1] >= max(stated[b][1] for b in maybe) - 0.01, reason
+    assert f"full dim: M={chosen[0]} efConstruction {chosen[1]}, of faiss's default M=8" in reason
     np.testing.assert_array_equal(index.storage.graphs[D]["neighbors"], faiss_graph(*chosen))
     assert tuple(int(v) for v in index.storage.graphs[D]["header"][2:]) == chosen
     prefixes = [d for d in index.config.graph_dims if d != D]
@@ -292,7 +297,10 @@ def test_tuned_index_never_loses_to_its_own_rigid_candidates(data):
         np.testing.assert_array_equal(rows, direct)
     plan = idx.plan  # no target: the fastest within 1% of flat's recall, every structure included
     flat = next(p for p in rigid if p["scan"] == "exact")
-    assert plan["qps"] == max(p["qps"] for p in points if p["recall"] >= 0.99 * flat["recall"] - 1e-12)
+    meets = [p for p in points if p["recall"] >= 0.99 * flat["recall"] - 1e-12]
+    fastest = max(p["qps"] for p in meets)  # or the fastest plan without a re-rank stage, within timing noise
+    one_pass = max((p["qps"] for p in meets if not p["d_rerank"]), default=0.0)
+    assert plan["qps"] == (one_pass if one_pass * SIMPLER_PLAN_MARGIN >= fastest else fastest)
     build = f"full dim: M={idx.config.graph_m(D)} efConstruction {idx.config.ef_construction(D)}, of faiss's default"
     assert "built for tuning" in plan["reason"] and build in plan["reason"]
     kept = {p["d_search"] for p in idx.tuning["time_front"] + idx.tuning["pareto_front"] if p["scan"] == "hnsw"}

@@ -17,6 +17,7 @@ from hf_ada.adanns.tuning import (
     EF_LADDER,
     NPROBE_LADDER,
     NPROBES,
+    SIMPLER_PLAN_MARGIN,
     near_front,
     pareto_front,
     refine_grid,
@@ -92,6 +93,19 @@ def test_refine_grid_literal():
                                  for p in extra], nlist=20) == []  # everything asked for is measured now
     assert [v for v in NPROBE_LADDER if v in NPROBES] == list(NPROBES)  # the first pass is on the ladder
     assert list(EF_LADDER) == sorted(EF_LADDER) and list(NPROBE_LADDER) == sorted(NPROBE_LADDER)
+
+
+def test_a_re_rank_plan_must_beat_the_fastest_one_pass_plan_by_more_than_timing_noise():
+    one_pass = _p("flat", 0.80, 1.0, nprobe=4)  # 1000 q/s
+    slower = _p("flat", 0.85, 1.2, nprobe=6)
+    re_rank = _p("flat", 0.81, 1.0 / 1.04, nprobe=8, d_search=8, d_rerank=32)  # 4% faster: within the noise
+    clear = _p("flat", 0.82, 1.0 / 1.10, nprobe=8, d_search=8, d_rerank=32, rerank_k=40)  # 10% faster
+    assert SIMPLER_PLAN_MARGIN == 1.05
+    assert choose_plan([one_pass, slower, re_rank], 32, target_recall=0.8)["nprobe"] == 4
+    assert choose_plan([one_pass, slower, re_rank, clear], 32, target_recall=0.8)["rerank_k"] == 40
+    assert choose_plan([one_pass, slower, re_rank], 32, target_recall=0.805)["d_rerank"] == 32  # none other reaches
+    # a one-pass plan reaching the target only more slowly than the margin leaves the re-rank plan chosen
+    assert choose_plan([slower, re_rank], 32, target_recall=0.8)["d_rerank"] == 32
 
 
 def test_near_front_literal():

@@ -4,7 +4,7 @@ Every candidate plan is run on held-out *tuning* queries (never the test queries
 recall@k / MRR@k, FLOPs per query (:func:`~hf_ada.adanns.cost.plan_cost`) and wall-clock queries/s (best of
 ``repeats`` timed runs of the whole batch, with the faiss threads in effect). The first pass walks the
 nprobe / efSearch values a faiss user would try (powers of two); :func:`refine_grid` then adds the
-neighbouring settings (nprobe, efSearch, re-rank depth) on finer ladders (steps of 1.2-1.5x) around every
+neighbouring settings (nprobe, efSearch, re-rank depth) on finer ladders (steps of 1.1-1.2x) around every
 plan on the recall/time front, until the front asks for nothing new, so a recall target that falls between
 two powers of two is met without paying the next one. The contenders -- the front and every plan whose one
 timing may have pushed it off the front -- are then timed again side by side (:func:`retime_front`), and
@@ -22,6 +22,9 @@ nearest the faiss thread count in effect where it is made (:func:`at_threads`).
 * ``budget_flops``: the most accurate plan within that many FLOPs per query;
 * nothing: the fastest plan within 1% of the recall of exact flat search (which is always a candidate),
   so a tuned index is never slower than flat search at the quality it is asked for.
+
+For a recall (asked or default), a plan with a re-rank stage wins over the fastest plan without one only
+when it measured more than :data:`SIMPLER_PLAN_MARGIN` faster: a smaller lead is one timing's noise.
 """
 
 from __future__ import annotations
@@ -40,10 +43,14 @@ __all__ = ["retrieval_metrics", "pareto_front", "near_front", "default_grid", "r
            "retime_front", "choose_plan", "describe_plan", "best_time", "faiss_threads", "tuning_threads",
            "at_threads", "time_fronts", "speedups_at_recalls", "full_graph_builds", "WIDER_BUILD_MIN_SPEEDUP", "NPROBES", "NPROBE_LADDER",
            "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
-           "DEFAULT_RELATIVE_RECALL"]
+           "DEFAULT_RELATIVE_RECALL", "SIMPLER_PLAN_MARGIN"]
 
 #: without an explicit target, a plan must reach this share of exact flat search's recall
 DEFAULT_RELATIVE_RECALL = 0.99
+#: a plan with a re-rank stage is chosen over one without only when it measured faster by more than this
+#: factor: a smaller gain is within the noise of one timing on a shared machine, and the plan without the
+#: extra stage (its own faiss structure, one pass) is the one that does not lose when the timing was lucky
+SIMPLER_PLAN_MARGIN = 1.05
 
 
 def retrieval_metrics(rows: np.ndarray, relevant: Sequence[set[int]], k: int) -> dict[str, float]:
@@ -242,6 +249,9 @@ def choose_plan(
         meets = [p for p in points if p["recall"] >= target - 1e-12]
         if meets:
             best = max(meets, key=lambda p: (p["qps"], p["recall"]))
+            one_pass = [p for p in meets if not p["d_rerank"] and p["qps"] * SIMPLER_PLAN_MARGIN >= best["qps"]]
+            if best["d_rerank"] and one_pass:  # within one timing's noise: the plan without the re-rank stage
+                best = max(one_pass, key=lambda p: (p["qps"], p["recall"]))
             se = f" +- {best['recall_se']:.4f}" if best.get("recall_se") is not None else ""
             reason = (f"fastest measured plan with recall >= {target:.4f} ({what}) {where}: recall "
                       f"{best['recall']:.4f}{se} (standard error over the queries)")
