@@ -98,7 +98,7 @@ class AdANNSConfig(JsonConfigMixin):
             attach. ``None`` (default): ``tune()`` builds it as faiss does by default (``hnsw_m`` neighbours,
             width 40) and two alternatives (width ``hnsw_ef_construction`` with ``hnsw_m`` and with ``hnsw_m // 2``
             neighbours), walks each on the tuning queries and keeps an alternative only where its walk reaches
-            every recall of faiss's default build (efSearch 16, 32, 64, 128; within its standard error) as
+            every recall of faiss's default build (efSearch 16-256; within its standard error) as
             fast; before that choice, graphs use ``hnsw_ef_construction``.
         full_graph_m: neighbours per node of the full-dim graph (``None``: ``hnsw_m``); set by ``tune()`` with
             ``full_graph_ef_construction``.

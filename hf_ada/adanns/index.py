@@ -518,15 +518,16 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         graphs = sorted(set(cfg.graph_dims) - set(before[1]))
         builds = ", ".join(f"{d}: M={cfg.graph_m(d)} efConstruction {cfg.ef_construction(d)}" for d in graphs)
         return (f"built for tuning: quantizers on {quantizers or 'no new'} dims and HNSW graphs on "
-                f"{graphs or 'no new'} dims ({builds or '-'}{width}) (full dim: the rigid faiss structures; {high}: "
+                f"{graphs or 'no new'} dims ({builds or '-'}{width}) (full dim: the rigid faiss structures, or a "
+                f"measurably faster graph build; {high}: "
                 f"the shortest prefix whose exact scan re-ranked at {cfg.dim} dims keeps {max(short):g} of exact "
                 f"search's top {k} on these queries; {mid}: the shortest keeping {min(short):g}, a graph only)")
 
     def _choose_full_graph_build(self, queries: np.ndarray, kth: np.ndarray, sign: float, k: int) -> str:
         """Build the full-dim graph as faiss does by default (``hnsw_m`` neighbours, width
         :data:`FAISS_EF_CONSTRUCTION`) and the alternatives of :func:`~hf_ada.adanns.tuning.full_graph_builds`
-        (wider, and wider with half the neighbours), walk the default at efSearch 16, 32, 64, 128 (what a faiss
-        user would try) and the others on the fine ladder up to 160 on ``queries`` (recall = the share of rows
+        (wider, and wider with half the neighbours), walk the default at efSearch 16, 32, 64, 128, 256 (what a
+        faiss user would try) and the others on the fine ladder up to 320 on ``queries`` (recall = the share of rows
         scoring at least exact search's k-th, ``kth``; time: best of two), and keep the alternative whose walk is
         fastest over the default's recalls (geometric mean of the speedups), provided it reaches *each* of them
         -- within its standard error over the queries -- as fast (:data:`~hf_ada.adanns.tuning.WIDER_BUILD_MIN_SPEEDUP`,
@@ -543,14 +544,14 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
             return ""
         curves: dict[tuple[int, int], list[tuple[float, ...]]] = {}
         graphs: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-        # the default build at the efSearch values a faiss user tries (16 ... 128); the others on the fine
-        # ladder (a little beyond 128), so that each reaches those recalls without overshooting by a wide step
-        user_walks = [ef for ef in EF_SEARCH if ef <= 128]
+        # the default build at the efSearch values a faiss user tries (16 ... 256); the others on the fine
+        # ladder (a little beyond 256), so that each reaches those recalls without overshooting by a wide step
+        user_walks = list(EF_SEARCH)
         for build in (default, *builds):
             self.storage.add_graph(cfg.dim, *build)
             cfg.graph_dims = sorted({*cfg.graph_dims, cfg.dim})
             graphs[build], curves[build] = self.storage.graphs[cfg.dim], []
-            for ef in user_walks if build == default else [ef for ef in EF_LADDER if ef <= 160]:
+            for ef in user_walks if build == default else [ef for ef in EF_LADDER if ef <= 1.25 * user_walks[-1]]:
                 settings = {"scan": "hnsw", "d_search": cfg.dim, "ef_search": ef, "d_rerank": None}
                 elapsed, (scores, _) = best_time(lambda: self.search_batch(queries, k, **settings), 2)
                 hits = np.mean(sign * scores >= kth, axis=1)  # per query: the share of its top k found
