@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tempfile
 import threading
 from pathlib import Path
 
@@ -113,13 +112,12 @@ def test_speedups_at_recalls_literal():
     assert speedups_at_recalls([(0.95, 4.0, 0.01)], [(0.945, 2.0), (0.96, 8.0)]) == pytest.approx([2.0])
     assert speedups_at_recalls([(0.95, 4.0, 0.001)], [(0.945, 2.0), (0.96, 8.0)]) == pytest.approx([0.5])
 
-def test_tune_keeps_faiss_default_graph_unless_another_build_walks_clearly_faster(data):
+def test_tune_keeps_faiss_default_graph_unless_another_build_walks_clearly_faster(data, tmp_path):
     """Left to tune (``full_graph_ef_construction=None``), the full-dim graph is built as faiss does by default
     (M = hnsw_m, width 40) and as the alternatives (width ``hnsw_ef_construction`` = 160 with M and with M / 2);
     an alternative is kept only when its walk reaches each recall of the default's walks at efSearch 16, 32, 64,
-    128, 256 (within its standard error) as fast (>= 0.97x: one timing's noise), the one with the best geometric-mean
-    speedup; the reason states the
-    measured speedups and the choice follows them. The kept graph is faiss's IndexHNSWFlat of that M and width
+    128, 256 (within its standard error) as fast (>= 0.97x: one timing's noise), the one with the best
+    geometric-mean speedup; the reason states the measured speedups and the choice follows them. The kept graph is faiss's IndexHNSWFlat of that M and width
     (array-equal), prefix graphs keep AdANNS's M and width, and an explicit width is used as given."""
     x, _, tune_q = data
 
@@ -151,8 +149,8 @@ def test_tune_keeps_faiss_default_graph_unless_another_build_walks_clearly_faste
     prefixes = [d for d in index.config.graph_dims if d != D]
     assert prefixes and all(tuple(int(v) for v in index.storage.graphs[d]["header"][2:]) == (8, 160) for d in prefixes)
     # the full-dim build survives a save and load (its M checked against the config's)
-    index.save_pretrained(tmp := Path(tempfile.mkdtemp()))
-    loaded = AdANNSIndex.from_pretrained(tmp)
+    index.save_pretrained(tmp_path / "saved")
+    loaded = AdANNSIndex.from_pretrained(tmp_path / "saved")
     assert (loaded.config.full_graph_m, loaded.config.full_graph_ef_construction) == chosen
     np.testing.assert_array_equal(loaded.storage.graphs[D]["neighbors"], index.storage.graphs[D]["neighbors"])
     fixed = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=16, nprobe=4, hnsw_m=8,

@@ -463,8 +463,8 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
 
     def add_graph(self, dim: int, m: int | None = None) -> None:
         """Build an HNSW graph (faiss ``IndexHNSWFlat``, ``M = m`` -- then every graph's -- or
-        ``config.graph_m(dim)``, ``efConstruction = config.ef_construction(dim)``) over the ``dim``-prefix of the stored vectors; ``scan="hnsw", d_search=dim``
-        plans then walk it (``ef_search=`` per search)."""
+        ``config.graph_m(dim)``, ``efConstruction = config.ef_construction(dim)``) over the ``dim``-prefix of the
+        stored vectors; ``scan="hnsw", d_search=dim`` plans then walk it (``ef_search=`` per search)."""
         cfg = self.config
         if not _positive_int(dim) or dim > cfg.dim:
             raise ValueError(f"dim must be an int in [1, {cfg.dim}], got {dim!r}")
@@ -527,11 +527,12 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         """Build the full-dim graph as faiss does by default (``hnsw_m`` neighbours, width
         :data:`FAISS_EF_CONSTRUCTION`) and the alternatives of :func:`~hf_ada.adanns.tuning.full_graph_builds`
         (wider, and wider with half the neighbours), walk the default at efSearch 16, 32, 64, 128, 256 (what a
-        faiss user would try) and the others on the fine ladder up to 320 on ``queries`` (recall = the share of rows
-        scoring at least exact search's k-th, ``kth``; time: best of two), and keep the alternative whose walk is
-        fastest over the default's recalls (geometric mean of the speedups), provided it reaches *each* of them
-        -- within its standard error over the queries -- as fast (:data:`~hf_ada.adanns.tuning.WIDER_BUILD_MIN_SPEEDUP`,
-        :func:`~hf_ada.adanns.tuning.speedups_at_recalls`); otherwise the default. A wider build can walk better (larger corpora) or worse (small ones), fewer
+        faiss user would try) and the others on the fine ladder up to 320 on ``queries`` (recall = the share of
+        rows scoring at least exact search's k-th, ``kth``; time: best of two), and keep the alternative whose
+        walk is fastest over the default's recalls (geometric mean of the speedups), provided it reaches *each*
+        of them -- within its standard error over the queries -- as fast
+        (:data:`~hf_ada.adanns.tuning.WIDER_BUILD_MIN_SPEEDUP`, :func:`~hf_ada.adanns.tuning.speedups_at_recalls`);
+        otherwise the default. A wider build can walk better (larger corpora) or worse (small ones), fewer
         neighbours make each step cheaper and the graph smaller but can strand a walk; only a measurement on the
         data tells. Kept, the default is the graph a faiss user attaches and the rigid HNSW plans are that index,
         so a tuned index cannot lose to it. Sets ``config.full_graph_ef_construction`` / ``full_graph_m``;

@@ -41,8 +41,8 @@ from .config import FAISS_EF_CONSTRUCTION, SEARCH_KEYS, AdANNSConfig
 
 __all__ = ["retrieval_metrics", "pareto_front", "near_front", "default_grid", "refine_grid", "measure_plans",
            "retime_front", "choose_plan", "describe_plan", "best_time", "faiss_threads", "tuning_threads",
-           "at_threads", "time_fronts", "speedups_at_recalls", "full_graph_builds", "WIDER_BUILD_MIN_SPEEDUP", "NPROBES", "NPROBE_LADDER",
-           "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
+           "at_threads", "time_fronts", "speedups_at_recalls", "full_graph_builds", "WIDER_BUILD_MIN_SPEEDUP",
+           "NPROBES", "NPROBE_LADDER", "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
            "DEFAULT_RELATIVE_RECALL", "SIMPLER_PLAN_MARGIN"]
 
 #: without an explicit target, a plan must reach this share of exact flat search's recall
@@ -428,8 +428,8 @@ def retime_front(index: Any, queries: np.ndarray, points: list[dict[str, Any]], 
         faiss.omp_set_num_threads(current)
 
 
-#: another HNSW build (:func:`full_graph_builds`) replaces faiss's default one only when its walk reaches every recall of the default's
-#: recall/time front at least this fast (:func:`speedups_at_recalls`; below 1 by the noise of one timing): the
+#: another HNSW build (:func:`full_graph_builds`) replaces faiss's default one only when its walk reaches every
+#: recall of the default's recall/time front at least this fast (:func:`speedups_at_recalls`; below 1 by the noise of one timing): the
 #: default build is the graph a faiss user attaches, so keeping it makes the rigid HNSW plans that very index
 WIDER_BUILD_MIN_SPEEDUP = 0.97
 
