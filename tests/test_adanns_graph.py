@@ -154,9 +154,15 @@ def test_tune_keeps_faiss_default_graph_unless_another_build_walks_clearly_faste
     assert (loaded.config.full_graph_m, loaded.config.full_graph_ef_construction) == chosen
     np.testing.assert_array_equal(loaded.storage.graphs[D]["neighbors"], index.storage.graphs[D]["neighbors"])
     fixed = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=16, nprobe=4, hnsw_m=8,
-                                              full_graph_ef_construction=160), show_progress=False)
+                                              full_graph_ef_construction=160, full_graph_m=4), show_progress=False)
     assert "faiss's default" not in fixed.build_candidates(tune_q, k=10)
     assert fixed.config.full_graph_ef_construction == 160 and int(fixed.storage.graphs[D]["header"][3]) == 160
+    assert int(fixed.storage.graphs[D]["header"][2]) == 4  # an explicit M too
+    np.testing.assert_array_equal(fixed.storage.graphs[D]["neighbors"], faiss_graph(4, 160))
+    # the compute model counts a walk's distances with its graph's own M
+    assert fixed.cost(scan="hnsw", d_search=D, ef_search=16, d_rerank=None)["candidates"] == 16 * 4
+    short = min(fixed.config.graph_dims)
+    assert short < D and fixed.cost(scan="hnsw", d_search=short, ef_search=16, d_rerank=D)["candidates"] == 16 * 8
     with pytest.raises(ValueError, match="full_graph_ef_construction must be a positive int or None"):
         AdANNSConfig(dim=D, full_graph_ef_construction=0)
     with pytest.raises(ValueError, match="full_graph_m must be an int >= 2 or None"):

@@ -14,12 +14,12 @@ def plan_cost(config: AdANNSConfig, s: SearchSettings, num_rows: int) -> dict[st
     the scan is exhaustive); ``scan``: ``d_search`` per candidate (flat / exact) or ``pq_bytes`` additions
     per candidate plus the 256 x ``d_pq`` lookup table and the ``d_pq``^2 rotation (pq); ``rerank``:
     ``d_rerank`` per re-ranked candidate. Candidates: ``n * nprobe / nlist`` (all ``n`` for ``exact``;
-    for ``hnsw`` an estimate of the distances a walk computes, ``ef_search * hnsw_m``, capped at ``n``).
+    for ``hnsw`` an estimate of the distances a walk computes, ``ef_search`` x the graph's M, capped at ``n``).
     """
     if s.scan == "exact":
         candidates, coarse = float(num_rows), 0.0
     elif s.scan == "hnsw":
-        candidates, coarse = float(min(num_rows, s.ef_search * config.hnsw_m)), 0.0
+        candidates, coarse = float(min(num_rows, s.ef_search * config.graph_m(s.d_search))), 0.0
     else:
         candidates = num_rows * s.nprobe / config.nlist
         coarse = 0.0 if s.nprobe >= config.nlist else float(config.nlist * s.d_cluster)
