@@ -28,3 +28,14 @@ def assert_same_index(got, want, queries: np.ndarray, k: int = 10) -> None:
     np.testing.assert_array_equal(got.storage.vector_view(), want.storage.vector_view())
     for x, y in zip(got.search_batch(queries, k), want.search_batch(queries, k)):
         np.testing.assert_array_equal(x, y)
+
+
+def chosen_qps(points: list[dict], target: float) -> float:
+    """The queries/s of the plan ``choose_plan`` must pick for ``target``, transcribed from its rule: the plans
+    reaching it (measured recall at most a tenth of its standard error short), the fastest of them, unless it
+    has a re-rank stage and the fastest plan without one is within 1.05x of it."""
+    meets = [p for p in points if p["recall"] >= target - 0.1 * (p.get("recall_se") or 0.0) - 1e-12]
+    fastest = max(p["qps"] for p in meets)
+    best = max((p for p in meets if p["qps"] == fastest), key=lambda p: p["recall"])
+    one_pass = max((p["qps"] for p in meets if not p["d_rerank"]), default=0.0)
+    return one_pass if best["d_rerank"] and one_pass * 1.05 >= fastest else fastest

@@ -16,10 +16,10 @@ from safetensors.numpy import load_file, save_file
 
 from hf_ada.adanns import AdANNSConfig, AdANNSIndex, choose_plan
 from hf_ada.adanns.config import SEARCH_KEYS
-from hf_ada.adanns.tuning import SIMPLER_PLAN_MARGIN, full_graph_builds, speedups_at_recalls
+from hf_ada.adanns.tuning import full_graph_builds, speedups_at_recalls
 from hf_ada.common.artifact import ArtifactError
 
-from adanns_reference import unit
+from adanns_reference import chosen_qps, unit
 
 faiss.omp_set_num_threads(1)
 D = 32
@@ -295,16 +295,13 @@ def test_tuned_index_never_loses_to_its_own_rigid_candidates(data):
     assert {p["ef_search"] for p in rigid if p["scan"] == "hnsw"} >= {16, 32, 64, 128, 256}
     for r in rigid:
         plan = choose_plan(points, D, target_recall=r["recall"])
-        assert plan["recall"] >= r["recall"] and plan["qps"] >= r["qps"]
+        assert plan["recall"] >= r["recall"] - 0.1 * plan["recall_se"] and plan["qps"] >= r["qps"]
         _, rows = idx.search_batch(tune_q, k=10, target_recall=r["recall"])  # what a user's call gives
         _, direct = idx.search_batch(tune_q, k=10, **{key: plan[key] for key in SEARCH_KEYS})
         np.testing.assert_array_equal(rows, direct)
     plan = idx.plan  # no target: the fastest within 1% of flat's recall, every structure included
     flat = next(p for p in rigid if p["scan"] == "exact")
-    meets = [p for p in points if p["recall"] >= 0.99 * flat["recall"] - 1e-12]
-    fastest = max(p["qps"] for p in meets)  # or the fastest plan without a re-rank stage, within timing noise
-    one_pass = max((p["qps"] for p in meets if not p["d_rerank"]), default=0.0)
-    assert plan["qps"] == (one_pass if one_pass * SIMPLER_PLAN_MARGIN >= fastest else fastest)
+    assert plan["qps"] == chosen_qps(points, 0.99 * flat["recall"])
     build = f"full dim: M={idx.config.graph_m(D)} efConstruction {idx.config.ef_construction(D)}, of faiss's default"
     assert "built for tuning" in plan["reason"] and build in plan["reason"]
     kept = {p["d_search"] for p in idx.tuning["time_front"] + idx.tuning["pareto_front"] if p["scan"] == "hnsw"}

@@ -17,7 +17,10 @@ nearest the faiss thread count in effect where it is made (:func:`at_threads`).
 
 * ``target_recall``: the fastest plan whose measured recall reaches it (the measurement itself, no margin
   either way: a margin below the target turns into a recall below it on other queries, one above it into a
-  slower plan; the reason gives the plan's recall with its standard error over the tuning queries);
+  slower plan; the reason gives the plan's recall with its standard error over the tuning queries) -- a
+  recall short of it by less than :data:`RECALL_RESOLUTION` of its own standard error counts as reaching it:
+  the measurement cannot resolve a difference that small (the same faiss index gives a few different rows
+  at another thread count, its BLAS scoring the centroids in another order);
 * ``time_budget_ms``: the most accurate plan within that many milliseconds per query;
 * ``budget_flops``: the most accurate plan within that many FLOPs per query;
 * nothing: the fastest plan within 1% of the recall of exact flat search (which is always a candidate),
@@ -43,7 +46,7 @@ __all__ = ["retrieval_metrics", "pareto_front", "near_front", "default_grid", "r
            "retime_front", "choose_plan", "describe_plan", "best_time", "faiss_threads", "tuning_threads",
            "at_threads", "time_fronts", "speedups_at_recalls", "full_graph_builds", "WIDER_BUILD_MIN_SPEEDUP",
            "NPROBES", "NPROBE_LADDER", "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
-           "DEFAULT_RELATIVE_RECALL", "SIMPLER_PLAN_MARGIN"]
+           "DEFAULT_RELATIVE_RECALL", "SIMPLER_PLAN_MARGIN", "RECALL_RESOLUTION", "reaches"]
 
 #: without an explicit target, a plan must reach this share of exact flat search's recall
 DEFAULT_RELATIVE_RECALL = 0.99
@@ -51,6 +54,8 @@ DEFAULT_RELATIVE_RECALL = 0.99
 #: factor: a smaller gain is within the noise of one timing on a shared machine, and the plan without the
 #: extra stage (its own faiss structure, one pass) is the one that does not lose when the timing was lucky
 SIMPLER_PLAN_MARGIN = 1.05
+#: a plan reaches a recall target when its measured recall is at most this share of its standard error short
+RECALL_RESOLUTION = 0.1
 
 
 def retrieval_metrics(rows: np.ndarray, relevant: Sequence[set[int]], k: int) -> dict[str, float]:
@@ -199,6 +204,12 @@ def is_exact_flat(point: dict[str, Any], dim: int) -> bool:
     return point["scan"] == "exact" and point["d_search"] == dim and not point["d_rerank"]
 
 
+def reaches(point: dict[str, Any], target: float) -> bool:
+    """Whether a measured plan reaches the recall ``target``: at most :data:`RECALL_RESOLUTION` of its
+    standard error short of it (exactly, when no standard error was measured)."""
+    return point["recall"] >= target - RECALL_RESOLUTION * (point.get("recall_se") or 0.0) - 1e-12
+
+
 def choose_plan(
     points: Sequence[dict[str, Any]],
     dim: int,
@@ -246,7 +257,7 @@ def choose_plan(
             if not 0.0 <= target_recall <= 1.0:
                 raise ValueError(f"target_recall must lie in [0, 1], got {target_recall!r}")
             target, what = target_recall, "the asked target"
-        meets = [p for p in points if p["recall"] >= target - 1e-12]
+        meets = [p for p in points if reaches(p, target)]
         if meets:
             best = max(meets, key=lambda p: (p["qps"], p["recall"]))
             one_pass = [p for p in meets if not p["d_rerank"] and p["qps"] * SIMPLER_PLAN_MARGIN >= best["qps"]]
