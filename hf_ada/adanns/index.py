@@ -47,6 +47,7 @@ from .tuning import (
     retime_front,
     retrieval_metrics,
     speedups_at_recalls,
+    standard_error,
     time_fronts,
     tuning_threads,
 )
@@ -510,7 +511,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         for d in sorted({cfg.dim, high}):
             if cfg.nlist > 1:
                 self.add_quantizer(d)
-        width = self._choose_full_graph_build(queries, kth - slack, sign, k) \
+        full_build = self._choose_full_graph_build(queries, kth - slack, sign, k) \
             if cfg.full_graph_ef_construction is None and cfg.dim not in cfg.graph_dims else ""
         for d in sorted({cfg.dim, high, mid}):
             self.add_graph(d)
@@ -518,7 +519,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
         graphs = sorted(set(cfg.graph_dims) - set(before[1]))
         builds = ", ".join(f"{d}: M={cfg.graph_m(d)} efConstruction {cfg.ef_construction(d)}" for d in graphs)
         return (f"built for tuning: quantizers on {quantizers or 'no new'} dims and HNSW graphs on "
-                f"{graphs or 'no new'} dims ({builds or '-'}{width}) (full dim: the rigid faiss structures, or a "
+                f"{graphs or 'no new'} dims ({builds or '-'}{full_build}) (full dim: the rigid faiss structures, or a "
                 f"measurably faster graph build; {high}: "
                 f"the shortest prefix whose exact scan re-ranked at {cfg.dim} dims keeps {max(short):g} of exact "
                 f"search's top {k} on these queries; {mid}: the shortest keeping {min(short):g}, a graph only)")
@@ -556,8 +557,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
                 settings = {"scan": "hnsw", "d_search": cfg.dim, "ef_search": ef, "d_rerank": None}
                 elapsed, (scores, _) = best_time(lambda: self.search_batch(queries, k, **settings), 2)
                 hits = np.mean(sign * scores >= kth, axis=1)  # per query: the share of its top k found
-                se = float(np.std(hits, ddof=1) / np.sqrt(len(hits))) if len(hits) > 1 else 0.0
-                curves[build].append((float(np.mean(hits)), elapsed, se))
+                curves[build].append((float(np.mean(hits)), elapsed, standard_error(hits)))
         best, best_mean, words = default, 1.0, []
         for build in builds:
             speedups = speedups_at_recalls(curves[default], [point[:2] for point in curves[build]])

@@ -46,7 +46,7 @@ __all__ = ["retrieval_metrics", "pareto_front", "near_front", "default_grid", "r
            "retime_front", "choose_plan", "describe_plan", "best_time", "faiss_threads", "tuning_threads",
            "at_threads", "time_fronts", "speedups_at_recalls", "full_graph_builds", "WIDER_BUILD_MIN_SPEEDUP",
            "NPROBES", "NPROBE_LADDER", "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
-           "DEFAULT_RELATIVE_RECALL", "SIMPLER_PLAN_MARGIN", "RECALL_RESOLUTION", "reaches"]
+           "DEFAULT_RELATIVE_RECALL", "SIMPLER_PLAN_MARGIN", "RECALL_RESOLUTION", "reaches", "standard_error"]
 
 #: without an explicit target, a plan must reach this share of exact flat search's recall
 DEFAULT_RELATIVE_RECALL = 0.99
@@ -56,6 +56,13 @@ DEFAULT_RELATIVE_RECALL = 0.99
 SIMPLER_PLAN_MARGIN = 1.05
 #: a plan reaches a recall target when its measured recall is at most this share of its standard error short
 RECALL_RESOLUTION = 0.1
+
+
+def standard_error(per_query: np.ndarray) -> float:
+    """The standard error of a mean over queries: the standard deviation of the per-query values / sqrt(number
+    of queries) (0.0 for fewer than two)."""
+    per_query = np.asarray(per_query, dtype=np.float64)
+    return float(per_query.std(ddof=1) / math.sqrt(len(per_query))) if len(per_query) > 1 else 0.0
 
 
 def retrieval_metrics(rows: np.ndarray, relevant: Sequence[set[int]], k: int) -> dict[str, float]:
@@ -70,8 +77,7 @@ def retrieval_metrics(rows: np.ndarray, relevant: Sequence[set[int]], k: int) ->
         mrr += 1.0 / (hits[0] + 1) if hits else 0.0
     n = max(len(relevant), 1)
     per_query = np.asarray(recalls, dtype=np.float64)
-    se = float(per_query.std(ddof=1) / math.sqrt(len(per_query))) if len(per_query) > 1 else 0.0
-    return {"recall": float(per_query.sum()) / n, "mrr": mrr / n, "recall_se": se}
+    return {"recall": float(per_query.sum()) / n, "mrr": mrr / n, "recall_se": standard_error(per_query)}
 
 
 def pareto_front(points: Sequence[dict[str, Any]], key: str = "recall", cost: str = "flops") -> list[dict[str, Any]]:
