@@ -190,12 +190,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def one_process_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference the multi-process Adan tests compare with, run once per session: the Trainer script of
-    :mod:`launchers` in one process, batch 8, 6 steps, a checkpoint at step 3 (``--output_dir``)."""
-    from launchers import TRAIN_ARGS, read_world, run_launcher, single_process
+    :mod:`launchers` in one process (this one), batch 8, 6 steps, a checkpoint at step 3 (``--output_dir``)."""
+    from launchers import TRAIN_ARGS, read_world, run_here
 
     out = tmp_path_factory.mktemp("one_process_run")
-    run_launcher(single_process("--output_dir", str(out), "--per_device_train_batch_size", "8", *TRAIN_ARGS,
-                                "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3"), out)
+    run_here("--output_dir", str(out), "--per_device_train_batch_size", "8", *TRAIN_ARGS, "--max_steps", "6",
+             "--save_strategy", "steps", "--save_steps", "3")
     assert read_world(out)["world_size"] == 1
     return out
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from hub_server import free_port  # stdlib-only; tests/ is on sys.path
@@ -70,9 +72,20 @@ def accelerate_2proc(*args: str) -> list[str]:
     ]  # fmt: skip
 
 
-def single_process(*args: str) -> list[str]:
-    """The command line of the Trainer script in one process (through ``hf_ada.run``) with ``args``."""
-    return [sys.executable, "-m", "hf_ada.run", str(TRAINER_SCRIPT), *args]
+def run_here(*args: str) -> None:
+    """The Trainer script's one-process run in this process, with ``args`` (what ``python -m hf_ada.run SCRIPT
+    ARGS`` runs, less a new interpreter's 8 s of imports; that door runs as its own process under the launchers):
+    one torch thread, as the launched processes get; ``sys.argv`` and the thread count are restored after."""
+    import hf_ada  # noqa: F401  (registers --optim adan, as hf_ada.run does)
+
+    argv, threads = sys.argv, torch.get_num_threads()
+    sys.argv = [str(TRAINER_SCRIPT), *args]
+    torch.set_num_threads(1)
+    try:
+        runpy.run_path(str(TRAINER_SCRIPT), run_name="__main__")
+    finally:
+        sys.argv = argv
+        torch.set_num_threads(threads)
 
 
 def max_diff(a: Path, b: Path, name: str = "final.safetensors") -> float:

@@ -10,13 +10,13 @@ whichever launcher formed it) and resuming its checkpoint are in tests/test_adan
 
 from __future__ import annotations
 
-import sys
+import runpy
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-from launchers import ASSETS, TRAIN_ARGS, launch_two_machines, max_diff, read_world, run_launcher, single_process
+from launchers import ASSETS, TRAIN_ARGS, launch_two_machines, max_diff, read_world, run_here
 
 pytestmark = pytest.mark.multiprocess
 
@@ -27,7 +27,9 @@ def test_fsdp2_on_two_machines_matches_one_process_with_global_clipping(tmp_path
     global one, not a per-shard norm (a known trap of the reference implementation under sharding)."""
     script = ASSETS / "fsdp2_adan.py"
     launch_two_machines(str(tmp_path / "fsdp"), "0,0.05", script=script, via_hf_ada_run=False)
-    run_launcher([sys.executable, str(script), str(tmp_path / "one"), "0,0.05"], tmp_path, timeout=120)
+    train = runpy.run_path(str(script))["train"]  # its one-process run, here (no new interpreter's imports)
+    for max_grad_norm in ("0", "0.05"):
+        train(str(tmp_path / f"one-{max_grad_norm}.safetensors"), float(max_grad_norm), False, 0, 1)
     for max_grad_norm in ("0", "0.05"):
         fsdp = load_file(tmp_path / f"fsdp-{max_grad_norm}.safetensors")
         one = load_file(tmp_path / f"one-{max_grad_norm}.safetensors")
@@ -56,7 +58,7 @@ ZERO_ARGS += ["--max_grad_norm", "0.5", "--max_steps", "6", "--save_strategy", "
 def one_process_trainer_clipping(tmp_path_factory) -> Path:
     """One process, batch 8, Adan's clipping off and the Trainer's global clipping at 0.5 (what ZeRO runs do)."""
     out = tmp_path_factory.mktemp("one_process_trainer_clipping")
-    run_launcher(single_process("--output_dir", str(out), "--per_device_train_batch_size", "8", *ZERO_ARGS), out)
+    run_here("--output_dir", str(out), "--per_device_train_batch_size", "8", *ZERO_ARGS)
     return out
 
 

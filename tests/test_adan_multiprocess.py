@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from launchers import TRAIN_ARGS, accelerate_2proc, max_diff, read_world, run_launcher, single_process
+from launchers import TRAIN_ARGS, accelerate_2proc, max_diff, read_world, run_here, run_launcher
 
 pytestmark = pytest.mark.multiprocess
 
@@ -63,10 +63,8 @@ def test_two_process_checkpoint_resumes_in_one_process(tmp_path, one_process_run
     one-process run's weights."""
     checkpoint = two_processes / "checkpoint-3"
     assert (checkpoint / "rng_state_1.pth").is_file()
-    run_launcher(single_process(
-        "--output_dir", str(tmp_path), "--per_device_train_batch_size", "8", *TRAIN_ARGS, "--max_steps", "6",
-        "--save_strategy", "no", "--resume_from_checkpoint", str(checkpoint),
-    ), tmp_path)  # fmt: skip
+    run_here("--output_dir", str(tmp_path), "--per_device_train_batch_size", "8", *TRAIN_ARGS, "--max_steps", "6",
+             "--save_strategy", "no", "--resume_from_checkpoint", str(checkpoint))  # fmt: skip
     assert read_world(tmp_path)["world_size"] == 1 and read_world(tmp_path)["steps_run"] == 3
     assert max_diff(tmp_path, one_process_run) < 1e-5
     # the resumed half did train: step 3's weights differ from the final ones

@@ -215,44 +215,43 @@ def test_launcher_usage_and_missing_script(tmp_path, monkeypatch, capsys):
     assert "no such" in err and "does_not_exist.py" in err
 
 
-def test_text_classification_script_with_adan(tmp_path):
-    """scripts/run_text_classification.py on a local csv, a tiny BERT from a config, `--optim adan`."""
+def test_text_classification_script_with_adan(tmp_path, monkeypatch):
+    """scripts/run_text_classification.py on a local csv, a tiny BERT from a config, `--optim adan`: its ``main``
+    in this process (the script as its own processes: tests/test_cli_loss_processes.py, under torchrun)."""
+    import json
+
     from hf_ada.demo.pretrained import minilm_path
+    from hf_ada.scripts.run_text_classification import main
 
     rows = ["text,label"] + [f"good thing number {i},pos" if i % 2 else f"bad thing number {i},neg" for i in range(24)]
     (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "clf"
-    proc = _launch(
-        [sys.executable, str(REPO / "scripts" / "run_text_classification.py"), "--config_name", "bert",
-         "--config_overrides", "hidden_size=16,num_hidden_layers=1,num_attention_heads=2,intermediate_size=32",
-         "--tokenizer_name", str(minilm_path()), "--train_file", str(tmp_path / "train.csv"),
-         "--validation_file", str(tmp_path / "train.csv"), "--output_dir", str(out), "--do_train",
-         "--learning_rate", "1e-3", "--optim_args", "no_prox=true", *SCRIPT_ARGS],
-        tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    import json
-
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    main(["--config_name", "bert",
+          "--config_overrides", "hidden_size=16,num_hidden_layers=1,num_attention_heads=2,intermediate_size=32",
+          "--tokenizer_name", str(minilm_path()), "--train_file", str(tmp_path / "train.csv"),
+          "--validation_file", str(tmp_path / "train.csv"), "--output_dir", str(out), "--do_train",
+          "--learning_rate", "1e-3", "--optim_args", "no_prox=true", *SCRIPT_ARGS])  # fmt: skip
     metrics = json.loads((out / "all_results.json").read_text())
     assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and metrics["train_loss"] > 0
     assert (out / "model.safetensors").is_file()
 
 
-def test_clm_script_with_adan(tmp_path):
+def test_clm_script_with_adan(tmp_path, monkeypatch):
+    """scripts/run_clm.py's ``main`` in this process (a script run on its own imports hf_ada as its first hf-ada
+    import, which registers `--optim adan`: tests/test_scripts_cli.py runs one under `hf-ada run`)."""
+    import json
+
     from hf_ada.demo.pretrained import minilm_path
+    from hf_ada.scripts.run_clm import main
 
     (tmp_path / "corpus.txt").write_text("\n".join(f"line {i} of a tiny corpus about packages" for i in range(200)))
     out = tmp_path / "lm"
-    proc = _launch(
-        [sys.executable, str(REPO / "scripts" / "run_clm.py"), "--config_name", "gpt2",
-         "--config_overrides", "n_embd=16,n_layer=1,n_head=2,n_positions=64",
-         "--tokenizer_name", str(minilm_path()), "--train_file", str(tmp_path / "corpus.txt"),
-         "--validation_split_percentage", "10", "--block_size", "32", "--output_dir", str(out), "--do_train",
-         "--do_eval", *SCRIPT_ARGS],
-        tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    import json
-
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    main(["--config_name", "gpt2", "--config_overrides", "n_embd=16,n_layer=1,n_head=2,n_positions=64",
+          "--tokenizer_name", str(minilm_path()), "--train_file", str(tmp_path / "corpus.txt"),
+          "--validation_split_percentage", "10", "--block_size", "32", "--output_dir", str(out), "--do_train",
+          "--do_eval", *SCRIPT_ARGS])  # fmt: skip
     metrics = json.loads((out / "all_results.json").read_text())
     assert metrics["perplexity"] > 1.0
+    assert (out / "model.safetensors").is_file()
