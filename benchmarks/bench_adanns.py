@@ -183,7 +183,10 @@ def main(argv: list[str] | None = None) -> dict:
     load_start = load_average()
     split = matryoshka_split(args.corpus, args.num_docs, num_tune=args.num_tune, num_eval=args.num_eval,
                              head_epochs=args.head_epochs, doc_tokens=args.doc_tokens, query_tokens=args.query_tokens)
-    queries, tuning_queries, docs, labels = split.test, split.tuning, split.docs, split.test_labels
+    docs, labels = split.docs, split.test_labels
+    # every index gets the same query arrays: unit length, as from a normalising encoder (faiss's inner product
+    # needs them so; AdANNS re-normalises only its shorter prefixes)
+    queries, tuning_queries = prefix(split.test, 384, "ip"), prefix(split.tuning, 384, "ip")
     n, n_train, n_tune = len(docs), split.num_train, len(tuning_queries)
     print(f"{args.corpus}: {n} documents, {n_train} training pairs, {n_tune} tuning + {len(queries)} test "
           f"queries ({time.perf_counter() - t0:.0f}s)", flush=True)
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
                    for p in IVF_NPROBES if p <= nlist]
     base_specs += [("HNSW32 (faiss)", f"efSearch={ef}", hnsw, faiss.SearchParametersHNSW(efSearch=ef), hnsw_bytes)
                    for ef in HNSW_EFS]
-    xq_test, xq_tune = prefix(queries, 384, "ip"), prefix(tuning_queries, 384, "ip")
+    xq_test, xq_tune = queries, tuning_queries
     runs = {}
     for threads in thread_counts:
         faiss.omp_set_num_threads(threads)
@@ -332,7 +335,9 @@ def _markdown(args, n, n_train, n_tune, n_test, runs, builds, structures, adanns
         f"{os.cpu_count()} CPU cores shared with other jobs: load average {load_start} at the start, {load_end} at "
         "the end; queries/s are noisy, ratios come from the same run).", "",
         f"Corpus: {n} documents; {n_train} training pairs for the Matryoshka head; held-out queries: {n_tune} tuning "
-        f"(AdANNS chooses on them, label-free: exact search's top 10) and {n_test} test (every number below). "
+        f"(AdANNS chooses on them, label-free: exact search's top 10) and {n_test} test (every number below), the "
+        "same unit-length arrays for every index (as a normalising encoder gives them; AdANNS re-normalises its "
+        "shorter prefixes itself, within its timing). "
         "recall = NN recall@10 (of exact search's top 10); rel. = recall@10 of the labelled document.", "",
         f"AdANNS: `AdANNSConfig(dim=384)` (structure from the data: nlist = {cfg.nlist}, default d_cluster = "
         f"{cfg.d_cluster}), then one `index.tune(tuning_queries, exact_top10, threads=[{args.threads}])` (with 1 "

@@ -121,3 +121,33 @@ def test_prefix_keeps_unit_rows_bit_for_bit_and_normalises_the_rest():
     np.testing.assert_allclose(np.linalg.norm(out[:4], axis=1), 1.0, rtol=1e-6)
     assert not out[4].any()  # a zero row stays zero
     np.testing.assert_array_equal(prefix(2 * unit, 96, "l2"), 2 * unit)  # l2: the values as given
+    # copy=False (a search's read-only queries): unit rows of every dim are handed back as they are ...
+    assert prefix(unit, 96, "ip", copy=False) is unit
+    # ... anything else is a new array, and the caller's is left alone
+    raw_before = raw.copy()
+    for got, want in ((prefix(raw, 96, "ip", copy=False), unit), (prefix(unit, 32, "ip", copy=False), short),
+                      (prefix(unit.astype(np.float64), 96, "ip", copy=False), unit),
+                      (prefix(np.asfortranarray(unit), 96, "ip", copy=False), unit)):
+        np.testing.assert_array_equal(got, want)
+        assert not np.shares_memory(got, unit) and not np.shares_memory(got, raw)
+    np.testing.assert_array_equal(raw, raw_before)
+
+
+def test_queries_with_nan_or_inf_are_refused_and_huge_finite_values_are_not():
+    from hf_ada.adanns.vectors import check_finite
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((20, 8)).astype(np.float32)
+    check_finite(x, "queries")
+    huge = x.copy()
+    huge[:, 0] = 3e38  # finite, but their sum overflows
+    check_finite(huge, "queries")
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[7, 3] = bad
+        with pytest.raises(ValueError, match=r"queries contains NaN or infinite values \(first at row 12\)"):
+            check_finite(y, "queries", start=5)
+    y = x.copy()
+    y[2, 0], y[2, 1] = np.inf, -np.inf  # their sum is NaN: refused too
+    with pytest.raises(ValueError, match="first at row 2"):
+        check_finite(y, "queries")

@@ -12,9 +12,12 @@ __all__ = ["prefix", "VectorSource", "ArrayVectorSource", "check_finite"]
 UNIT_TOLERANCE = 1e-5
 
 
-def prefix(vectors: np.ndarray, dim: int, metric: str) -> np.ndarray:
+def prefix(vectors: np.ndarray, dim: int, metric: str, *, copy: bool = True) -> np.ndarray:
     """First ``dim`` dims of ``vectors`` as C-contiguous float32, re-normalised to unit length for ``ip`` (a
-    zero row stays zero). ``ip`` always returns a new array (normalised in place by faiss, in one pass).
+    zero row stays zero). ``ip`` returns a new array (normalised in place by faiss, in one pass), unless
+    ``copy=False`` and ``vectors`` is already the answer (C-contiguous float32 unit rows, all ``dim`` dims):
+    then ``vectors`` itself, for a caller that only reads it (a search's queries: a copy of them costs a fast
+    IVF search a few percent).
 
     Rows that are unit length already (every row within :data:`UNIT_TOLERANCE`: normalised embeddings, the
     stored vectors, a full-dim prefix of them) are returned bit for bit: normalising them again changes their
@@ -24,16 +27,22 @@ def prefix(vectors: np.ndarray, dim: int, metric: str) -> np.ndarray:
         return np.ascontiguousarray(vectors[:, :dim], dtype=np.float32)
     import faiss
 
-    out = np.array(vectors[:, :dim], dtype=np.float32, order="C")
+    reuse = (not copy and vectors.shape[1] == dim and vectors.dtype == np.float32 and vectors.flags.c_contiguous)
+    out = vectors if reuse else np.array(vectors[:, :dim], dtype=np.float32, order="C")
     squared = np.einsum("ij,ij->i", out, out)
     if not (np.abs(squared - 1.0) <= UNIT_TOLERANCE).all():
+        if reuse:
+            out = out.copy()
         faiss.normalize_L2(out)
     return out
 
 
 def check_finite(batch: np.ndarray, name: str, start: int = 0) -> None:
     """Raise ``ValueError`` naming the first row of ``batch`` (offset by ``start``) holding NaN or inf."""
-    if not np.isfinite(batch).all():
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(batch.sum()):  # one pass, no temporary: a NaN or an inf anywhere makes the sum one
+            return
+    if not np.isfinite(batch).all():  # the sum also overflows for huge finite values: look row by row
         bad = start + int(np.argwhere(~np.isfinite(batch).all(axis=1))[0, 0])
         raise ValueError(f"{name} contains NaN or infinite values (first at row {bad}); clean them before indexing")
 
