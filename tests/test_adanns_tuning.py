@@ -142,6 +142,34 @@ def test_retime_front_times_the_near_front_plans_and_leaves_the_rest(data):
     assert near["ms"] != marker and near["qps"] == pytest.approx(1000.0 / near["ms"])
 
 
+def test_retime_front_times_a_fast_contender_until_a_floor_of_seconds(data, monkeypatch):
+    """A contender answering in microseconds (this tiny index) is timed RETIME_MAX_ROUNDS times, not the asked
+    rounds; with no floor, exactly the asked rounds."""
+    from collections import Counter
+
+    from hf_ada.adanns import tuning
+
+    x, q = data
+    idx = AdANNSIndex.build(x, AdANNSConfig(dim=D, d_cluster=8, d_search=16, nlist=24, nprobe=4), show_progress=False)
+    truth = [set(t) for t in exact_top(q, x, 10)]
+    grid = [{"nprobe": p, "d_search": D, "d_rerank": None} for p in (1, 4, 24)]
+    points = idx.tune(q, truth, k=10, grid=grid, repeats=1, show_progress=False)
+    calls: Counter = Counter()
+    search = idx.search_batch
+
+    def counted(queries, k, **settings):
+        calls[tuple(sorted(settings.items()))] += 1
+        return search(queries, k, **settings)
+
+    monkeypatch.setattr(idx, "search_batch", counted)
+    retime_front(idx, q, points, k=10, rounds=2, passes=1)
+    assert calls and set(calls.values()) == {tuning.RETIME_MAX_ROUNDS}
+    calls.clear()
+    monkeypatch.setattr(tuning, "RETIME_MIN_SECONDS", 0.0)
+    retime_front(idx, q, points, k=10, rounds=2, passes=1)
+    assert calls and set(calls.values()) == {2}
+
+
 def literal_ivf_recalls(idx: AdANNSIndex, x: np.ndarray, q: np.ndarray, truth: np.ndarray, nprobe: int) -> np.ndarray:
     """Per-query recall@10 of the rigid IVF on all dims, from the centroids: the rows of the nprobe closest
     lists, scored exactly, against brute force's top 10."""

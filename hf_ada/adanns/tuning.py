@@ -43,7 +43,7 @@ import numpy as np
 from .config import FAISS_EF_CONSTRUCTION, SEARCH_KEYS, AdANNSConfig
 
 __all__ = ["retrieval_metrics", "pareto_front", "near_front", "default_grid", "refine_grid", "measure_plans",
-           "retime_front", "choose_plan", "describe_plan", "best_time", "faiss_threads", "tuning_threads",
+           "retime_front", "time_side_by_side", "choose_plan", "describe_plan", "best_time", "faiss_threads", "tuning_threads",
            "at_threads", "time_fronts", "speedups_at_recalls", "full_graph_builds", "WIDER_BUILD_MIN_SPEEDUP",
            "NPROBES", "NPROBE_LADDER", "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
            "DEFAULT_RELATIVE_RECALL", "SIMPLER_PLAN_MARGIN", "RECALL_RESOLUTION", "reaches", "standard_error"]
@@ -344,6 +344,11 @@ RETIME_SLACK = 1.25
 #: ... and, at another thread count, within this factor of the front estimated from the tuning thread count's
 #: times (plans gain unequally from threads)
 OTHER_THREADS_SLACK = 1.6
+#: a contender re-timed by :func:`retime_front` runs until its calls add up to this many seconds (or
+#: :data:`RETIME_MAX_ROUNDS` rounds), past the rounds asked for: a plan answering the queries in 2 ms is
+#: otherwise judged on a few milliseconds of search, which a single scheduler hiccup on a shared machine decides
+RETIME_MIN_SECONDS = 0.2
+RETIME_MAX_ROUNDS = 25
 
 
 def faiss_threads() -> int:
@@ -401,11 +406,34 @@ def _times_at(points: Sequence[dict[str, Any]], key: str) -> list[float]:
     return [(p.get("ms_at") or {}).get(key, p["ms"] * scale) for p in points]
 
 
+def time_side_by_side(calls: Sequence[Callable[[], Any]], rounds: int, *, min_seconds: float | None = None,
+                      max_rounds: int | None = None) -> list[float]:
+    """Best seconds of each of ``calls``, timed side by side: in interleaved rounds (each call once per round,
+    every other round in reverse order, so none always runs first or last), at least ``rounds`` runs each; a
+    call whose runs add up to less than ``min_seconds`` (default :data:`RETIME_MIN_SECONDS`) goes on, up to
+    ``max_rounds`` runs (default :data:`RETIME_MAX_ROUNDS`). Calls timed together see the same load."""
+    min_seconds = RETIME_MIN_SECONDS if min_seconds is None else min_seconds
+    max_rounds = RETIME_MAX_ROUNDS if max_rounds is None else max_rounds
+    best, runs, spent = [math.inf] * len(calls), [0] * len(calls), [0.0] * len(calls)
+    for r in range(max(rounds, max_rounds)):
+        order = [i for i in range(len(calls))
+                 if runs[i] < rounds or (spent[i] < min_seconds and runs[i] < max_rounds)]
+        if not order:
+            break
+        for i in (order if r % 2 == 0 else order[::-1]):
+            start = time.perf_counter()
+            calls[i]()
+            elapsed = time.perf_counter() - start
+            best[i], runs[i], spent[i] = min(best[i], elapsed), runs[i] + 1, spent[i] + elapsed
+    return best
+
+
 def retime_front(index: Any, queries: np.ndarray, points: list[dict[str, Any]], *, k: int = 10, rounds: int = 3,
                  passes: int = 2, slack: float | None = None, threads: int | None = None) -> None:
     """Time the contenders again -- the plans within ``slack`` of the recall/time front (:func:`near_front`)
     and exact flat search -- side by side in ``rounds`` interleaved rounds (each plan once per round; its time =
-    the best of its rounds), ``passes`` times (a plan that joins the contenders is timed in the next pass).
+    the best of its rounds; a fast plan goes on until its calls add up to :data:`RETIME_MIN_SECONDS`), ``passes``
+    times (a plan that joins the contenders is timed in the next pass).
     Choosing the fastest of hundreds of plans from one timing each favours whichever was measured in a quiet
     moment, and drops a plan whose one timing was unlucky; timing every contender side by side, several times,
     removes most of that luck. Updates ``ms`` / ``qps`` of those points in place.
@@ -427,14 +455,10 @@ def retime_front(index: Any, queries: np.ndarray, points: list[dict[str, Any]], 
             view = [{"recall": p["recall"], "ms": ms, "i": i} for i, (p, ms) in enumerate(zip(points, times))]
             contenders = {v["i"] for v in near_front(view, slack)}
             contenders |= {i for i, p in enumerate(points) if is_exact_flat(p, index.config.dim)}
-            best = {i: timed.get(i, float("inf")) for i in contenders}
-            for r in range(rounds):
-                order = sorted(contenders)
-                for i in (order if r % 2 == 0 else order[::-1]):  # none always first / last in a round
-                    settings = _settings_of(points[i])
-                    start = time.perf_counter()
-                    index.search_batch(queries, k, **settings)
-                    best[i] = min(best[i], time.perf_counter() - start)
+            order = sorted(contenders)
+            seconds = time_side_by_side([lambda s=_settings_of(points[i]): index.search_batch(queries, k, **s)
+                                         for i in order], rounds)
+            best = {i: min(timed.get(i, float("inf")), t) for i, t in zip(order, seconds)}
             for i in contenders:
                 timed[i] = best[i]
                 point, ms = points[i], 1000.0 * best[i] / len(queries)
