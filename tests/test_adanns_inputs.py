@@ -121,16 +121,43 @@ def test_prefix_keeps_unit_rows_bit_for_bit_and_normalises_the_rest():
     np.testing.assert_allclose(np.linalg.norm(out[:4], axis=1), 1.0, rtol=1e-6)
     assert not out[4].any()  # a zero row stays zero
     np.testing.assert_array_equal(prefix(2 * unit, 96, "l2"), 2 * unit)  # l2: the values as given
-    # copy=False (a search's read-only queries): unit rows of every dim are handed back as they are ...
-    assert prefix(unit, 96, "ip", copy=False) is unit
-    # ... anything else is a new array, and the caller's is left alone
+    # a search's query rows (read only): unit rows are handed back as they are, anything else as a new array
+    # equal to prefix(..., 96) and the caller's array is left alone
+    from hf_ada.adanns.vectors import search_queries
+
+    assert search_queries(unit, "ip") is unit
     raw_before = raw.copy()
-    for got, want in ((prefix(raw, 96, "ip", copy=False), unit), (prefix(unit, 32, "ip", copy=False), short),
-                      (prefix(unit.astype(np.float64), 96, "ip", copy=False), unit),
-                      (prefix(np.asfortranarray(unit), 96, "ip", copy=False), unit)):
-        np.testing.assert_array_equal(got, want)
-        assert not np.shares_memory(got, unit) and not np.shares_memory(got, raw)
+    for given in (raw, np.asfortranarray(unit), np.asfortranarray(raw)):
+        got = search_queries(given, "ip")
+        np.testing.assert_array_equal(got, prefix(given, 96, "ip"))
+        assert not np.shares_memory(got, given)
     np.testing.assert_array_equal(raw, raw_before)
+    np.testing.assert_array_equal(search_queries(2 * unit, "l2"), 2 * unit)  # l2: the values as given
+    for bad in (np.nan, np.inf):
+        y = unit.copy()
+        y[4, 7] = bad
+        for metric in ("ip", "l2"):
+            with pytest.raises(ValueError, match=r"queries contains NaN or infinite values \(first at row 4\)"):
+                search_queries(y, metric)
+    huge = unit.copy()
+    huge[:, 0] = 3e38  # finite, but their squared lengths overflow: accepted
+    assert np.isfinite(search_queries(huge, "ip")).all()
+
+
+def test_a_search_of_unit_queries_reads_the_callers_array_in_place(index, vectors):
+    """search_batch does not copy unit-length float32 queries (it only reads them) and returns what the same
+    queries give as a copy; raw queries give the results of their normalised rows."""
+    import faiss
+
+    unit = np.ascontiguousarray(vectors[:20], dtype=np.float32).copy()
+    faiss.normalize_L2(unit)
+    before = unit.copy()
+    for settings in ({}, {"scan": "exact", "d_rerank": None}, {"d_rerank": None}):
+        got = index.search_batch(unit, 5, **settings)
+        want = index.search_batch(unit.copy(), 5, **settings)
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(index.search_batch(3 * unit, 5, **settings)[1], want[1])
+    np.testing.assert_array_equal(unit, before)
 
 
 def test_queries_with_nan_or_inf_are_refused_and_huge_finite_values_are_not():

@@ -51,7 +51,7 @@ from .tuning import (
     time_fronts,
     tuning_threads,
 )
-from .vectors import ArrayVectorSource, VectorSource, check_finite, prefix
+from .vectors import ArrayVectorSource, VectorSource, check_finite, prefix, search_queries
 
 logger = logging.getLogger(__name__)
 
@@ -252,8 +252,7 @@ class AdANNSIndex(BaseIndex, HubArtifactMixin, card_template="adanns_index"):
             raise ValueError(
                 f"{name} have dim {queries.shape[1]} but the index was built on {self.config.dim}-dim embeddings"
             )
-        check_finite(queries, name)
-        return queries
+        return search_queries(queries, self.config.metric, name)
 
     def probe(self, queries: np.ndarray, nprobe: int | None = None, d_cluster: int | None = None) -> np.ndarray:
         """Inverted lists each query probes (chosen with its ``d_cluster`` prefix)."""

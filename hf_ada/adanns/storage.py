@@ -529,11 +529,16 @@ class IndexStorage:
             self._hnsw.pop(dim, None)
 
     # ------------------------------------------------------------------ search
+    # ``queries`` of probe / scan / rerank: the full-dim query rows as vectors.search_queries gives them (unit
+    # length for ``ip``), which are their own full-dim prefix
+    def _query_prefix(self, queries: np.ndarray, dim: int) -> np.ndarray:
+        return queries if dim == self.config.dim else prefix(queries, dim, self.config.metric)
+
     def probe(self, queries: np.ndarray, d_cluster: int, nprobe: int) -> np.ndarray:
         """(nq, nprobe) lists chosen by the queries' ``d_cluster`` prefix."""
         if nprobe >= self.config.nlist:
             return np.tile(np.arange(self.config.nlist, dtype=np.int64), (len(queries), 1))
-        xq = prefix(queries, d_cluster, self.config.metric, copy=False)
+        xq = self._query_prefix(queries, d_cluster)
         lists = np.empty((len(xq), nprobe), dtype=np.int64)  # faiss's C call: the Python wrapper's checks cost
         distances = np.empty((len(xq), nprobe), dtype=np.float32)  # as much as a one-query probe
         self.coarse(d_cluster).search_c(len(xq), _ptr(xq), nprobe, _ptr(distances), _ptr(lists))
@@ -543,24 +548,24 @@ class IndexStorage:
         """Top ``k`` (similarities, rows) of the scan stage; -inf / -1 where fewer candidates exist."""
         cfg = self.config
         if s.scan == "exact":
-            scores, rows = self.flat(s.d_search).search(prefix(queries, s.d_search, cfg.metric, copy=False), k)
+            scores, rows = self.flat(s.d_search).search(self._query_prefix(queries, s.d_search), k)
         elif s.scan == "hnsw":
-            scores, rows = self.hnsw(s.d_search).search(prefix(queries, s.d_search, cfg.metric, copy=False), k,
+            scores, rows = self.hnsw(s.d_search).search(self._query_prefix(queries, s.d_search), k,
                                                         params=search_params("hnsw", s.ef_search))
         elif s.scan == "pq" and s.nprobe >= cfg.nlist:  # every list: faiss's exhaustive PQ scan
-            xq = self.rotate(prefix(queries, cfg.d_pq, cfg.metric, copy=False))
+            xq = self.rotate(self._query_prefix(queries, cfg.d_pq))
             scores, rows = self.pq().search(xq, k)
         elif s.scan == "flat" and s.d_cluster <= s.d_search:  # faiss chooses the lists and scans them
-            scores, rows = self.ivf(s.d_cluster, s.d_search).search(prefix(queries, s.d_search, cfg.metric, copy=False), k,
+            scores, rows = self.ivf(s.d_cluster, s.d_search).search(self._query_prefix(queries, s.d_search), k,
                                                                      params=search_params("ivf", min(s.nprobe, cfg.nlist)))
         else:
             lists = self.probe(queries, s.d_cluster, s.nprobe)
             if s.scan == "pq":
                 index = self.ivfpq(s.d_cluster)
-                xq = self.rotate(prefix(queries, cfg.d_pq, cfg.metric, copy=False))
+                xq = self.rotate(self._query_prefix(queries, cfg.d_pq))
             else:
                 index = self.ivf(s.d_cluster, s.d_search)
-                xq = prefix(queries, s.d_search, cfg.metric, copy=False)
+                xq = self._query_prefix(queries, s.d_search)
             scores, rows = _search_preassigned(self.preassigned(index), xq, k, lists)
         if cfg.metric == "l2":
             scores = -scores
@@ -585,7 +590,7 @@ class IndexStorage:
         """Exact similarity on the ``d_rerank`` prefix for the given rows (-1 -> -inf), fused in faiss."""
         cfg = self.config
         index = self.flat(d_rerank)
-        q = prefix(queries, d_rerank, cfg.metric, copy=False)
+        q = self._query_prefix(queries, d_rerank)
         missing = rows < 0
         any_missing = bool(missing.any())
         safe = np.ascontiguousarray(np.where(missing, 0, rows) if any_missing else rows, dtype=np.int64)

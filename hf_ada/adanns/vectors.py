@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["prefix", "VectorSource", "ArrayVectorSource", "check_finite"]
+__all__ = ["prefix", "search_queries", "VectorSource", "ArrayVectorSource", "check_finite"]
 
 
 #: a row whose squared length is within this of 1 is taken as unit length already (faiss's normalisation leaves
@@ -12,12 +12,9 @@ __all__ = ["prefix", "VectorSource", "ArrayVectorSource", "check_finite"]
 UNIT_TOLERANCE = 1e-5
 
 
-def prefix(vectors: np.ndarray, dim: int, metric: str, *, copy: bool = True) -> np.ndarray:
+def prefix(vectors: np.ndarray, dim: int, metric: str) -> np.ndarray:
     """First ``dim`` dims of ``vectors`` as C-contiguous float32, re-normalised to unit length for ``ip`` (a
-    zero row stays zero). ``ip`` returns a new array (normalised in place by faiss, in one pass), unless
-    ``copy=False`` and ``vectors`` is already the answer (C-contiguous float32 unit rows, all ``dim`` dims):
-    then ``vectors`` itself, for a caller that only reads it (a search's queries: a copy of them costs a fast
-    IVF search a few percent).
+    zero row stays zero). ``ip`` always returns a new array (normalised in place by faiss, in one pass).
 
     Rows that are unit length already (every row within :data:`UNIT_TOLERANCE`: normalised embeddings, the
     stored vectors, a full-dim prefix of them) are returned bit for bit: normalising them again changes their
@@ -25,16 +22,36 @@ def prefix(vectors: np.ndarray, dim: int, metric: str, *, copy: bool = True) -> 
     its lists, its order of equal scores)."""
     if metric != "ip":
         return np.ascontiguousarray(vectors[:, :dim], dtype=np.float32)
-    import faiss
+    out = np.array(vectors[:, :dim], dtype=np.float32, order="C")
+    return _unit(out, np.einsum("ij,ij->i", out, out))
 
-    reuse = (not copy and vectors.shape[1] == dim and vectors.dtype == np.float32 and vectors.flags.c_contiguous)
-    out = vectors if reuse else np.array(vectors[:, :dim], dtype=np.float32, order="C")
-    squared = np.einsum("ij,ij->i", out, out)
+
+def _unit(out: np.ndarray, squared: np.ndarray) -> np.ndarray:
+    """``out`` (its rows' squared lengths ``squared``) normalised in place by faiss, unless every row is unit
+    length already."""
     if not (np.abs(squared - 1.0) <= UNIT_TOLERANCE).all():
-        if reuse:
-            out = out.copy()
+        import faiss
+
         faiss.normalize_L2(out)
     return out
+
+
+def search_queries(queries: np.ndarray, metric: str, name: str = "queries") -> np.ndarray:
+    """The full-dim query rows every stage of a search takes its prefixes from: ``queries`` (float32, all the
+    index's dims) checked finite (:class:`ValueError` naming the first bad row) and, for ``ip``, unit length
+    -- ``prefix(queries, dim, metric)`` -- in one pass over them. The caller's array itself when it is already
+    that (C-contiguous unit rows: a normalising encoder's output); a search only reads it, and a copy costs a
+    fast IVF batch a few percent."""
+    out = np.ascontiguousarray(queries, dtype=np.float32)
+    if metric != "ip":
+        check_finite(out, name)
+        return out
+    squared = np.einsum("ij,ij->i", out, out)
+    if not np.isfinite(squared).all():  # a NaN or an inf in the row, or a finite row whose square overflows
+        check_finite(out, name)
+    if (np.abs(squared - 1.0) <= UNIT_TOLERANCE).all():
+        return out
+    return _unit(out.copy() if out is queries else out, squared)
 
 
 def check_finite(batch: np.ndarray, name: str, start: int = 0) -> None:
