@@ -301,7 +301,7 @@ def test_tuned_index_never_loses_to_its_own_rigid_candidates(data):
         np.testing.assert_array_equal(rows, direct)
     plan = idx.plan  # no target: the fastest within 1% of flat's recall, every structure included
     flat = next(p for p in rigid if p["scan"] == "exact")
-    assert plan["qps"] == chosen_qps(points, 0.99 * flat["recall"])
+    assert plan["qps"] == chosen_qps(points, 0.99 * flat["recall"], D)
     build = f"full dim: M={idx.config.graph_m(D)} efConstruction {idx.config.ef_construction(D)}, of faiss's default"
     assert "built for tuning" in plan["reason"] and build in plan["reason"]
     kept = {p["d_search"] for p in idx.tuning["time_front"] + idx.tuning["pareto_front"] if p["scan"] == "hnsw"}

@@ -112,7 +112,7 @@ def test_tune_chooses_the_fastest_plan_meeting_the_target_and_says_why(data, ind
     assert any(p["d_cluster"] == D and p["scan"] == "flat" for p in points)  # rigid IVF too
     assert not any(p["scan"] == "flat" and p["d_rerank"] and p["d_rerank"] <= p["d_search"] for p in points)
     plan = index.plan
-    assert plan["qps"] == chosen_qps(points, 0.99 * flat[0]["recall"]) and plan["qps"] >= flat[0]["qps"]
+    assert plan["qps"] == chosen_qps(points, 0.99 * flat[0]["recall"], D) and plan["qps"] >= flat[0]["qps"]
     assert "fastest measured plan" in plan["reason"] and plan["reason"] in caplog.text
     _, rows = index.search_batch(q, k=10)  # the chosen plan is now the default
     _, direct = index.search_batch(q, k=10, **{k: plan[k] for k in ("d_cluster", "d_search", "nprobe", "d_rerank",

@@ -18,6 +18,7 @@ from hf_ada.adanns.tuning import (
     NPROBE_LADDER,
     NPROBES,
     SIMPLER_PLAN_MARGIN,
+    is_full_dim_structure,
     near_front,
     pareto_front,
     refine_grid,
@@ -106,6 +107,24 @@ def test_a_re_rank_plan_must_beat_the_fastest_one_pass_plan_by_more_than_timing_
     assert choose_plan([one_pass, slower, re_rank], 32, target_recall=0.805)["d_rerank"] == 32  # none other reaches
     # a one-pass plan reaching the target only more slowly than the margin leaves the re-rank plan chosen
     assert choose_plan([slower, re_rank], 32, target_recall=0.8)["d_rerank"] == 32
+
+
+def test_a_plan_on_prefixes_must_beat_faiss_s_full_dim_structure_by_more_than_timing_noise():
+    """The rigid IVF (quantizer and scan on all 32 dims), the full-dim graph and exact flat win within 1.05x of
+    a faster plan on prefixes; a prefix plan clearly faster (or the only one reaching the target) wins."""
+    rigid = _p("flat", 0.80, 1.0, d_cluster=32, d_search=32, nprobe=4)  # 1000 q/s
+    prefix_plan = _p("flat", 0.81, 1.0 / 1.04, d_cluster=8, d_search=16, nprobe=6)  # 4% faster
+    graph = _p("hnsw", 0.82, 1.0 / 1.03, d_search=32, ef_search=16)  # the full-dim graph, 3% faster
+    clear = _p("flat", 0.80, 1.0 / 1.2, d_cluster=8, d_search=8, nprobe=8)  # 20% faster
+    assert is_full_dim_structure(rigid, 32) and is_full_dim_structure(graph, 32)
+    assert not is_full_dim_structure(prefix_plan, 32) and not is_full_dim_structure({**rigid, "d_cluster": 8}, 32)
+    assert not is_full_dim_structure({**rigid, "d_rerank": 32, "d_search": 16}, 32)
+    assert choose_plan([rigid, prefix_plan], 32, target_recall=0.8)["d_cluster"] == 32
+    assert choose_plan([rigid, prefix_plan, graph], 32, target_recall=0.8)["scan"] == "hnsw"  # the fastest full-dim
+    assert choose_plan([rigid, prefix_plan, clear], 32, target_recall=0.8)["d_search"] == 8
+    assert choose_plan([rigid, prefix_plan], 32, target_recall=0.805)["d_cluster"] == 8  # the rigid IVF falls short
+    for points in ([rigid, prefix_plan], [rigid, prefix_plan, graph], [rigid, prefix_plan, clear]):
+        assert choose_plan(points, 32, target_recall=0.8)["qps"] == chosen_qps(points, 0.8, 32)
 
 
 def test_a_recall_within_a_tenth_of_its_standard_error_reaches_the_target():
@@ -210,7 +229,7 @@ def test_tune_walks_the_fine_ladder_around_the_front_with_exact_recalls(data):
     target = (lo + hi) / 2
     plan = choose_plan(points, D, target_recall=target)
     assert plan["recall"] >= target - 0.1 * plan["recall_se"]
-    assert plan["qps"] == chosen_qps(points, target)
+    assert plan["qps"] == chosen_qps(points, target, D)
     assert f"+- {plan['recall_se']:.4f}" in plan["reason"]
 
 

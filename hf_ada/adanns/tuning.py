@@ -26,8 +26,11 @@ nearest the faiss thread count in effect where it is made (:func:`at_threads`).
 * nothing: the fastest plan within 1% of the recall of exact flat search (which is always a candidate),
   so a tuned index is never slower than flat search at the quality it is asked for.
 
-For a recall (asked or default), a plan with a re-rank stage wins over the fastest plan without one only
-when it measured more than :data:`SIMPLER_PLAN_MARGIN` faster: a smaller lead is one timing's noise.
+For a recall (asked or default), simpler plans win ties: a faiss structure over all the dims searched in one
+pass (exact flat, the IVF quantizing and scanning every dim, the full-dim graph: what a faiss user attaches;
+:func:`is_full_dim_structure`) is chosen over a faster plan on prefixes, and a one-pass plan over a faster plan
+with a re-rank stage, unless the faster one measured more than :data:`SIMPLER_PLAN_MARGIN` faster: a smaller
+lead is one timing's noise, and the simpler plan does not lose to faiss's own index when the timing was lucky.
 """
 
 from __future__ import annotations
@@ -46,13 +49,14 @@ __all__ = ["retrieval_metrics", "pareto_front", "near_front", "default_grid", "r
            "retime_front", "time_side_by_side", "choose_plan", "describe_plan", "best_time", "faiss_threads", "tuning_threads",
            "at_threads", "time_fronts", "speedups_at_recalls", "full_graph_builds", "WIDER_BUILD_MIN_SPEEDUP",
            "NPROBES", "NPROBE_LADDER", "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
-           "DEFAULT_RELATIVE_RECALL", "SIMPLER_PLAN_MARGIN", "RECALL_RESOLUTION", "reaches", "standard_error"]
+           "DEFAULT_RELATIVE_RECALL", "SIMPLER_PLAN_MARGIN", "RECALL_RESOLUTION", "reaches", "is_full_dim_structure", "standard_error"]
 
 #: without an explicit target, a plan must reach this share of exact flat search's recall
 DEFAULT_RELATIVE_RECALL = 0.99
-#: a plan with a re-rank stage is chosen over one without only when it measured faster by more than this
-#: factor: a smaller gain is within the noise of one timing on a shared machine, and the plan without the
-#: extra stage (its own faiss structure, one pass) is the one that does not lose when the timing was lucky
+#: a plan on prefixes is chosen over a full-dim faiss structure, and a plan with a re-rank stage over a one-pass
+#: plan, only when it measured faster by more than this factor: a smaller gain is within the noise of one timing
+#: on a shared machine (and of the batch size: threads split 500 tuning queries less evenly than a larger
+#: batch), and the simpler plan is the one that does not lose when the timing was lucky
 SIMPLER_PLAN_MARGIN = 1.05
 #: a plan reaches a recall target when its measured recall is at most this share of its standard error short
 RECALL_RESOLUTION = 0.1
@@ -210,6 +214,14 @@ def is_exact_flat(point: dict[str, Any], dim: int) -> bool:
     return point["scan"] == "exact" and point["d_search"] == dim and not point["d_rerank"]
 
 
+def is_full_dim_structure(point: dict[str, Any], dim: int) -> bool:
+    """Whether a plan is a faiss structure over all ``dim`` dims searched in one pass: exact flat search, the
+    IVF whose quantizer and scan use every dim, or the full-dim HNSW graph."""
+    if point["d_rerank"] or point["d_search"] != dim:
+        return False
+    return point["scan"] in ("exact", "hnsw") or (point["scan"] == "flat" and point["d_cluster"] == dim)
+
+
 def reaches(point: dict[str, Any], target: float) -> bool:
     """Whether a measured plan reaches the recall ``target``: at most :data:`RECALL_RESOLUTION` of its
     standard error short of it (exactly, when no standard error was measured)."""
@@ -266,9 +278,11 @@ def choose_plan(
         meets = [p for p in points if reaches(p, target)]
         if meets:
             best = max(meets, key=lambda p: (p["qps"], p["recall"]))
-            one_pass = [p for p in meets if not p["d_rerank"] and p["qps"] * SIMPLER_PLAN_MARGIN >= best["qps"]]
-            if best["d_rerank"] and one_pass:  # within one timing's noise: the plan without the re-rank stage
-                best = max(one_pass, key=lambda p: (p["qps"], p["recall"]))
+            for simpler in (lambda p: is_full_dim_structure(p, dim), lambda p: not p["d_rerank"]):
+                close = [p for p in meets if simpler(p) and p["qps"] * SIMPLER_PLAN_MARGIN >= best["qps"]]
+                if close:  # within one timing's noise of the fastest: the simplest such plan
+                    best = max(close, key=lambda p: (p["qps"], p["recall"]))
+                    break
             se = f" +- {best['recall_se']:.4f}" if best.get("recall_se") is not None else ""
             reason = (f"fastest measured plan with recall >= {target:.4f} ({what}) {where}: recall "
                       f"{best['recall']:.4f}{se} (standard error over the queries)")
