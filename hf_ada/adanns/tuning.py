@@ -46,10 +46,11 @@ import numpy as np
 from .config import FAISS_EF_CONSTRUCTION, SEARCH_KEYS, AdANNSConfig
 
 __all__ = ["retrieval_metrics", "pareto_front", "near_front", "default_grid", "refine_grid", "measure_plans",
-           "retime_front", "time_side_by_side", "choose_plan", "describe_plan", "best_time", "faiss_threads", "tuning_threads",
-           "at_threads", "time_fronts", "speedups_at_recalls", "full_graph_builds", "WIDER_BUILD_MIN_SPEEDUP",
-           "NPROBES", "NPROBE_LADDER", "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
-           "DEFAULT_RELATIVE_RECALL", "SIMPLER_PLAN_MARGIN", "RECALL_RESOLUTION", "reaches", "is_full_dim_structure", "standard_error"]
+           "retime_front", "time_side_by_side", "choose_plan", "describe_plan", "best_time", "faiss_threads",
+           "tuning_threads", "at_threads", "time_fronts", "speedups_at_recalls", "full_graph_builds",
+           "WIDER_BUILD_MIN_SPEEDUP", "NPROBES", "NPROBE_LADDER", "EF_SEARCH", "EF_LADDER", "RERANK_LADDER",
+           "DEFAULT_RELATIVE_RECALL", "SIMPLER_PLAN_MARGIN", "RECALL_RESOLUTION", "reaches", "is_full_dim_structure",
+           "standard_error"]
 
 #: without an explicit target, a plan must reach this share of exact flat search's recall
 DEFAULT_RELATIVE_RECALL = 0.99
@@ -484,8 +485,9 @@ def retime_front(index: Any, queries: np.ndarray, points: list[dict[str, Any]], 
 
 
 #: another HNSW build (:func:`full_graph_builds`) replaces faiss's default one only when its walk reaches every
-#: recall of the default's recall/time front at least this fast (:func:`speedups_at_recalls`; below 1 by the noise of one timing): the
-#: default build is the graph a faiss user attaches, so keeping it makes the rigid HNSW plans that very index
+#: recall of the default's recall/time front at least this fast (:func:`speedups_at_recalls`; below 1 by the
+#: noise of one timing): the default build is the graph a faiss user attaches, so keeping it makes the rigid HNSW
+#: plans that very index
 WIDER_BUILD_MIN_SPEEDUP = 0.97
 
 
