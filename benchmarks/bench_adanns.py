@@ -226,20 +226,19 @@ def main(argv: list[str] | None = None) -> dict:
                    for p in IVF_NPROBES if p <= nlist]
     base_specs += [("HNSW32 (faiss)", f"efSearch={ef}", hnsw, faiss.SearchParametersHNSW(efSearch=ef), hnsw_bytes)
                    for ef in HNSW_EFS]
-    xq_test, xq_tune = queries, tuning_queries
     runs = {}
     for threads in thread_counts:
         faiss.omp_set_num_threads(threads)
         baselines = []
-        base_search = [lambda index=index, params=params: index.search(xq_test, 10, params=params)
+        base_search = [lambda index=index, params=params: index.search(queries, 10, params=params)
                        for _, _, index, params, _ in base_specs]
         times = _side_by_side(base_search, rounds=3)
         for (method, label, index, params, nbytes), seconds, search in zip(base_specs, times, base_search):
             _, rows = search()
-            _, tune_rows = index.search(xq_tune, 10, params=params)
+            _, tune_rows = index.search(tuning_queries, 10, params=params)
             test_metrics, tune_metrics = retrieval_metrics(rows, test_nn, 10), retrieval_metrics(tune_rows, tune_nn, 10)
             baselines.append({"method": method, "label": label, "qps": len(queries) / seconds, "search": search,
-                              "search_one": lambda i, index=index, params=params: index.search(xq_test[i:i + 1], 10,
+                              "search_one": lambda i, index=index, params=params: index.search(queries[i:i + 1], 10,
                                                                                                params=params),
                               "ms": 1000 * seconds / len(queries), "bytes": nbytes,
                               "recall": test_metrics["recall"], "recall_se": test_metrics["recall_se"],

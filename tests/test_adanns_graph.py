@@ -117,8 +117,9 @@ def test_tune_keeps_faiss_default_graph_unless_another_build_walks_clearly_faste
     (M = hnsw_m, width 40) and as the alternatives (width ``hnsw_ef_construction`` = 160 with M and with M / 2);
     an alternative is kept only when its walk reaches each recall of the default's walks at efSearch 16, 32, 64,
     128, 256 (within its standard error) as fast (>= 0.97x: one timing's noise), the one with the best
-    geometric-mean speedup; the reason states the measured speedups and the choice follows them. The kept graph is faiss's IndexHNSWFlat of that M and width
-    (array-equal), prefix graphs keep AdANNS's M and width, and an explicit width is used as given."""
+    geometric-mean speedup; the reason states the measured speedups and the choice follows them. The kept graph
+    is faiss's IndexHNSWFlat of that M and width (array-equal), prefix graphs keep AdANNS's M and width, and an
+    explicit width is used as given."""
     x, _, tune_q = data
 
     def faiss_graph(m: int, width: int) -> np.ndarray:

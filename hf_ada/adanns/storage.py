@@ -529,9 +529,10 @@ class IndexStorage:
             self._hnsw.pop(dim, None)
 
     # ------------------------------------------------------------------ search
-    # ``queries`` of probe / scan / rerank: the full-dim query rows as vectors.search_queries gives them (unit
-    # length for ``ip``), which are their own full-dim prefix
     def _query_prefix(self, queries: np.ndarray, dim: int) -> np.ndarray:
+        """The ``dim``-prefix of ``queries``, the full-dim query rows that probe / scan / rerank take, as
+        :func:`~hf_ada.adanns.vectors.search_queries` gives them (unit length for ``ip``): their own full-dim
+        prefix."""
         return queries if dim == self.config.dim else prefix(queries, dim, self.config.metric)
 
     def probe(self, queries: np.ndarray, d_cluster: int, nprobe: int) -> np.ndarray:
