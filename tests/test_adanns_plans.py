@@ -118,10 +118,13 @@ def test_tune_chooses_the_fastest_plan_meeting_the_target_and_says_why(data, ind
     _, direct = index.search_batch(q, k=10, **{k: plan[k] for k in ("d_cluster", "d_search", "nprobe", "d_rerank",
                                                                      "rerank_k", "scan")})
     np.testing.assert_array_equal(rows, direct)
-    _, fast = index.search_batch(q, k=10, target_recall=0.0)  # any plan meets 0: the fastest one
-    fastest = max(points, key=lambda p: p["qps"])
-    assert index.settings(**{k: fastest[k] for k in ("d_cluster", "d_search", "nprobe", "d_rerank", "rerank_k",
-                                                     "scan")}).as_dict() == index._resolve({}, target_recall=0.0).as_dict()
+    # any plan meets 0: the fastest one, or a simpler one (faiss's full-dim structure, a one-pass plan) within
+    # SIMPLER_PLAN_MARGIN of it, as the transcribed rule says
+    _, fast = index.search_batch(q, k=10, target_recall=0.0)
+    anything = choose_plan(points, D, target_recall=0.0)
+    assert anything["qps"] == chosen_qps(points, 0.0, D)
+    assert index.settings(**{k: anything[k] for k in ("d_cluster", "d_search", "nprobe", "d_rerank", "rerank_k",
+                                                      "scan")}).as_dict() == index._resolve({}, target_recall=0.0).as_dict()
     assert fast.shape == (len(q), 10)
     index.tuning = {"pareto_front": [], "time_front": [], "plan": None}
 
